@@ -1,0 +1,214 @@
+//! The ingest stage: export objects in, validated and masked events (or quarantined records
+//! with their reasons) out. Nothing here writes to the lake; [`crate::Lake`] commits what
+//! this stage produces.
+
+pub mod mask;
+pub mod record;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub use record::{parse_flat_event, FlatEvent, Rejection};
+pub use source::{Framing, SourceObject};
+
+/// A record that could not be used, kept with its position and masked text.
+#[derive(Debug, Clone)]
+pub struct QuarantinedRecord {
+    /// 1-based line the record starts on (0 when the whole object was unreadable).
+    pub line: u64,
+    pub rejection: Rejection,
+    /// The record's text with PII masked.
+    pub record: String,
+}
+
+/// Everything one export object yielded.
+#[derive(Debug)]
+pub struct ParsedObject {
+    pub object: SourceObject,
+    pub framing: Option<Framing>,
+    pub gzipped: bool,
+    /// Valid events with the line each came from.
+    pub events: Vec<(FlatEvent, u64)>,
+    pub quarantined: Vec<QuarantinedRecord>,
+    pub unknown_fields: BTreeMap<String, u64>,
+}
+
+impl ParsedObject {
+    pub fn records(&self) -> u64 {
+        (self.events.len() + self.quarantined.len()) as u64
+    }
+}
+
+/// Parses one export object's bytes. Never fails: an unreadable object becomes one
+/// quarantined record, and each bad record is quarantined on its own while the rest land.
+pub fn parse_object(object: SourceObject, bytes: &[u8]) -> ParsedObject {
+    let mut parsed = ParsedObject {
+        object,
+        framing: None,
+        gzipped: false,
+        events: Vec::new(),
+        quarantined: Vec::new(),
+        unknown_fields: BTreeMap::new(),
+    };
+    let text = match source::decompress(bytes) {
+        Ok((text, gzipped)) => {
+            parsed.gzipped = gzipped;
+            text
+        }
+        Err(e) => {
+            parsed.quarantined.push(QuarantinedRecord {
+                line: 0,
+                rejection: Rejection::UnreadableObject(format!("corrupt gzip data: {e}")),
+                record: String::new(),
+            });
+            return parsed;
+        }
+    };
+    let (framing, spans) = source::split_records(&text);
+    parsed.framing = Some(framing);
+    for span in spans {
+        let raw = &text[span.start..span.end];
+        let record = parse_flat_event(raw);
+        for field in record.unknown_fields {
+            *parsed.unknown_fields.entry(field).or_default() += 1;
+        }
+        match record.outcome {
+            Ok(event) => parsed.events.push((event, span.line)),
+            Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
+                line: span.line,
+                record: masked_record_text(raw),
+                rejection,
+            }),
+        }
+    }
+    parsed
+}
+
+/// A quarantined record as it can be stored: masked field by field when it is JSON, scrubbed
+/// as text when it is not.
+fn masked_record_text(raw: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(mut value) => {
+            mask::mask_json(&mut value);
+            value.to_string()
+        }
+        Err(_) => mask::scrub_text(String::from_utf8_lossy(raw).trim()),
+    }
+}
+
+/// What one `ingest` pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    /// Export objects found under the source.
+    pub objects_listed: u64,
+    /// Objects already in the ingest log with the same size, time and etag.
+    pub objects_skipped: u64,
+    pub objects_read: u64,
+    pub bytes_read: u64,
+    pub records_read: u64,
+    /// Valid events written (after keeping the latest delivery of each `event_id`).
+    pub records_upserted: u64,
+    pub records_quarantined: u64,
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    pub unknown_fields: BTreeMap<String, u64>,
+    /// Delta commits made to `fact_interactions`.
+    pub commits: u64,
+    /// Partitions rewritten by automatic compaction after the pass.
+    pub partitions_compacted: u64,
+    pub elapsed: Duration,
+}
+
+impl IngestReport {
+    pub(crate) fn add_object(&mut self, parsed: &ParsedObject) {
+        self.objects_read += 1;
+        self.bytes_read += parsed.object.size;
+        self.records_read += parsed.records();
+        self.records_quarantined += parsed.quarantined.len() as u64;
+        for q in &parsed.quarantined {
+            let reason = match q.rejection.field() {
+                Some(field) => format!("{} ({field})", q.rejection.code()),
+                None => q.rejection.code().to_string(),
+            };
+            *self.quarantined_by_reason.entry(reason).or_default() += 1;
+        }
+        for (field, n) in &parsed.unknown_fields {
+            *self.unknown_fields.entry(field.clone()).or_default() += n;
+        }
+    }
+}
+
+impl fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "objects: {} listed, {} already ingested, {} read ({:.1} MB)",
+            self.objects_listed,
+            self.objects_skipped,
+            self.objects_read,
+            self.bytes_read as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "records: {} read, {} upserted, {} quarantined",
+            self.records_read, self.records_upserted, self.records_quarantined
+        )?;
+        for (reason, n) in &self.quarantined_by_reason {
+            writeln!(f, "  quarantined {reason}: {n}")?;
+        }
+        if !self.unknown_fields.is_empty() {
+            writeln!(f, "unknown fields (ignored):")?;
+            for (field, n) in &self.unknown_fields {
+                writeln!(f, "  {field}: {n}")?;
+            }
+        }
+        writeln!(
+            f,
+            "commits: {}, partitions compacted: {}",
+            self.commits, self.partitions_compacted
+        )?;
+        write!(f, "time: {:.2} s", self.elapsed.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object() -> SourceObject {
+        SourceObject {
+            path: "x.jsonl".into(),
+            url: "memory://t/x.jsonl".into(),
+            size: 1,
+            e_tag: None,
+            last_modified: 0,
+        }
+    }
+
+    #[test]
+    fn a_bad_record_is_quarantined_and_the_rest_lands() {
+        let text = concat!(
+            r#"{"event_id":"e1","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
+            r#"{"event_id":"e2","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z","duration_seconds":"x","caller_number":"+15551234567"}"#, "\n",
+            r#"{"event_id":"e3", "caller_number":"+15557654321""#, "\n",
+            r#"{"event_id":"e4","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
+        );
+        let parsed = parse_object(object(), text.as_bytes());
+        assert_eq!(parsed.events.iter().map(|(e, l)| (e.event_id.as_str(), *l)).collect::<Vec<_>>(), vec![("e1", 1), ("e4", 4)]);
+        assert_eq!(parsed.quarantined.len(), 2);
+        assert_eq!(parsed.quarantined[0].line, 2);
+        assert_eq!(parsed.quarantined[0].rejection.field(), Some("duration_seconds"));
+        assert_eq!(parsed.quarantined[1].line, 3);
+        for q in &parsed.quarantined {
+            assert!(!q.record.contains("5551234") && !q.record.contains("5557654"), "{}", q.record);
+        }
+    }
+
+    #[test]
+    fn corrupt_gzip_is_one_quarantined_record() {
+        let parsed = parse_object(object(), &[0x1f, 0x8b, 0, 1, 2, 3]);
+        assert_eq!(parsed.quarantined.len(), 1);
+        assert_eq!(parsed.quarantined[0].rejection.code(), "unreadable_object");
+    }
+}

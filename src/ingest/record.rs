@@ -1,0 +1,642 @@
+//! One flat interaction event (GENESYS.md §1): parsed in a single pass with serde, coerced
+//! the way a staging step would, or rejected with the field and the reason.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::mask::mask_phone_number;
+
+/// `source_system` when the export does not say.
+pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
+
+/// A usable event, with PII already masked and `recording_url` kept apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatEvent {
+    pub event_id: String,
+    pub interaction_id: String,
+    /// Microseconds since the epoch, UTC.
+    pub event_timestamp: i64,
+    pub interaction_type: Option<String>,
+    pub direction: Option<String>,
+    pub state: Option<String>,
+    pub duration_seconds: Option<i64>,
+    pub queue_name: Option<String>,
+    pub agent_id: Option<String>,
+    pub source_system: String,
+    pub caller_number_masked: Option<String>,
+    pub campaign_id: Option<String>,
+    /// Goes to `call_recordings` only, whose access can be restricted.
+    pub recording_url: Option<String>,
+    /// `created_at` when the export carries one (microseconds, UTC).
+    pub created_at: Option<i64>,
+}
+
+impl FlatEvent {
+    /// Days since the epoch of the event's UTC date: the `event_date` partition.
+    pub fn event_date(&self) -> i32 {
+        self.event_timestamp.div_euclid(86_400_000_000) as i32
+    }
+}
+
+/// Why a record cannot be used. `code()` groups them in the ingest summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    InvalidJson(String),
+    NotAnObject,
+    MissingField(&'static str),
+    WrongType { field: &'static str, found: &'static str },
+    InvalidTimestamp(String),
+    DurationNotInteger(String),
+    DurationNegative(i64),
+    /// The whole object could not be read (corrupt gzip, unreadable bytes).
+    UnreadableObject(String),
+}
+
+impl Rejection {
+    /// A stable code for summaries and the quarantine table's `reason` column.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidJson(_) => "invalid_json",
+            Rejection::NotAnObject => "not_an_object",
+            Rejection::MissingField(_) => "missing_field",
+            Rejection::WrongType { .. } => "wrong_type",
+            Rejection::InvalidTimestamp(_) => "invalid_timestamp",
+            Rejection::DurationNotInteger(_) => "duration_not_integer",
+            Rejection::DurationNegative(_) => "duration_negative",
+            Rejection::UnreadableObject(_) => "unreadable_object",
+        }
+    }
+
+    /// The field at fault, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Rejection::MissingField(f) | Rejection::WrongType { field: f, .. } => Some(f),
+            Rejection::InvalidTimestamp(_) => Some("timestamp"),
+            Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
+                Some("duration_seconds")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::InvalidJson(e) => write!(f, "invalid JSON: {e}"),
+            Rejection::NotAnObject => write!(f, "record is not a JSON object"),
+            Rejection::MissingField(field) => write!(f, "{field} is missing or empty"),
+            Rejection::WrongType { field, found } => {
+                write!(f, "{field} has the wrong type: found {found}")
+            }
+            Rejection::InvalidTimestamp(v) => {
+                write!(f, "timestamp is not an ISO-8601 date-time: {v:?}")
+            }
+            Rejection::DurationNotInteger(v) => {
+                write!(f, "duration_seconds is not an integer: {v}")
+            }
+            Rejection::DurationNegative(v) => write!(f, "duration_seconds is negative: {v}"),
+            Rejection::UnreadableObject(e) => write!(f, "object cannot be read: {e}"),
+        }
+    }
+}
+
+/// A parsed record: the event or why not, plus the field names the event did not define
+/// (schema drift, counted in the summary).
+#[derive(Debug)]
+pub struct ParsedRecord {
+    pub outcome: Result<FlatEvent, Rejection>,
+    pub unknown_fields: Vec<String>,
+}
+
+/// Parses and validates one record's JSON text.
+pub fn parse_flat_event(json: &[u8]) -> ParsedRecord {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let raw = match RawRecord::deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return ParsedRecord {
+                outcome: Err(Rejection::InvalidJson(e.to_string())),
+                unknown_fields: Vec::new(),
+            }
+        }
+    };
+    match raw {
+        RawRecord::NotAnObject => ParsedRecord {
+            outcome: Err(Rejection::NotAnObject),
+            unknown_fields: Vec::new(),
+        },
+        RawRecord::Object(fields) => {
+            let unknown_fields = fields.unknown.clone();
+            ParsedRecord {
+                outcome: fields.validate(),
+                unknown_fields,
+            }
+        }
+    }
+}
+
+/// A JSON scalar as it arrived, before coercion.
+#[derive(Debug, Clone, PartialEq)]
+enum Flex<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+impl Flex<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Flex::Null => "null",
+            Flex::Bool(_) => "boolean",
+            Flex::Int(_) | Flex::UInt(_) => "integer",
+            Flex::Float(_) => "number",
+            Flex::Str(_) => "string",
+            Flex::Object => "object",
+            Flex::Array => "array",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Flex<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FlexVisitor;
+        impl<'de> Visitor<'de> for FlexVisitor {
+            type Value = Flex<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Flex::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Flex::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Flex::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Flex::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Flex::UInt(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Flex::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Flex::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Flex::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Flex::Str(Cow::Owned(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Flex::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Flex::Array)
+            }
+        }
+        d.deserialize_any(FlexVisitor)
+    }
+}
+
+/// The top-level value of a record: an object's fields, or anything else.
+enum RawRecord<'a> {
+    Object(RawFields<'a>),
+    NotAnObject,
+}
+
+/// The known fields of a flat event, each as it arrived.
+#[derive(Default)]
+struct RawFields<'a> {
+    event_id: Option<Flex<'a>>,
+    interaction_id: Option<Flex<'a>>,
+    timestamp: Option<Flex<'a>>,
+    interaction_type: Option<Flex<'a>>,
+    direction: Option<Flex<'a>>,
+    state: Option<Flex<'a>>,
+    duration_seconds: Option<Flex<'a>>,
+    queue_name: Option<Flex<'a>>,
+    agent_id: Option<Flex<'a>>,
+    source_system: Option<Flex<'a>>,
+    caller_number_masked: Option<Flex<'a>>,
+    /// First raw number seen (`caller_number`, `ani`, ...): masked, used when no masked
+    /// number came, never stored as it is.
+    raw_caller_number: Option<Flex<'a>>,
+    recording_url: Option<Flex<'a>>,
+    campaign_id: Option<Flex<'a>>,
+    created_at: Option<Flex<'a>>,
+    unknown: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawRecord<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RecordVisitor;
+        impl<'de> Visitor<'de> for RecordVisitor {
+            type Value = RawRecord<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut raw = RawFields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "event_id" => &mut raw.event_id,
+                        "interaction_id" => &mut raw.interaction_id,
+                        "timestamp" | "event_timestamp" => &mut raw.timestamp,
+                        "type" | "interaction_type" => &mut raw.interaction_type,
+                        "direction" => &mut raw.direction,
+                        "state" => &mut raw.state,
+                        "duration_seconds" => &mut raw.duration_seconds,
+                        "queue_name" => &mut raw.queue_name,
+                        "agent_id" => &mut raw.agent_id,
+                        "source_system" => &mut raw.source_system,
+                        "caller_number_masked" => &mut raw.caller_number_masked,
+                        "recording_url" => &mut raw.recording_url,
+                        "created_at" => &mut raw.created_at,
+                        "campaign_id" => &mut raw.campaign_id,
+                        "metadata" => {
+                            let meta: Metadata<'de> = map.next_value()?;
+                            if meta.campaign_id.is_some() {
+                                raw.campaign_id = meta.campaign_id;
+                            }
+                            raw.unknown.extend(meta.unknown);
+                            continue;
+                        }
+                        name if super::mask::PHONE_FIELDS.contains(&name) => {
+                            let value: Flex<'de> = map.next_value()?;
+                            if raw.raw_caller_number.is_none() {
+                                raw.raw_caller_number = Some(value);
+                            }
+                            continue;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            raw.unknown.push(key.into_owned());
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(RawRecord::Object(raw))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawRecord::NotAnObject)
+            }
+        }
+        d.deserialize_any(RecordVisitor)
+    }
+}
+
+/// `metadata{}`: `campaign_id` is kept, `source_ip` is dropped unread, anything else is drift.
+struct Metadata<'a> {
+    campaign_id: Option<Flex<'a>>,
+    unknown: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Metadata<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MetadataVisitor;
+        impl<'de> Visitor<'de> for MetadataVisitor {
+            type Value = Metadata<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metadata object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut meta = Metadata {
+                    campaign_id: None,
+                    unknown: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "campaign_id" => meta.campaign_id = Some(map.next_value()?),
+                        "source_ip" => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            meta.unknown.push(format!("metadata.{key}"));
+                        }
+                    }
+                }
+                Ok(meta)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Metadata {
+                    campaign_id: None,
+                    unknown: Vec::new(),
+                })
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Metadata {
+                    campaign_id: None,
+                    unknown: Vec::new(),
+                })
+            }
+        }
+        d.deserialize_any(MetadataVisitor)
+    }
+}
+
+impl RawFields<'_> {
+    fn validate(self) -> Result<FlatEvent, Rejection> {
+        let event_id = required_id(self.event_id, "event_id")?;
+        let interaction_id = required_id(self.interaction_id, "interaction_id")?;
+        let event_timestamp = match self.timestamp {
+            None | Some(Flex::Null) => return Err(Rejection::MissingField("timestamp")),
+            Some(v) => coerce_timestamp(&v, "timestamp")?,
+        };
+        let duration_seconds = match self.duration_seconds {
+            None | Some(Flex::Null) => None,
+            Some(v) => Some(coerce_duration(&v)?),
+        };
+        let created_at = match self.created_at {
+            None | Some(Flex::Null) => None,
+            // A created_at we cannot read is not worth losing the event for.
+            Some(v) => coerce_timestamp(&v, "created_at").ok(),
+        };
+        let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
+            .or(optional_text(self.raw_caller_number, "caller_number")?)
+            .map(|n| mask_phone_number(&n));
+        Ok(FlatEvent {
+            event_id,
+            interaction_id,
+            event_timestamp,
+            interaction_type: optional_enum(self.interaction_type, "type")?,
+            direction: optional_enum(self.direction, "direction")?,
+            state: optional_enum(self.state, "state")?,
+            duration_seconds,
+            // Queue names are partition values and must round-trip exactly: not trimmed.
+            queue_name: match self.queue_name {
+                None | Some(Flex::Null) => None,
+                Some(Flex::Str(s)) if s.is_empty() => None,
+                Some(Flex::Str(s)) => Some(s.into_owned()),
+                Some(v) => scalar_text(&v, "queue_name")?,
+            },
+            agent_id: optional_text(self.agent_id, "agent_id")?,
+            source_system: optional_text(self.source_system, "source_system")?
+                .unwrap_or_else(|| DEFAULT_SOURCE_SYSTEM.to_string()),
+            caller_number_masked: caller_number,
+            campaign_id: optional_text(self.campaign_id, "metadata.campaign_id")?,
+            recording_url: optional_text(self.recording_url, "recording_url")?,
+            created_at,
+        })
+    }
+}
+
+fn required_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
+    match value {
+        None | Some(Flex::Null) => Err(Rejection::MissingField(field)),
+        Some(Flex::Str(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                Err(Rejection::MissingField(field))
+            } else {
+                Ok(s.to_string())
+            }
+        }
+        Some(Flex::Int(i)) => Ok(i.to_string()),
+        Some(Flex::UInt(u)) => Ok(u.to_string()),
+        Some(other) => Err(Rejection::WrongType {
+            field,
+            found: other.type_name(),
+        }),
+    }
+}
+
+/// Scalars become text (a drifted number or boolean is still the value); objects and arrays
+/// cannot be.
+fn scalar_text(value: &Flex<'_>, field: &'static str) -> Result<Option<String>, Rejection> {
+    match value {
+        Flex::Null => Ok(None),
+        Flex::Str(s) => {
+            let s = s.trim();
+            Ok((!s.is_empty()).then(|| s.to_string()))
+        }
+        Flex::Int(i) => Ok(Some(i.to_string())),
+        Flex::UInt(u) => Ok(Some(u.to_string())),
+        Flex::Float(f) => Ok(Some(f.to_string())),
+        Flex::Bool(b) => Ok(Some(b.to_string())),
+        Flex::Object | Flex::Array => Err(Rejection::WrongType {
+            field,
+            found: value.type_name(),
+        }),
+    }
+}
+
+fn optional_text(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(v) => scalar_text(&v, field),
+    }
+}
+
+/// Enumerations (`type`, `direction`, `state`) are lower case in flat events and detail
+/// records but upper case in EventBridge events: normalised to lower case.
+fn optional_enum(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
+    Ok(optional_text(value, field)?.map(|s| s.to_lowercase()))
+}
+
+fn coerce_duration(value: &Flex<'_>) -> Result<i64, Rejection> {
+    let from_float = |f: f64, shown: String| {
+        if !f.is_finite() || f.fract() != 0.0 {
+            Err(Rejection::DurationNotInteger(shown))
+        } else if f < 0.0 {
+            Err(Rejection::DurationNegative(f as i64))
+        } else if f > i64::MAX as f64 {
+            Err(Rejection::DurationNotInteger(shown))
+        } else {
+            Ok(f as i64)
+        }
+    };
+    match value {
+        Flex::Int(i) if *i < 0 => Err(Rejection::DurationNegative(*i)),
+        Flex::Int(i) => Ok(*i),
+        Flex::UInt(u) => i64::try_from(*u).map_err(|_| Rejection::DurationNotInteger(u.to_string())),
+        Flex::Float(f) => from_float(*f, f.to_string()),
+        Flex::Str(s) => {
+            let t = s.trim();
+            if let Ok(i) = t.parse::<i64>() {
+                if i < 0 {
+                    Err(Rejection::DurationNegative(i))
+                } else {
+                    Ok(i)
+                }
+            } else if let Ok(f) = t.parse::<f64>() {
+                from_float(f, format!("{t:?}"))
+            } else {
+                Err(Rejection::DurationNotInteger(format!("{:?}", truncate(t))))
+            }
+        }
+        other => Err(Rejection::DurationNotInteger(other.type_name().to_string())),
+    }
+}
+
+fn coerce_timestamp(value: &Flex<'_>, field: &'static str) -> Result<i64, Rejection> {
+    match value {
+        Flex::Str(s) => parse_timestamp(s.trim())
+            .ok_or_else(|| Rejection::InvalidTimestamp(truncate(s).to_string())),
+        // Epoch numbers: milliseconds when large (EventBridge's eventTime), else seconds.
+        Flex::Int(i) => Ok(epoch_to_micros(*i as f64)),
+        Flex::UInt(u) => Ok(epoch_to_micros(*u as f64)),
+        Flex::Float(f) if f.is_finite() => Ok(epoch_to_micros(*f)),
+        other => Err(Rejection::WrongType {
+            field,
+            found: other.type_name(),
+        }),
+    }
+}
+
+fn epoch_to_micros(v: f64) -> i64 {
+    if v.abs() >= 1e11 {
+        (v * 1_000.0) as i64
+    } else {
+        (v * 1_000_000.0) as i64
+    }
+}
+
+/// ISO-8601 / RFC 3339 with `Z` or an offset, with or without fractions, `T` or space; an
+/// offset without colon; a local time without offset is taken as UTC.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc).timestamp_micros());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, format) {
+            return Some(t.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    None
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<FlatEvent, Rejection> {
+        parse_flat_event(json.as_bytes()).outcome
+    }
+
+    const BASE: &str = r#""event_id":"e1","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z""#;
+
+    #[test]
+    fn design_card_event_parses() {
+        let e = parse(&format!(
+            r#"{{{BASE},"type":"voice","direction":"inbound","state":"completed","duration_seconds":345,
+            "queue_name":"Billing / Tier=2","agent_id":"a-7","caller_number_masked":"+15551234567",
+            "recording_url":"https://r/1","metadata":{{"source_ip":"10.0.0.1","campaign_id":"c9"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.event_timestamp, 1_709_542_800_000_000);
+        assert_eq!(e.duration_seconds, Some(345));
+        assert_eq!(e.queue_name.as_deref(), Some("Billing / Tier=2"));
+        assert_eq!(e.caller_number_masked.as_deref(), Some("+*******4567"));
+        assert_eq!(e.campaign_id.as_deref(), Some("c9"));
+        assert_eq!(e.recording_url.as_deref(), Some("https://r/1"));
+        assert_eq!(e.source_system, DEFAULT_SOURCE_SYSTEM);
+    }
+
+    #[test]
+    fn drifted_types_are_coerced() {
+        for (d, want) in [(r#""345""#, 345), ("345.0", 345), (r#""345.0""#, 345), ("0", 0)] {
+            let e = parse(&format!(r#"{{{BASE},"duration_seconds":{d}}}"#)).unwrap();
+            assert_eq!(e.duration_seconds, Some(want), "{d}");
+        }
+        let e = parse(r#"{"event_id":17,"interaction_id":"i","timestamp":"2024-03-04T10:00:00.123+01:00","type":"VOICE","queue_name":42}"#).unwrap();
+        assert_eq!(e.event_id, "17");
+        assert_eq!(e.event_timestamp, 1_709_542_800_123_000);
+        assert_eq!(e.interaction_type.as_deref(), Some("voice"));
+        assert_eq!(e.queue_name.as_deref(), Some("42"));
+        let e = parse(r#"{"event_id":"x","interaction_id":"i","timestamp":1709542800000}"#).unwrap();
+        assert_eq!(e.event_timestamp, 1_709_542_800_000_000);
+    }
+
+    #[test]
+    fn timestamps_in_every_iso_form_become_utc() {
+        let want = Some(1_709_542_800_000_000);
+        for s in [
+            "2024-03-04T09:00:00Z",
+            "2024-03-04T09:00:00.000Z",
+            "2024-03-04T04:00:00-05:00",
+            "2024-03-04T10:00:00+0100",
+            "2024-03-04 09:00:00Z",
+            "2024-03-04T09:00:00",
+        ] {
+            assert_eq!(parse_timestamp(s), want, "{s}");
+        }
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("2024-13-45T09:00:00Z"), None);
+    }
+
+    #[test]
+    fn unusable_records_say_why() {
+        assert_eq!(parse("[1,2]"), Err(Rejection::NotAnObject));
+        assert_eq!(parse(r#"{"interaction_id":"i","timestamp":"2024-03-04T09:00:00Z"}"#), Err(Rejection::MissingField("event_id")));
+        assert_eq!(parse(r#"{"event_id":" ","interaction_id":"i","timestamp":"2024-03-04T09:00:00Z"}"#), Err(Rejection::MissingField("event_id")));
+        assert_eq!(parse(r#"{"event_id":"e","timestamp":"2024-03-04T09:00:00Z"}"#), Err(Rejection::MissingField("interaction_id")));
+        assert_eq!(parse(r#"{"event_id":"e","interaction_id":"i"}"#), Err(Rejection::MissingField("timestamp")));
+        assert!(matches!(parse(r#"{"event_id":"e","interaction_id":"i","timestamp":"soon"}"#), Err(Rejection::InvalidTimestamp(_))));
+        assert!(matches!(parse(&format!(r#"{{{BASE},"duration_seconds":12.5}}"#)), Err(Rejection::DurationNotInteger(_))));
+        assert!(matches!(parse(&format!(r#"{{{BASE},"duration_seconds":"abc"}}"#)), Err(Rejection::DurationNotInteger(_))));
+        assert_eq!(parse(&format!(r#"{{{BASE},"duration_seconds":-3}}"#)), Err(Rejection::DurationNegative(-3)));
+        assert!(matches!(parse(r#"{"event_id":"e","#), Err(Rejection::InvalidJson(_))));
+        assert_eq!(Rejection::DurationNegative(-3).field(), Some("duration_seconds"));
+    }
+
+    #[test]
+    fn raw_numbers_never_survive_and_unknown_fields_are_counted() {
+        let parsed = parse_flat_event(
+            format!(r#"{{{BASE},"caller_number":"+15551234567","ani":"tel:+15550000000","colour":"red","metadata":{{"source_ip":"1.2.3.4","x":1}}}}"#).as_bytes(),
+        );
+        let e = parsed.outcome.unwrap();
+        assert_eq!(e.caller_number_masked.as_deref(), Some("+*******4567"));
+        assert_eq!(parsed.unknown_fields, vec!["colour".to_string(), "metadata.x".to_string()]);
+    }
+}

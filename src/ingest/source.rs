@@ -1,0 +1,304 @@
+//! Export objects: listing them under a source location, reading their bytes, taking off
+//! gzip, and cutting the text into records with the line each starts on.
+//!
+//! The format is recognised by content, not by the name: gzip by its magic bytes, a JSON
+//! array by its `[`, NDJSON by a first line that is a whole JSON value, and anything else that
+//! starts with `{` as a stream of (pretty-printed) objects.
+
+use std::io::Read;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+
+use crate::storage::Location;
+
+/// One export object as listed: its identity for the ingest log and for "latest delivery
+/// wins" ordering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceObject {
+    /// Path inside the store, used to fetch it.
+    pub path: Path,
+    /// Full URL, the object's name in the lake (`source_object` columns, `ingest_log`).
+    pub url: String,
+    pub size: u64,
+    pub e_tag: Option<String>,
+    /// Microseconds since the epoch; first key of "latest delivery wins".
+    pub last_modified: i64,
+}
+
+impl SourceObject {
+    fn from_meta(location: &Location, prefix: &Path, meta: ObjectMeta) -> Self {
+        let relative: Vec<_> = meta
+            .location
+            .prefix_match(prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+            .unwrap_or_default();
+        let url = if relative.is_empty() {
+            format!("{}{}", location.url(), meta.location)
+        } else {
+            format!("{}{}", location.url(), relative.join("/"))
+        };
+        Self {
+            path: meta.location,
+            url,
+            size: meta.size,
+            e_tag: meta.e_tag,
+            last_modified: meta.last_modified.timestamp_micros(),
+        }
+    }
+
+    pub fn last_modified_utc(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.last_modified).unwrap_or_default()
+    }
+
+    /// The version of the object the lake has seen: a changed object is read again.
+    pub fn version_key(&self) -> (String, i64, i64, String) {
+        (
+            self.url.clone(),
+            self.size as i64,
+            self.last_modified,
+            self.e_tag.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// Lists every export object under `location`, oldest first (then by name), skipping hidden
+/// and marker files (`.…`, `_…`) such as `_SUCCESS` and `.DS_Store`.
+pub async fn list_source_objects(
+    store: &dyn ObjectStore,
+    location: &Location,
+    prefix: &Path,
+) -> Result<Vec<SourceObject>, object_store::Error> {
+    let listed: Vec<ObjectMeta> = store.list(Some(prefix)).try_collect().await?;
+    let mut objects: Vec<SourceObject> = listed
+        .into_iter()
+        .filter(|meta| {
+            meta.location
+                .parts()
+                .all(|p| !p.as_ref().starts_with('.') && !p.as_ref().starts_with('_'))
+        })
+        .map(|meta| SourceObject::from_meta(location, prefix, meta))
+        .collect();
+    objects.sort_by(|a, b| (a.last_modified, &a.url).cmp(&(b.last_modified, &b.url)));
+    Ok(objects)
+}
+
+/// How an object's text is cut into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON value per line.
+    Ndjson,
+    /// A top-level array; each element is a record.
+    JsonArray,
+    /// One or more JSON values one after another, possibly spanning lines.
+    JsonStream,
+}
+
+impl Framing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::Ndjson => "ndjson",
+            Framing::JsonArray => "json_array",
+            Framing::JsonStream => "json",
+        }
+    }
+}
+
+/// A record's bytes within the object's text and the 1-based line it starts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub line: u64,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Takes off gzip (possibly several members) when the bytes start with its magic number.
+pub fn decompress(bytes: &[u8]) -> std::io::Result<(Vec<u8>, bool)> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 6);
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        Ok((out, true))
+    } else {
+        Ok((bytes.to_vec(), false))
+    }
+}
+
+/// Cuts an object's text into records.
+pub fn split_records(text: &[u8]) -> (Framing, Vec<RecordSpan>) {
+    let bom = if text.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
+    let Some(first) = text[bom..].iter().position(|b| !b.is_ascii_whitespace()) else {
+        return (Framing::Ndjson, Vec::new());
+    };
+    let first = first + bom;
+    match text[first] {
+        b'[' => (Framing::JsonArray, split_array(text, first)),
+        b'{' => {
+            let line_end = memchr(b'\n', &text[first..]).map_or(text.len(), |i| first + i);
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&text[first..line_end]).is_ok() {
+                (Framing::Ndjson, split_lines(text))
+            } else {
+                (Framing::JsonStream, split_stream(text, first))
+            }
+        }
+        _ => (Framing::Ndjson, split_lines(text)),
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+fn split_lines(text: &[u8]) -> Vec<RecordSpan> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    let mut line = 1;
+    while start < text.len() {
+        let end = memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+        if text[start..end].iter().any(|b| !b.is_ascii_whitespace()) {
+            spans.push(RecordSpan { line, start, end });
+        }
+        start = end + 1;
+        line += 1;
+    }
+    spans
+}
+
+/// Scans JSON text from `pos` for the end of one value, honouring strings and nesting.
+/// Returns the index just past the value (or the text's end when it is unterminated), and
+/// the number of newlines passed.
+fn scan_value(text: &[u8], mut pos: usize, stop_at: &[u8]) -> (usize, u64) {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut newlines = 0;
+    while pos < text.len() {
+        let b = text[pos];
+        if b == b'\n' {
+            newlines += 1;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    if depth == 0 && stop_at.is_empty() {
+                        return (pos + 1, newlines);
+                    }
+                }
+                _ if depth == 0 && stop_at.contains(&b) => return (pos, newlines),
+                _ => {}
+            }
+        }
+        pos += 1;
+    }
+    (pos, newlines)
+}
+
+fn split_array(text: &[u8], open: usize) -> Vec<RecordSpan> {
+    let mut spans = Vec::new();
+    let mut line = 1 + text[..open].iter().filter(|&&b| b == b'\n').count() as u64;
+    let mut pos = open + 1;
+    loop {
+        while pos < text.len() && (text[pos].is_ascii_whitespace() || text[pos] == b',') {
+            if text[pos] == b'\n' {
+                line += 1;
+            }
+            pos += 1;
+        }
+        if pos >= text.len() || text[pos] == b']' {
+            return spans;
+        }
+        let (end, newlines) = scan_value(text, pos, b",]");
+        spans.push(RecordSpan { line, start: pos, end });
+        line += newlines;
+        pos = end;
+    }
+}
+
+fn split_stream(text: &[u8], first: usize) -> Vec<RecordSpan> {
+    let mut spans = Vec::new();
+    let mut line = 1 + text[..first].iter().filter(|&&b| b == b'\n').count() as u64;
+    let mut pos = first;
+    loop {
+        while pos < text.len() && text[pos].is_ascii_whitespace() {
+            if text[pos] == b'\n' {
+                line += 1;
+            }
+            pos += 1;
+        }
+        if pos >= text.len() {
+            return spans;
+        }
+        let (end, newlines) = if text[pos] == b'{' || text[pos] == b'[' {
+            scan_value(text, pos, b"")
+        } else {
+            // Garbage between objects: up to the end of its line is one bad record.
+            let end = memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
+            (end, 0)
+        };
+        spans.push(RecordSpan { line, start: pos, end });
+        line += newlines;
+        pos = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str) -> (Framing, Vec<(u64, String)>) {
+        let (framing, spans) = split_records(text.as_bytes());
+        let recs = spans
+            .iter()
+            .map(|s| (s.line, text[s.start..s.end].trim().to_string()))
+            .collect();
+        (framing, recs)
+    }
+
+    #[test]
+    fn ndjson_lines_keep_their_numbers_and_skip_blanks() {
+        let (f, r) = records("{\"a\":1}\n\n{\"a\":2}\nnot json\n");
+        assert_eq!(f, Framing::Ndjson);
+        assert_eq!(r, vec![(1, "{\"a\":1}".into()), (3, "{\"a\":2}".into()), (4, "not json".into())]);
+    }
+
+    #[test]
+    fn arrays_split_into_elements_even_with_a_bad_one() {
+        let (f, r) = records("[\n {\"a\":\"x,]\"},\n {\"a\": oops},\n {\"b\":[1,2]}\n]");
+        assert_eq!(f, Framing::JsonArray);
+        assert_eq!(
+            r,
+            vec![(2, "{\"a\":\"x,]\"}".into()), (3, "{\"a\": oops}".into()), (4, "{\"b\":[1,2]}".into())]
+        );
+    }
+
+    #[test]
+    fn pretty_printed_objects_form_a_stream() {
+        let (f, r) = records("{\n  \"a\": 1\n}\n{\n  \"a\": 2\n}\n");
+        assert_eq!(f, Framing::JsonStream);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].0, 4);
+    }
+
+    #[test]
+    fn gzip_is_recognised_by_content() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"{\"a\":1}\n").unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(decompress(&gz).unwrap(), (b"{\"a\":1}\n".to_vec(), true));
+        assert_eq!(decompress(b"{}").unwrap(), (b"{}".to_vec(), false));
+        assert!(decompress(&gz[..gz.len() / 2]).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! Where sources and lakes live: a local path or an object-store URL, turned into an
+//! [`ObjectStore`] plus a prefix inside it.
+//!
+//! Credentials and endpoints come from the environment the way each store's own builder
+//! reads them (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_ALLOW_HTTP`, `GOOGLE_*`,
+//! `AZURE_*`), so cclake and the Delta writer see the same configuration.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use url::Url;
+
+/// Errors of turning a user's path or URL into a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("'{0}' is not a valid location: {1}")]
+    InvalidLocation(String, String),
+    #[error("unsupported URL scheme '{0}' (use a path, file://, s3://, gs://, az://, abfss:// or memory://)")]
+    UnsupportedScheme(String),
+    #[error("cannot use local folder '{path}': {source}")]
+    LocalFolder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot configure the object store for '{url}': {source}")]
+    Store {
+        url: String,
+        source: object_store::Error,
+    },
+}
+
+/// A location given by the user, resolved to an absolute URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Always absolute and ending in `/`, so joining a child name never replaces the last
+    /// segment.
+    url: Url,
+}
+
+impl Location {
+    /// Parses a local path (relative or absolute) or a URL. A local folder is created when
+    /// `create` is set, since a lake may be opened before anything was written to it.
+    pub fn parse(input: &str, create: bool) -> Result<Self, StorageError> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            StorageError::InvalidLocation(input.to_string(), e.to_string())
+        };
+        let mut url = if input.contains("://") {
+            Url::parse(input).map_err(|e| invalid(&e))?
+        } else {
+            let path = std::path::Path::new(input);
+            if create {
+                std::fs::create_dir_all(path).map_err(|source| StorageError::LocalFolder {
+                    path: input.to_string(),
+                    source,
+                })?;
+            }
+            let absolute = std::path::absolute(path).map_err(|source| StorageError::LocalFolder {
+                path: input.to_string(),
+                source,
+            })?;
+            Url::from_directory_path(&absolute)
+                .map_err(|()| invalid(&"not an absolute local path"))?
+        };
+        match url.scheme() {
+            "file" => {
+                if create {
+                    let path = url
+                        .to_file_path()
+                        .map_err(|()| invalid(&"not a local file URL"))?;
+                    std::fs::create_dir_all(&path).map_err(|source| StorageError::LocalFolder {
+                        path: input.to_string(),
+                        source,
+                    })?;
+                }
+            }
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "memory" => {}
+            other => return Err(StorageError::UnsupportedScheme(other.to_string())),
+        }
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Self { url })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The location of a child folder (a table under the lake root).
+    pub fn join(&self, name: &str) -> Self {
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}{}/", self.url.path(), name));
+        Self { url }
+    }
+
+    pub fn is_memory(&self) -> bool {
+        self.url.scheme() == "memory"
+    }
+
+    /// The object store holding this location and the prefix of the location inside it.
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+        let store_err = |source| StorageError::Store {
+            url: self.url.to_string(),
+            source,
+        };
+        let store: Arc<dyn ObjectStore> = match self.url.scheme() {
+            "file" => Arc::new(LocalFileSystem::new()),
+            "memory" => memory_store(self.url.host_str().unwrap_or_default()),
+            "s3" | "s3a" => Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_url(self.url.as_str())
+                    .build()
+                    .map_err(store_err)?,
+            ),
+            "gs" => Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(self.url.as_str())
+                    .build()
+                    .map_err(store_err)?,
+            ),
+            _ => Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_url(self.url.as_str())
+                    .build()
+                    .map_err(store_err)?,
+            ),
+        };
+        let prefix = match self.url.scheme() {
+            "file" => {
+                let path = self.url.to_file_path().map_err(|()| {
+                    StorageError::InvalidLocation(self.url.to_string(), "not a local path".into())
+                })?;
+                Path::from_absolute_path(&path).map_err(|e| StorageError::Store {
+                    url: self.url.to_string(),
+                    source: e.into(),
+                })?
+            }
+            // For buckets and containers the URL's host is the bucket; the path is the prefix.
+            _ => Path::from_url_path(self.url.path()).map_err(|e| StorageError::Store {
+                url: self.url.to_string(),
+                source: e.into(),
+            })?,
+        };
+        Ok((store, prefix))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.url.as_str())
+    }
+}
+
+/// `memory://NAME/` stores live as long as the process, shared by name, so a test can write
+/// exports and a lake to the same named store and open it again.
+pub fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let stores = STORES.get_or_init(Default::default);
+    let mut stores = match stores.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_path_becomes_absolute_file_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("lake");
+        let loc = Location::parse(input.to_str().unwrap(), true).unwrap();
+        assert_eq!(loc.url().scheme(), "file");
+        assert!(loc.url().path().ends_with("/lake/"));
+        assert!(input.is_dir());
+        assert!(loc.join("fact_interactions").url().path().ends_with("/lake/fact_interactions/"));
+    }
+
+    #[test]
+    fn urls_keep_bucket_and_prefix() {
+        let loc = Location::parse("s3://bucket/exports/2024", false).unwrap();
+        assert_eq!(loc.url().as_str(), "s3://bucket/exports/2024/");
+        assert!(matches!(
+            Location::parse("ftp://x/y", false),
+            Err(StorageError::UnsupportedScheme(_))
+        ));
+    }
+
+    #[test]
+    fn memory_stores_are_shared_by_name() {
+        let a = memory_store("shared-by-name");
+        let b = memory_store("shared-by-name");
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

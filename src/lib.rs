@@ -37,12 +37,12 @@
 //! ```
 #![warn(unreachable_pub, missing_debug_implementations)]
 
-//pub mod generate;
+pub mod generate;
 pub mod ingest;
-//pub mod lake;
-//pub mod query;
+pub mod lake;
+pub mod query;
 pub mod storage;
 
 pub use ingest::IngestReport;
-//pub use lake::{Lake, LakeError, LakeOptions};
-//pub use query::{OutputFormat, QueryError};
+pub use lake::{Lake, LakeError, LakeOptions};
+pub use query::{OutputFormat, QueryError};

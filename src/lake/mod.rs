@@ -1,0 +1,490 @@
+//! The lake: Delta tables under one root, and the write side that fills them.
+//!
+//! An ingest pass lists the source, skips every object version already in `ingest_log`,
+//! parses the rest (two objects at a time), and commits them in batches. Each batch commits,
+//! in this order: `fact_interactions`, `call_recordings`, `quarantine`, then `ingest_log`.
+//! Every commit is atomic and every write before the `ingest_log` commit is idempotent, so a
+//! crash anywhere leaves each table as it was before or after a commit, and the next pass
+//! re-reads exactly the objects not yet logged and converges on the lake an uninterrupted run
+//! would have written.
+
+pub mod compact;
+pub mod tables;
+pub mod upsert;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::StructType;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{debug, info, warn};
+
+use crate::ingest::source::list_source_objects;
+use crate::ingest::{parse_object, IngestReport, ParsedObject, SourceObject};
+use crate::query::{self, QueryError};
+use crate::storage::{Location, StorageError};
+pub use compact::CompactOutcome;
+pub use tables::LakeTable;
+use tables::Delivered;
+pub use upsert::UpsertOutcome;
+
+/// Errors of the lake and its ingest passes.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot list source objects under {location}: {source}")]
+    ListSource {
+        location: String,
+        source: object_store::Error,
+    },
+    #[error("cannot read source object {object}: {source}")]
+    ReadSource {
+        object: String,
+        source: object_store::Error,
+    },
+    #[error("Delta table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        source: DeltaTableError,
+    },
+    #[error("cannot build Arrow rows: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("a parse task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn delta_err(table: LakeTable) -> impl FnOnce(DeltaTableError) -> LakeError {
+    move |source| LakeError::Delta {
+        table: table.name(),
+        source,
+    }
+}
+
+/// Tunables of the write side.
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    /// Valid events per commit. Bounds the memory of a pass, whatever the input size.
+    pub batch_rows: usize,
+    /// Objects parsed at once (each on a blocking thread).
+    pub parallel_objects: usize,
+    /// Compact a partition automatically after a pass once it holds this many files.
+    pub compact_min_files: usize,
+    pub auto_compact: bool,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for LakeOptions {
+    fn default() -> Self {
+        Self {
+            batch_rows: 500_000,
+            parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compact_min_files: 16,
+            auto_compact: true,
+            progress: false,
+        }
+    }
+}
+
+/// A cclake lake: four Delta tables under one root.
+#[derive(Debug)]
+pub struct Lake {
+    root: Location,
+    options: LakeOptions,
+    /// One writer per process: passes and compactions take turns.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// The tables as of the start of a pass, replaced by each commit's result.
+struct Tables {
+    fact: DeltaTable,
+    recordings: DeltaTable,
+    quarantine: DeltaTable,
+    ingest_log: DeltaTable,
+}
+
+impl Lake {
+    /// Opens the lake at a local path or URL, creating its tables when missing.
+    pub async fn open(location: &str) -> Result<Self, LakeError> {
+        Self::open_with(location, LakeOptions::default()).await
+    }
+
+    pub async fn open_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
+        let root = Location::parse(location, true)?;
+        let lake = Self {
+            root,
+            options,
+            write_lock: tokio::sync::Mutex::new(()),
+        };
+        for table in LakeTable::ALL {
+            lake.load_or_create(table).await?;
+        }
+        Ok(lake)
+    }
+
+    pub fn root(&self) -> &Location {
+        &self.root
+    }
+
+    pub fn options(&self) -> &LakeOptions {
+        &self.options
+    }
+
+    fn table_builder(&self, table: LakeTable) -> Result<DeltaTableBuilder, LakeError> {
+        let location = self.root.join(table.name());
+        let mut builder =
+            DeltaTableBuilder::from_url(location.url().clone()).map_err(delta_err(table))?;
+        if location.is_memory() {
+            let (store, _) = location.object_store()?;
+            builder = builder.with_storage_backend(store, location.url().clone());
+        }
+        Ok(builder)
+    }
+
+    /// The newest snapshot of one table.
+    pub async fn table(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
+        self.table_builder(table)?
+            .load()
+            .await
+            .map_err(delta_err(table))
+    }
+
+    async fn load_or_create(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
+        // A local table folder must exist before Delta will look into it.
+        Location::parse(self.root.join(table.name()).url().as_str(), true)?;
+        match self.table_builder(table)?.load().await {
+            Ok(delta) => Ok(delta),
+            Err(DeltaTableError::NotATable(_)) => {
+                let schema: StructType = table
+                    .schema()
+                    .as_ref()
+                    .try_into_kernel()
+                    .map_err(|e| delta_err(table)(e.into()))?;
+                let uninitialized = self.table_builder(table)?.build().map_err(delta_err(table))?;
+                uninitialized
+                    .create()
+                    .with_table_name(table.name())
+                    .with_columns(schema.fields().cloned())
+                    .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+                    .with_save_mode(SaveMode::Ignore)
+                    .await
+                    .map_err(delta_err(table))?;
+                self.table(table).await
+            }
+            Err(e) => Err(delta_err(table)(e)),
+        }
+    }
+
+    async fn load_tables(&self) -> Result<Tables, LakeError> {
+        Ok(Tables {
+            fact: self.table(LakeTable::FactInteractions).await?,
+            recordings: self.table(LakeTable::CallRecordings).await?,
+            quarantine: self.table(LakeTable::Quarantine).await?,
+            ingest_log: self.table(LakeTable::IngestLog).await?,
+        })
+    }
+
+    /// A read-only SQL session over the newest snapshot of every table.
+    pub async fn session(&self) -> Result<SessionContext, LakeError> {
+        let mut tables = Vec::new();
+        for table in LakeTable::ALL {
+            tables.push((table.name(), self.table(table).await?));
+        }
+        Ok(query::read_only_session(tables).await?)
+    }
+
+    /// Runs read-only SQL over the lake.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+        let ctx = self.session().await?;
+        Ok(query::run_sql(&ctx, sql).await?)
+    }
+
+    /// The object versions already ingested: (url, size, last modified, etag).
+    async fn ingested_versions(
+        &self,
+        ingest_log: &DeltaTable,
+    ) -> Result<HashSet<(String, i64, i64, String)>, LakeError> {
+        let mut done = HashSet::new();
+        if ingest_log.get_file_uris().map_err(delta_err(LakeTable::IngestLog))?.next().is_none() {
+            return Ok(done);
+        }
+        let ctx = query::read_only_session(vec![("ingest_log", ingest_log.clone())]).await?;
+        let batches = query::run_sql(
+            &ctx,
+            "SELECT source_object, source_size, source_modified_at, source_etag FROM ingest_log",
+        )
+        .await?;
+        for b in &batches {
+            let (url, size) = (b.column(0).as_string::<i32>(), b.column(1).as_primitive::<Int64Type>());
+            let modified = b.column(2).as_primitive::<TimestampMicrosecondType>();
+            let etag = b.column(3).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                done.insert((
+                    url.value(i).to_string(),
+                    size.value(i),
+                    modified.value(i),
+                    etag.value(i).to_string(),
+                ));
+            }
+        }
+        Ok(done)
+    }
+
+    /// One ingest pass over every export object under `source` not yet in the lake.
+    pub async fn ingest(&self, source: &str) -> Result<IngestReport, LakeError> {
+        let _writer = self.write_lock.lock().await;
+        let started = Instant::now();
+        let mut report = IngestReport::default();
+        let source = Location::parse(source, false)?;
+        let (store, prefix) = source.object_store()?;
+        let listed = list_source_objects(store.as_ref(), &source, &prefix)
+            .await
+            .map_err(|e| LakeError::ListSource {
+                location: source.to_string(),
+                source: e,
+            })?;
+        let mut tables = self.load_tables().await?;
+        let done = self.ingested_versions(&tables.ingest_log).await?;
+        report.objects_listed = listed.len() as u64;
+        let todo: Vec<SourceObject> = listed
+            .into_iter()
+            .filter(|o| !done.contains(&o.version_key()))
+            .collect();
+        report.objects_skipped = report.objects_listed - todo.len() as u64;
+        info!(
+            source = %source,
+            objects = todo.len(),
+            skipped = report.objects_skipped,
+            "ingest pass started"
+        );
+
+        let progress = self.progress_bar(todo.iter().map(|o| o.size).sum());
+        let mut parsed_objects = futures::stream::iter(todo)
+            .map(|object| {
+                let store = Arc::clone(&store);
+                async move {
+                    let bytes = match store.get(&object.path).await {
+                        Ok(get) => get.bytes().await,
+                        Err(e) => Err(e),
+                    };
+                    let bytes = match bytes {
+                        Ok(bytes) => bytes,
+                        // Deleted between listing and reading: nothing to ingest.
+                        Err(object_store::Error::NotFound { .. }) => {
+                            warn!(object = %object.url, "source object disappeared before it was read");
+                            return Ok(None);
+                        }
+                        Err(source) => {
+                            return Err(LakeError::ReadSource {
+                                object: object.url.clone(),
+                                source,
+                            })
+                        }
+                    };
+                    let parsed = tokio::task::spawn_blocking(move || parse_object(object, &bytes)).await?;
+                    Ok(Some(parsed))
+                }
+            })
+            .buffered(self.options.parallel_objects.max(1));
+
+        let mut pending: Vec<ParsedObject> = Vec::new();
+        let mut pending_events = 0;
+        while let Some(parsed) = parsed_objects.next().await {
+            let Some(parsed) = parsed? else { continue };
+            progress.inc(parsed.object.size);
+            report.add_object(&parsed);
+            for q in &parsed.quarantined {
+                // Field names and reasons only: record text can hold PII even when masked.
+                warn!(
+                    object = %parsed.object.url,
+                    line = q.line,
+                    field = q.rejection.field().unwrap_or("-"),
+                    reason = q.rejection.code(),
+                    "record quarantined"
+                );
+            }
+            pending_events += parsed.events.len();
+            pending.push(parsed);
+            if pending_events >= self.options.batch_rows {
+                self.commit_batch(&mut tables, &pending, &mut report).await?;
+                pending.clear();
+                pending_events = 0;
+            }
+        }
+        if !pending.is_empty() {
+            self.commit_batch(&mut tables, &pending, &mut report).await?;
+        }
+        progress.finish_and_clear();
+
+        if self.options.auto_compact {
+            let outcome = self
+                .compact_tables(&mut tables, self.options.compact_min_files)
+                .await?;
+            report.partitions_compacted = outcome.partitions_compacted;
+        }
+        report.elapsed = started.elapsed();
+        info!(
+            objects = report.objects_read,
+            records = report.records_read,
+            upserted = report.records_upserted,
+            quarantined = report.records_quarantined,
+            commits = report.commits,
+            seconds = report.elapsed.as_secs_f64(),
+            "ingest pass finished"
+        );
+        Ok(report)
+    }
+
+    fn progress_bar(&self, total_bytes: u64) -> ProgressBar {
+        if !self.options.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    }
+
+    /// Commits one batch of whole objects to every table, `ingest_log` last.
+    async fn commit_batch(
+        &self,
+        tables: &mut Tables,
+        objects: &[ParsedObject],
+        report: &mut IngestReport,
+    ) -> Result<(), LakeError> {
+        // At most one row per event_id: the latest delivery within the batch.
+        let mut latest: HashMap<&str, Delivered<'_>> = HashMap::new();
+        for parsed in objects {
+            for (event, line) in &parsed.events {
+                let delivered = Delivered {
+                    event,
+                    object: &parsed.object,
+                    line: *line,
+                };
+                latest
+                    .entry(event.event_id.as_str())
+                    .and_modify(|kept| {
+                        if delivered.delivery_order() > kept.delivery_order() {
+                            *kept = delivered;
+                        }
+                    })
+                    .or_insert(delivered);
+            }
+        }
+        let mut rows: Vec<Delivered<'_>> = latest.into_values().collect();
+        rows.sort_unstable_by(|a, b| {
+            (a.event.event_timestamp, &a.event.event_id).cmp(&(b.event.event_timestamp, &b.event.event_id))
+        });
+
+        if !rows.is_empty() {
+            let fact = LakeTable::FactInteractions;
+            let (next, outcome) =
+                upsert::upsert_events(tables.fact.clone(), fact, tables::fact_batch(&rows)?)
+                    .await
+                    .map_err(delta_err(fact))?;
+            tables.fact = next;
+            debug!(?outcome, "fact_interactions upserted");
+            report.commits += u64::from(outcome.committed);
+            report.records_upserted += rows.len() as u64;
+
+            let recordings = LakeTable::CallRecordings;
+            let (next, outcome) = upsert::upsert_events(
+                tables.recordings.clone(),
+                recordings,
+                tables::recordings_batch(&rows)?,
+            )
+            .await
+            .map_err(delta_err(recordings))?;
+            tables.recordings = next;
+            debug!(?outcome, "call_recordings upserted");
+        }
+
+        let quarantined: Vec<_> = objects
+            .iter()
+            .flat_map(|p| p.quarantined.iter().map(move |q| (&p.object, q)))
+            .collect();
+        if !quarantined.is_empty() {
+            tables.quarantine = upsert::insert_quarantined(
+                tables.quarantine.clone(),
+                tables::quarantine_batch(&quarantined)?,
+            )
+            .await
+            .map_err(delta_err(LakeTable::Quarantine))?;
+        }
+
+        let fact_version = tables.fact.version().unwrap_or(0) as i64;
+        let committed_at = chrono::Utc::now().timestamp_micros();
+        let log_rows: Vec<&ParsedObject> = objects.iter().collect();
+        tables.ingest_log = tables
+            .ingest_log
+            .clone()
+            .write(vec![tables::ingest_log_batch(&log_rows, fact_version, committed_at)?])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(upsert::writer_properties())
+            .await
+            .map_err(delta_err(LakeTable::IngestLog))?;
+        info!(
+            objects = objects.len(),
+            events = rows.len(),
+            quarantined = quarantined.len(),
+            fact_version,
+            "batch committed"
+        );
+        Ok(())
+    }
+
+    async fn compact_tables(
+        &self,
+        tables: &mut Tables,
+        min_files: usize,
+    ) -> Result<CompactOutcome, LakeError> {
+        let mut total = CompactOutcome::default();
+        for (table, delta) in [
+            (LakeTable::FactInteractions, &mut tables.fact),
+            (LakeTable::CallRecordings, &mut tables.recordings),
+            (LakeTable::Quarantine, &mut tables.quarantine),
+            (LakeTable::IngestLog, &mut tables.ingest_log),
+        ] {
+            let (next, outcome) = compact::compact_table(delta.clone(), table, min_files)
+                .await
+                .map_err(delta_err(table))?;
+            *delta = next;
+            if outcome.partitions_compacted > 0 {
+                info!(
+                    table = table.name(),
+                    partitions = outcome.partitions_compacted,
+                    files_removed = outcome.files_removed,
+                    files_added = outcome.files_added,
+                    "compacted"
+                );
+            }
+            if table == LakeTable::FactInteractions {
+                total += outcome;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Compacts every partition of every table that holds more than one file
+    /// (`cclake compact`). Returns what was done to `fact_interactions`.
+    pub async fn compact(&self) -> Result<CompactOutcome, LakeError> {
+        let _writer = self.write_lock.lock().await;
+        let mut tables = self.load_tables().await?;
+        self.compact_tables(&mut tables, 2).await
+    }
+}

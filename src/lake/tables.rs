@@ -1,0 +1,287 @@
+//! The lake's four Delta tables: their Arrow schemas, partition columns, and how rows are
+//! built from ingested events.
+//!
+//! Every row of `fact_interactions` and `call_recordings` carries its delivery
+//! (`source_object`, `source_modified_at`, `source_line`): the upsert compares them so the
+//! latest delivery wins whatever order objects are read in, and a re-run after a crash
+//! changes nothing.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::ingest::{FlatEvent, ParsedObject, QuarantinedRecord, SourceObject};
+
+/// One of the lake's tables: its folder name under the lake root, schema and partitioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LakeTable {
+    FactInteractions,
+    CallRecordings,
+    Quarantine,
+    IngestLog,
+}
+
+impl LakeTable {
+    pub const ALL: [LakeTable; 4] = [
+        LakeTable::FactInteractions,
+        LakeTable::CallRecordings,
+        LakeTable::Quarantine,
+        LakeTable::IngestLog,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LakeTable::FactInteractions => "fact_interactions",
+            LakeTable::CallRecordings => "call_recordings",
+            LakeTable::Quarantine => "quarantine",
+            LakeTable::IngestLog => "ingest_log",
+        }
+    }
+
+    pub fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            LakeTable::FactInteractions => &["event_date", "queue_name"],
+            LakeTable::CallRecordings => &["event_date"],
+            LakeTable::Quarantine | LakeTable::IngestLog => &[],
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+        let schemas = SCHEMAS.get_or_init(|| {
+            [
+                fact_interactions_schema(),
+                call_recordings_schema(),
+                quarantine_schema(),
+                ingest_log_schema(),
+            ]
+        });
+        schemas[self as usize].clone()
+    }
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn delivery_fields() -> [Field; 3] {
+    [
+        Field::new("source_object", DataType::Utf8, false),
+        Field::new("source_modified_at", timestamp(), false),
+        Field::new("source_line", DataType::Int64, false),
+    ]
+}
+
+fn fact_interactions_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("interaction_id", DataType::Utf8, false),
+        Field::new("event_timestamp", timestamp(), false),
+        Field::new("interaction_type", DataType::Utf8, true),
+        Field::new("direction", DataType::Utf8, true),
+        Field::new("state", DataType::Utf8, true),
+        Field::new("duration_seconds", DataType::Int64, true),
+        Field::new("queue_name", DataType::Utf8, true),
+        Field::new("agent_id", DataType::Utf8, true),
+        Field::new("source_system", DataType::Utf8, false),
+        Field::new("created_at", timestamp(), false),
+        Field::new("event_date", DataType::Date32, false),
+        Field::new("caller_number_masked", DataType::Utf8, true),
+        Field::new("campaign_id", DataType::Utf8, true),
+        // 64-bit hash of event_id: finding which partitions already hold a batch's events
+        // reads this one narrow column instead of the string ids.
+        Field::new("event_key", DataType::Int64, false),
+    ];
+    fields.extend(delivery_fields());
+    Arc::new(Schema::new(fields))
+}
+
+fn call_recordings_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("interaction_id", DataType::Utf8, false),
+        Field::new("event_timestamp", timestamp(), false),
+        Field::new("recording_url", DataType::Utf8, true),
+        Field::new("event_date", DataType::Date32, false),
+        Field::new("event_key", DataType::Int64, false),
+    ];
+    fields.extend(delivery_fields());
+    Arc::new(Schema::new(fields))
+}
+
+fn quarantine_schema() -> SchemaRef {
+    let mut fields = delivery_fields().to_vec();
+    fields.extend([
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("record", DataType::Utf8, false),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+fn ingest_log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source_object", DataType::Utf8, false),
+        Field::new("source_size", DataType::Int64, false),
+        Field::new("source_etag", DataType::Utf8, false),
+        Field::new("source_modified_at", timestamp(), false),
+        Field::new("format", DataType::Utf8, true),
+        Field::new("gzipped", DataType::Boolean, false),
+        Field::new("records_read", DataType::Int64, false),
+        Field::new("records_valid", DataType::Int64, false),
+        Field::new("records_quarantined", DataType::Int64, false),
+        Field::new("fact_version", DataType::Int64, false),
+        Field::new("committed_at", timestamp(), false),
+    ]))
+}
+
+/// FNV-1a: stable across releases and platforms, which a stored key must be. Collisions only
+/// widen the set of partitions an upsert reads; the match itself is on `event_id`.
+pub fn event_key(event_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in event_id.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// An event together with where it was delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    pub event: &'a FlatEvent,
+    pub object: &'a SourceObject,
+    pub line: u64,
+}
+
+impl Delivered<'_> {
+    /// "Latest delivery wins": object's last-modified time, then its name, then position.
+    pub fn delivery_order(&self) -> (i64, &str, u64) {
+        (self.object.last_modified, &self.object.url, self.line)
+    }
+}
+
+fn utc(values: Vec<i64>) -> TimestampMicrosecondArray {
+    TimestampMicrosecondArray::from(values).with_timezone("UTC")
+}
+
+fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+fn delivery_columns(rows: &[Delivered<'_>]) -> [ArrayRef; 3] {
+    [
+        strings(rows.iter().map(|r| Some(r.object.url.as_str()))),
+        Arc::new(utc(rows.iter().map(|r| r.object.last_modified).collect())),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.line as i64))),
+    ]
+}
+
+/// `fact_interactions` rows; `rows` should already be sorted by event time so each written
+/// file is, which keeps row-group statistics tight for time-range pruning.
+pub fn fact_batch(rows: &[Delivered<'_>]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let e = |f: fn(&FlatEvent) -> Option<&str>| strings(rows.iter().map(|r| f(r.event)));
+    let mut columns: Vec<ArrayRef> = vec![
+        e(|ev| Some(&ev.event_id)),
+        e(|ev| Some(&ev.interaction_id)),
+        Arc::new(utc(rows.iter().map(|r| r.event.event_timestamp).collect())),
+        e(|ev| ev.interaction_type.as_deref()),
+        e(|ev| ev.direction.as_deref()),
+        e(|ev| ev.state.as_deref()),
+        Arc::new(rows.iter().map(|r| r.event.duration_seconds).collect::<Int64Array>()),
+        e(|ev| ev.queue_name.as_deref()),
+        e(|ev| ev.agent_id.as_deref()),
+        e(|ev| Some(&ev.source_system)),
+        // created_at: the export's own value, else the object's last-modified time, so a
+        // re-run writes identical rows.
+        Arc::new(utc(rows
+            .iter()
+            .map(|r| r.event.created_at.unwrap_or(r.object.last_modified))
+            .collect())),
+        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.event.event_date()))),
+        e(|ev| ev.caller_number_masked.as_deref()),
+        e(|ev| ev.campaign_id.as_deref()),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| event_key(&r.event.event_id)))),
+    ];
+    columns.extend(delivery_columns(rows));
+    RecordBatch::try_new(LakeTable::FactInteractions.schema(), columns)
+}
+
+/// `call_recordings` rows; a null `recording_url` means "this delivery has no recording",
+/// which removes an older delivery's row when it wins.
+pub fn recordings_batch(rows: &[Delivered<'_>]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut columns: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| Some(r.event.event_id.as_str()))),
+        strings(rows.iter().map(|r| Some(r.event.interaction_id.as_str()))),
+        Arc::new(utc(rows.iter().map(|r| r.event.event_timestamp).collect())),
+        strings(rows.iter().map(|r| r.event.recording_url.as_deref())),
+        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.event.event_date()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| event_key(&r.event.event_id)))),
+    ];
+    columns.extend(delivery_columns(rows));
+    RecordBatch::try_new(LakeTable::CallRecordings.schema(), columns)
+}
+
+pub fn quarantine_batch(
+    rows: &[(&SourceObject, &QuarantinedRecord)],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|(o, _)| Some(o.url.as_str()))),
+        Arc::new(utc(rows.iter().map(|(o, _)| o.last_modified).collect())),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, q)| q.line as i64))),
+        strings(rows.iter().map(|(_, q)| Some(q.rejection.code()))),
+        strings(rows.iter().map(|(_, q)| q.rejection.field())),
+        Arc::new(rows.iter().map(|(_, q)| Some(q.rejection.to_string())).collect::<StringArray>()),
+        strings(rows.iter().map(|(_, q)| Some(q.record.as_str()))),
+    ];
+    RecordBatch::try_new(LakeTable::Quarantine.schema(), columns)
+}
+
+/// One `ingest_log` row per object completed by a commit.
+pub fn ingest_log_batch(
+    objects: &[&ParsedObject],
+    fact_version: i64,
+    committed_at: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns: Vec<ArrayRef> = vec![
+        strings(objects.iter().map(|p| Some(p.object.url.as_str()))),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.object.size as i64))),
+        strings(objects.iter().map(|p| Some(p.object.e_tag.as_deref().unwrap_or("")))),
+        Arc::new(utc(objects.iter().map(|p| p.object.last_modified).collect())),
+        strings(objects.iter().map(|p| p.framing.map(|f| f.as_str()))),
+        Arc::new(objects.iter().map(|p| Some(p.gzipped)).collect::<BooleanArray>()),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.records() as i64))),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.events.len() as i64))),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.quarantined.len() as i64))),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|_| fact_version))),
+        Arc::new(utc(objects.iter().map(|_| committed_at).collect())),
+    ];
+    RecordBatch::try_new(LakeTable::IngestLog.schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_key_is_stable() {
+        // Pinned: stored keys must never change meaning between releases.
+        assert_eq!(event_key(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(event_key("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+        assert_ne!(event_key("e1"), event_key("e2"));
+    }
+
+    #[test]
+    fn schemas_partition_on_existing_columns() {
+        for table in LakeTable::ALL {
+            for col in table.partition_columns() {
+                assert!(table.schema().field_with_name(col).is_ok(), "{col}");
+            }
+        }
+    }
+}

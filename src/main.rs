@@ -89,10 +89,13 @@ struct LakeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // CCLAKE_LOG sets cclake's own level. Dependencies stay at `warn`: delta-rs logs file
+    // statistics (column minima and maxima, recording URLs among them) at debug level.
+    let level = std::env::var("CCLAKE_LOG").unwrap_or_else(|_| "warn".to_string());
+    let filter = EnvFilter::try_new(format!("warn,cclake={level}"))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("CCLAKE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

@@ -1,1 +1,10 @@
+//! Integration tests, one binary (each extra test binary would link DataFusion again).
+//! They drive the real `cclake` binary, the Rust API, real Delta readers (Python
+//! `deltalake`, DuckDB) and a real S3-speaking server, all on loopback.
 
+mod api;
+mod fixtures;
+mod generated;
+mod interop;
+mod s3;
+mod support;

@@ -108,13 +108,18 @@ pub struct IngestReport {
     pub objects_read: u64,
     pub bytes_read: u64,
     pub records_read: u64,
-    /// Valid events written (after keeping the latest delivery of each `event_id`).
+    /// Events inserted or replaced: the latest delivery of each `event_id`, when it is later
+    /// than the one the lake holds.
     pub records_upserted: u64,
     pub records_quarantined: u64,
     pub quarantined_by_reason: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
     /// Delta commits made to `fact_interactions`.
     pub commits: u64,
+    /// `fact_interactions` files an upsert had to read (those of partitions already holding
+    /// some of a batch's events) and files it rewrote.
+    pub fact_files_scanned: u64,
+    pub fact_files_rewritten: u64,
     /// Partitions rewritten by automatic compaction after the pass.
     pub partitions_compacted: u64,
     pub elapsed: Duration,
@@ -165,8 +170,8 @@ impl fmt::Display for IngestReport {
         }
         writeln!(
             f,
-            "commits: {}, partitions compacted: {}",
-            self.commits, self.partitions_compacted
+            "commits: {}, fact files scanned: {}, rewritten: {}, partitions compacted: {}",
+            self.commits, self.fact_files_scanned, self.fact_files_rewritten, self.partitions_compacted
         )?;
         write!(f, "time: {:.2} s", self.elapsed.as_secs_f64())
     }

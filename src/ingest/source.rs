@@ -74,10 +74,12 @@ pub async fn list_source_objects(
     let listed: Vec<ObjectMeta> = store.list(Some(prefix)).try_collect().await?;
     let mut objects: Vec<SourceObject> = listed
         .into_iter()
+        // Only the parts below the source prefix count: the prefix itself may be hidden
+        // (a temporary folder such as /tmp/.tmpXYZ).
         .filter(|meta| {
-            meta.location
-                .parts()
-                .all(|p| !p.as_ref().starts_with('.') && !p.as_ref().starts_with('_'))
+            meta.location.prefix_match(prefix).is_some_and(|mut parts| {
+                parts.all(|p| !p.as_ref().starts_with('.') && !p.as_ref().starts_with('_'))
+            })
         })
         .map(|meta| SourceObject::from_meta(location, prefix, meta))
         .collect();

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
@@ -164,7 +165,19 @@ impl Lake {
     async fn load_or_create(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
         // A local table folder must exist before Delta will look into it.
         Location::parse(self.root.join(table.name()).url().as_str(), true)?;
-        match self.table_builder(table)?.load().await {
+        let exists = self
+            .table_builder(table)?
+            .build()
+            .map_err(delta_err(table))?
+            .verify_deltatable_existence()
+            .await
+            .map_err(delta_err(table))?;
+        let loaded = if exists {
+            self.table_builder(table)?.load().await
+        } else {
+            Err(DeltaTableError::NotATable(table.name().to_string()))
+        };
+        match loaded {
             Ok(delta) => Ok(delta),
             Err(DeltaTableError::NotATable(_)) => {
                 let schema: StructType = table
@@ -227,9 +240,14 @@ impl Lake {
         )
         .await?;
         for b in &batches {
-            let (url, size) = (b.column(0).as_string::<i32>(), b.column(1).as_primitive::<Int64Type>());
-            let modified = b.column(2).as_primitive::<TimestampMicrosecondType>();
-            let etag = b.column(3).as_string::<i32>();
+            // Cast: DataFusion may hand strings back as views, timestamps with any unit.
+            let column = |i: usize, to: &DataType| cast(b.column(i), to);
+            let url = column(0, &DataType::Utf8)?;
+            let size = column(1, &DataType::Int64)?;
+            let modified = column(2, &DataType::Int64)?;
+            let etag = column(3, &DataType::Utf8)?;
+            let (url, size) = (url.as_string::<i32>(), size.as_primitive::<Int64Type>());
+            let (modified, etag) = (modified.as_primitive::<Int64Type>(), etag.as_string::<i32>());
             for i in 0..b.num_rows() {
                 done.insert((
                     url.value(i).to_string(),
@@ -391,22 +409,61 @@ impl Lake {
             (a.event.event_timestamp, &a.event.event_id).cmp(&(b.event.event_timestamp, &b.event.event_id))
         });
 
-        if !rows.is_empty() {
-            let fact = LakeTable::FactInteractions;
-            let (next, outcome) =
-                upsert::upsert_events(tables.fact.clone(), fact, tables::fact_batch(&rows)?)
-                    .await
-                    .map_err(delta_err(fact))?;
+        // Only deliveries later than what the lake holds go further, to both tables: so the
+        // recordings table follows the winning delivery whatever order objects arrive in.
+        let fact = LakeTable::FactInteractions;
+        let stored = if rows.is_empty() {
+            HashMap::new()
+        } else {
+            let keys = tables::event_keys(&rows)?;
+            upsert::stored_events(&tables.fact, fact, keys)
+                .await
+                .map_err(delta_err(fact))?
+        };
+        // A delivery equal to the stored one was applied to fact_interactions by an earlier,
+        // interrupted pass: it skips that table but still goes to call_recordings, whose
+        // commit may be the one the crash prevented. Older deliveries go nowhere.
+        let mut replaced_partitions = Vec::new();
+        let mut fact_rows = Vec::with_capacity(rows.len());
+        rows.retain(|row| {
+            let Some(existing) = stored.get(&row.event.event_id) else {
+                fact_rows.push(*row);
+                return true;
+            };
+            let (t, object, line) = &existing.delivery;
+            let order = row.delivery_order().cmp(&(*t, object.as_str(), *line));
+            if order == std::cmp::Ordering::Greater {
+                if !replaced_partitions.contains(&existing.partition) {
+                    replaced_partitions.push(existing.partition.clone());
+                }
+                fact_rows.push(*row);
+            }
+            order != std::cmp::Ordering::Less
+        });
+
+        if !fact_rows.is_empty() {
+            let (next, outcome) = upsert::upsert_events(
+                tables.fact.clone(),
+                fact,
+                tables::fact_batch(&fact_rows)?,
+                Some(replaced_partitions),
+            )
+            .await
+            .map_err(delta_err(fact))?;
             tables.fact = next;
             debug!(?outcome, "fact_interactions upserted");
             report.commits += u64::from(outcome.committed);
-            report.records_upserted += rows.len() as u64;
-
+            report.fact_files_scanned += outcome.files_scanned as u64;
+            report.fact_files_rewritten += outcome.files_removed as u64;
+            report.records_upserted += fact_rows.len() as u64;
+        }
+        if !rows.is_empty() {
             let recordings = LakeTable::CallRecordings;
             let (next, outcome) = upsert::upsert_events(
                 tables.recordings.clone(),
                 recordings,
                 tables::recordings_batch(&rows)?,
+                None,
             )
             .await
             .map_err(delta_err(recordings))?;
@@ -428,6 +485,7 @@ impl Lake {
         }
 
         let fact_version = tables.fact.version().unwrap_or(0) as i64;
+        let events = fact_rows.len();
         let committed_at = chrono::Utc::now().timestamp_micros();
         let log_rows: Vec<&ParsedObject> = objects.iter().collect();
         tables.ingest_log = tables
@@ -440,7 +498,7 @@ impl Lake {
             .map_err(delta_err(LakeTable::IngestLog))?;
         info!(
             objects = objects.len(),
-            events = rows.len(),
+            events,
             quarantined = quarantined.len(),
             fact_version,
             "batch committed"

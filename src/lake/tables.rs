@@ -161,8 +161,8 @@ pub struct Delivered<'a> {
 
 impl Delivered<'_> {
     /// "Latest delivery wins": object's last-modified time, then its name, then position.
-    pub fn delivery_order(&self) -> (i64, &str, u64) {
-        (self.object.last_modified, &self.object.url, self.line)
+    pub fn delivery_order(&self) -> (i64, &str, i64) {
+        (self.object.last_modified, &self.object.url, self.line as i64)
     }
 }
 
@@ -210,6 +210,13 @@ pub fn fact_batch(rows: &[Delivered<'_>]) -> Result<RecordBatch, arrow::error::A
     ];
     columns.extend(delivery_columns(rows));
     RecordBatch::try_new(LakeTable::FactInteractions.schema(), columns)
+}
+
+/// A one-column batch of the rows' `event_key`s, as the upsert lookups take it.
+pub fn event_keys(rows: &[Delivered<'_>]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let schema = Arc::new(Schema::new(vec![Field::new("event_key", DataType::Int64, false)]));
+    let keys = Int64Array::from_iter_values(rows.iter().map(|r| event_key(&r.event.event_id)));
+    RecordBatch::try_new(schema, vec![Arc::new(keys)])
 }
 
 /// `call_recordings` rows; a null `recording_url` means "this delivery has no recording",

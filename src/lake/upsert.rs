@@ -10,8 +10,12 @@
 //!    A matched row is replaced only by a *later* delivery, so re-applying a batch (a re-run
 //!    after a crash) or reading an older object late changes nothing.
 
-use arrow::array::RecordBatch;
-use datafusion::common::{Column, ScalarValue};
+use std::collections::HashMap;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
 use deltalake::operations::merge::MergeMetrics;
@@ -39,6 +43,7 @@ pub struct UpsertOutcome {
     pub rows_deleted: usize,
     pub files_scanned: usize,
     pub files_skipped: usize,
+    pub files_removed: usize,
     /// Whether a commit was made.
     pub committed: bool,
 }
@@ -52,6 +57,7 @@ impl From<&MergeMetrics> for UpsertOutcome {
             rows_deleted: m.num_target_rows_deleted,
             files_scanned: m.num_target_files_scanned,
             files_skipped: m.num_target_files_skipped_during_scan,
+            files_removed: m.num_target_files_removed,
             committed: true,
         }
     }
@@ -70,21 +76,41 @@ fn qualified(relation: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(relation), name))
 }
 
-/// The partitions (values of `table`'s partition columns) holding any of `keys`.
+/// Where and by which delivery an event is stored now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub partition: Vec<ScalarValue>,
+    /// (source_modified_at µs, source_object, source_line): compared with
+    /// [`super::tables::Delivered::delivery_order`].
+    pub delivery: (i64, String, i64),
+}
+
+fn table_is_empty(delta: &DeltaTable) -> Result<bool, DeltaTableError> {
+    Ok(delta.version().is_none() || delta.get_file_uris()?.next().is_none())
+}
+
+async fn session_with_target(delta: &DeltaTable) -> Result<SessionContext, DeltaTableError> {
+    let ctx = SessionContext::new();
+    delta.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("target", delta.table_provider().await?)?;
+    Ok(ctx)
+}
+
+/// The partitions (values of `table`'s partition columns) holding any of `keys` (a batch
+/// with one `event_key` column). Reads only the `event_key` column; partition values come
+/// from the Delta log.
 pub async fn partitions_holding(
     delta: &DeltaTable,
     table: LakeTable,
     keys: RecordBatch,
 ) -> Result<Vec<Vec<ScalarValue>>, DeltaTableError> {
-    if delta.version().is_none() || delta.get_file_uris()?.next().is_none() {
+    if table_is_empty(delta)? {
         return Ok(Vec::new());
     }
-    let ctx = SessionContext::new();
-    delta.update_datafusion_session(&ctx.state())?;
-    ctx.register_table("target", delta.table_provider().await?)?;
+    let ctx = session_with_target(delta).await?;
     ctx.register_batch("batch_keys", keys)?;
-    let partition_cols = table.partition_columns();
-    let select = partition_cols
+    let select = table
+        .partition_columns()
         .iter()
         .map(|c| format!("t.\"{c}\""))
         .collect::<Vec<_>>()
@@ -105,9 +131,65 @@ pub async fn partitions_holding(
     Ok(partitions)
 }
 
+/// The stored row of each of the batch's events that the table already holds, by
+/// `event_id`. Reads the narrow `event_key` column everywhere, then only the partitions
+/// found.
+pub async fn stored_events(
+    delta: &DeltaTable,
+    table: LakeTable,
+    keys: RecordBatch,
+) -> Result<HashMap<String, StoredEvent>, DeltaTableError> {
+    let partitions = partitions_holding(delta, table, keys.clone()).await?;
+    let mut stored = HashMap::new();
+    if partitions.is_empty() {
+        return Ok(stored);
+    }
+    let ctx = session_with_target(delta).await?;
+    let partition_cols = table.partition_columns();
+    let mut columns = vec![
+        col("event_id"),
+        col("source_modified_at"),
+        col("source_object"),
+        col("source_line"),
+    ];
+    columns.extend(partition_cols.iter().map(|c| col(*c)));
+    let found = ctx
+        .table("target")
+        .await?
+        .filter(partitions_filter(None, partition_cols, &partitions))?
+        .join(ctx.read_batch(keys)?, JoinType::LeftSemi, &["event_key"], &["event_key"], None)?
+        .select(columns)?
+        .collect()
+        .await?;
+    for batch in &found {
+        let text = |i: usize| cast(batch.column(i), &DataType::Utf8);
+        let number = |i: usize| cast(batch.column(i), &DataType::Int64);
+        let (ids, objects) = (text(0)?, text(2)?);
+        let (modified, lines) = (number(1)?, number(3)?);
+        let (ids, objects) = (ids.as_string::<i32>(), objects.as_string::<i32>());
+        let (modified, lines) = (modified.as_primitive::<Int64Type>(), lines.as_primitive::<Int64Type>());
+        for row in 0..batch.num_rows() {
+            let partition = (4..batch.num_columns())
+                .map(|c| ScalarValue::try_from_array(batch.column(c), row))
+                .collect::<Result<Vec<_>, _>>()?;
+            let delivery = (modified.value(row), objects.value(row).to_string(), lines.value(row));
+            stored.insert(ids.value(row).to_string(), StoredEvent { partition, delivery });
+        }
+    }
+    Ok(stored)
+}
+
 /// `(target.p1 = v1 AND target.p2 = v2) OR ...` over exactly the given partitions, as a
 /// balanced tree so that thousands of partitions do not make a deep expression.
-fn partitions_filter(columns: &[&str], partitions: &[Vec<ScalarValue>]) -> Expr {
+fn partitions_filter(
+    relation: Option<&str>,
+    columns: &[&str],
+    partitions: &[Vec<ScalarValue>],
+) -> Expr {
+    let column = |name: &str| match relation {
+        Some(r) => qualified(r, name),
+        None => col(name),
+    };
     let terms: Vec<Expr> = partitions
         .iter()
         .map(|values| {
@@ -116,9 +198,9 @@ fn partitions_filter(columns: &[&str], partitions: &[Vec<ScalarValue>]) -> Expr 
                 .zip(values)
                 .map(|(c, v)| {
                     if v.is_null() {
-                        qualified("target", c).is_null()
+                        column(c).is_null()
                     } else {
-                        qualified("target", c).eq(lit(v.clone()))
+                        column(c).eq(lit(v.clone()))
                     }
                 })
                 .reduce(Expr::and)
@@ -139,20 +221,26 @@ fn balanced_or(mut terms: Vec<Expr>) -> Expr {
     }
 }
 
-fn key_batch(batch: &RecordBatch) -> Result<RecordBatch, DeltaTableError> {
+/// The `event_key` column of a batch, as the lookups take it.
+pub fn key_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
     Ok(batch.project(&[batch.schema().index_of("event_key")?])?)
 }
 
 /// Upserts a batch of `fact_interactions` or `call_recordings` rows (at most one row per
-/// `event_id`). For `call_recordings`, a winning row without `recording_url` deletes the
-/// event's recording row and is itself not stored.
+/// `event_id`). `matched` are the partitions already holding some of the batch's events,
+/// when the caller knows them. For `call_recordings`, a winning row without `recording_url`
+/// deletes the event's recording row and is itself not stored.
 pub async fn upsert_events(
     delta: DeltaTable,
     table: LakeTable,
     batch: RecordBatch,
+    matched: Option<Vec<Vec<ScalarValue>>>,
 ) -> Result<(DeltaTable, UpsertOutcome), DeltaTableError> {
     let partition_cols = table.partition_columns();
-    let matched = partitions_holding(&delta, table, key_batch(&batch)?).await?;
+    let matched = match matched {
+        Some(known) => known,
+        None => partitions_holding(&delta, table, key_batch(&batch)?).await?,
+    };
     let recordings = table == LakeTable::CallRecordings;
     if matched.is_empty() {
         let batch = if recordings { with_recording_url(&batch)? } else { batch };
@@ -178,7 +266,7 @@ pub async fn upsert_events(
     let source = ctx.read_batch(batch.clone())?;
     let predicate = qualified("target", "event_id")
         .eq(qualified("source", "event_id"))
-        .and(partitions_filter(partition_cols, &matched));
+        .and(partitions_filter(Some("target"), partition_cols, &matched));
     let columns: Vec<String> = batch
         .schema()
         .fields()
@@ -233,7 +321,7 @@ pub async fn insert_quarantined(
     if batch.num_rows() == 0 {
         return Ok(delta);
     }
-    if delta.version().is_none() || delta.get_file_uris()?.next().is_none() {
+    if table_is_empty(&delta)? {
         return delta
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
@@ -273,7 +361,7 @@ mod tests {
             vec![ScalarValue::Date32(Some(2)), ScalarValue::Utf8(None)],
             vec![ScalarValue::Date32(Some(3)), ScalarValue::Utf8(Some("x".into()))],
         ];
-        let s = partitions_filter(&["event_date", "queue_name"], &parts).to_string();
+        let s = partitions_filter(Some("target"), &["event_date", "queue_name"], &parts).to_string();
         assert!(s.contains("target.queue_name IS NULL"), "{s}");
         assert!(s.contains("Billing / A=1"), "{s}");
         assert_eq!(s.matches(" OR ").count(), 2, "{s}");

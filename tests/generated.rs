@@ -1,0 +1,212 @@
+//! Generated exports with every fault, checked against the generator's manifest: upsert,
+//! crash safety (kill -9 at many moments), PII, compaction.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn assert_matches_manifest(lake: &str, manifest: &Value) {
+    let distinct = manifest["distinct_valid_events"].as_i64().unwrap();
+    let rows = query(lake, "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM fact_interactions");
+    assert_eq!(rows[0]["n"].as_i64(), Some(distinct), "one row per valid event_id");
+    assert_eq!(rows[0]["d"].as_i64(), Some(distinct));
+    let corrections = manifest["corrections"].as_array().unwrap();
+    assert!(!corrections.is_empty());
+    let ids: Vec<&str> = corrections.iter().map(|c| c["event_id"].as_str().unwrap()).collect();
+    let found = query(
+        lake,
+        &format!(
+            "SELECT event_id, queue_name, CAST(event_date AS VARCHAR) AS event_date, duration_seconds \
+             FROM fact_interactions WHERE event_id IN ('{}') ORDER BY event_id",
+            ids.join("','")
+        ),
+    );
+    let mut expected = corrections.clone();
+    expected.sort_by_key(|c| c["event_id"].as_str().unwrap().to_string());
+    assert_eq!(found, expected, "the latest delivery of each corrected event wins");
+    let quarantined: i64 = manifest["quarantined"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    assert_eq!(count(lake, "SELECT count(*) AS n FROM quarantine"), quarantined);
+    for (reason, n) in manifest["quarantined"].as_object().unwrap() {
+        assert_eq!(count(lake, &format!("SELECT count(*) AS n FROM quarantine WHERE reason = '{reason}'")), n.as_i64().unwrap(), "{reason}");
+    }
+    assert_eq!(count(lake, "SELECT count(*) AS n FROM call_recordings"), manifest["recordings"].as_i64().unwrap());
+}
+
+#[test]
+fn faulty_exports_in_small_batches_match_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate(&exports, 400, 3, true);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    // Small batches: most commits go through MERGE against earlier ones.
+    let out = cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s, "--batch-rows", "150"]);
+    let summary = stdout(&out);
+    assert!(summary.contains("unknown fields (ignored):") && summary.contains("sentiment_score"), "{summary}");
+    assert_matches_manifest(lake_s, &manifest);
+    // Events that straddle midnight keep their own dates; the late file's events land in the
+    // first day's partitions.
+    let straddling = count(lake_s, "SELECT count(*) AS n FROM (SELECT interaction_id FROM fact_interactions \
+        GROUP BY interaction_id HAVING count(DISTINCT event_date) > 1)");
+    assert!(straddling > 0, "the generator makes interactions that straddle midnight");
+}
+
+#[test]
+fn pii_never_lands_in_analyst_tables_nor_in_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate(&exports, 300, 2, true);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    let out = cclake_with_env(
+        &["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s, "--batch-rows", "200"],
+        &[("CCLAKE_LOG", "debug")],
+    );
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(logs.contains("record quarantined"), "debug logs were captured");
+    let numbers: Vec<String> = manifest["unmasked_numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().trim_start_matches('+').to_string())
+        .collect();
+    assert!(!numbers.is_empty());
+    for table in ["fact_interactions", "quarantine", "ingest_log"] {
+        let csv = stdout(&cclake(&["query", "--lake", lake_s, "--format", "csv", &format!("SELECT * FROM {table}")]));
+        for text in [&csv, &logs] {
+            for number in &numbers {
+                // The masked form keeps four digits; ten in a row is the raw number.
+                assert!(!text.contains(&number[number.len() - 10..]), "{number} leaked in {table} or logs");
+            }
+            assert!(!text.contains("recordings.example.com"), "recording URL leaked in {table} or logs");
+            let ip = regex::Regex::new(r"\b10\.\d{1,3}\.\d{1,3}\.\d{1,3}\b").unwrap();
+            assert!(!ip.is_match(text), "source_ip leaked in {table} or logs");
+        }
+    }
+    // Every stored caller number keeps at most four digits, whatever arrived.
+    let masked = query(lake_s, "SELECT DISTINCT caller_number_masked AS n FROM fact_interactions WHERE caller_number_masked IS NOT NULL");
+    assert!(masked.len() > 10);
+    for row in masked {
+        let digits = row["n"].as_str().unwrap().chars().filter(char::is_ascii_digit).count();
+        assert!(digits <= 4, "{row}");
+    }
+    // The restricted table keeps the URLs.
+    assert!(count(lake_s, "SELECT count(*) AS n FROM call_recordings WHERE recording_url LIKE 'https://recordings.example.com/%'") > 0);
+}
+
+/// Every table's rows that must be identical between two lakes made from the same exports.
+fn lake_contents(lake: &str) -> Vec<String> {
+    [
+        "SELECT * FROM fact_interactions ORDER BY event_id",
+        "SELECT * FROM call_recordings ORDER BY event_id",
+        "SELECT * FROM quarantine ORDER BY source_object, source_line",
+        "SELECT source_object, source_size, source_modified_at, records_read, records_valid, records_quarantined \
+         FROM ingest_log ORDER BY source_object",
+    ]
+    .iter()
+    .map(|sql| stdout(&cclake(&["query", "--lake", lake, "--format", "csv", sql])))
+    .collect()
+}
+
+fn delta_commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate(&exports, 300, 3, true);
+    let exports_s = exports.to_str().unwrap();
+    let ingest_args = |lake: &str| -> Vec<String> {
+        ["ingest", "--source", exports_s, "--lake", lake, "--batch-rows", "120", "--compact-min-files", "4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let reference = dir.path().join("reference");
+    let reference_s = reference.to_str().unwrap();
+    cclake(&ingest_args(reference_s).iter().map(String::as_str).collect::<Vec<_>>());
+    let expected = lake_contents(reference_s);
+    assert_matches_manifest(reference_s, &manifest);
+
+    // Kill after the table exists, then after 1, 2, 4 and 6 data commits: the kill lands
+    // wherever the writer happens to be (writing Parquet, committing another table, ...).
+    for (i, commits) in [1usize, 2, 3, 5, 7].into_iter().enumerate() {
+        let lake = dir.path().join(format!("crashed-{i}"));
+        let lake_s = lake.to_str().unwrap();
+        let fact_table = lake.join("fact_interactions");
+        let mut child = cclake_command()
+            .args(ingest_args(lake_s))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut finished = false;
+        wait_for("ingest to reach the kill point", Duration::from_secs(120), || {
+            finished = child.try_wait().unwrap().is_some();
+            finished || delta_commits(&fact_table) >= commits
+        });
+        if !finished {
+            child.kill().unwrap(); // SIGKILL
+        }
+        child.wait().unwrap();
+        cclake(&ingest_args(lake_s).iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(lake_contents(lake_s), expected, "kill after {commits} commits");
+    }
+}
+
+fn files_per_partition(lake: &str) -> Vec<usize> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = cclake::Lake::open(lake).await.unwrap();
+        let table = lake.table(cclake::lake::LakeTable::FactInteractions).await.unwrap();
+        cclake::lake::compact::files_per_partition(&table, cclake::lake::LakeTable::FactInteractions)
+            .unwrap()
+            .into_values()
+            .collect()
+    })
+}
+
+#[test]
+fn compaction_makes_one_file_per_partition_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    generate(&exports, 400, 2, true);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s, "--batch-rows", "100", "--no-auto-compact"]);
+    let before = lake_contents(lake_s);
+    let files = files_per_partition(lake_s);
+    assert!(files.iter().any(|n| *n > 3), "micro-batches leave many files: {files:?}");
+    let out = stdout(&cclake(&["compact", "--lake", lake_s]));
+    assert!(out.contains("partitions compacted"), "{out}");
+    let files = files_per_partition(lake_s);
+    assert!(files.iter().all(|n| *n == 1), "one file per partition: {files:?}");
+    assert_eq!(lake_contents(lake_s), before, "compaction changes no row");
+}
+
+#[test]
+fn compaction_runs_automatically_past_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    generate(&exports, 400, 2, false);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    let summary = stdout(&cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s, "--batch-rows", "100", "--compact-min-files", "3"]));
+    let compacted: u64 = summary
+        .split("partitions compacted: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(compacted > 0, "{summary}");
+    let files = files_per_partition(lake_s);
+    assert!(files.iter().all(|n| *n < 3), "{files:?}");
+}

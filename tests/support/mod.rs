@@ -1,0 +1,133 @@
+//! Helpers shared by the integration tests: run the real `cclake` binary, copy fixtures with
+//! their delivery times, find the Python venv made by `scripts/test.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn cclake_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cclake"));
+    cmd.env_remove("CCLAKE_LOG");
+    cmd
+}
+
+/// Runs `cclake` with `args` and returns its output, failing the test when it fails.
+pub fn cclake(args: &[&str]) -> Output {
+    cclake_with_env(args, &[])
+}
+
+pub fn cclake_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = cclake_command();
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().expect("cclake runs");
+    assert!(
+        out.status.success(),
+        "cclake {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of `cclake query --format json`.
+pub fn query(lake: &str, sql: &str) -> Vec<Value> {
+    query_with_env(lake, sql, &[])
+}
+
+pub fn query_with_env(lake: &str, sql: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    let out = cclake_with_env(&["query", "--lake", lake, "--format", "json", sql], env);
+    serde_json::from_slice(&out.stdout).expect("query prints JSON")
+}
+
+pub fn count(lake: &str, sql: &str) -> i64 {
+    query(lake, sql)[0]["n"].as_i64().expect("a column n")
+}
+
+/// When each fixture export was delivered (its last-modified time), as in testdata/README.md.
+pub const FIXTURE_DELIVERIES: &[(&str, &str)] = &[
+    ("2024-03-04/calls-0900.jsonl", "2024-03-04T10:00:00Z"),
+    ("2024-03-04/calls-1200.json", "2024-03-04T13:00:00Z"),
+    ("broken/mixed.jsonl", "2024-03-04T12:00:00Z"),
+    ("2024-03-05/redelivery.jsonl.gz", "2024-03-05T18:00:00Z"),
+    ("2024-03-05/really-gzip.json", "2024-03-05T18:00:00Z"),
+    ("broken/truncated.jsonl.gz", "2024-03-05T18:00:00Z"),
+    ("late/first-day.jsonl", "2024-03-06T09:00:00Z"),
+    ("corrections/2024-03-06.jsonl", "2024-03-06T12:00:00Z"),
+];
+
+/// Copies `testdata/exports` to `dest` and sets each file's delivery time.
+pub fn copy_fixtures(dest: &Path) {
+    for (name, delivered) in FIXTURE_DELIVERIES {
+        let to = dest.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join("testdata/exports").join(name), &to).unwrap();
+        set_delivered(&to, delivered);
+    }
+    let listed = walk(&repo().join("testdata/exports")).len();
+    assert_eq!(listed, FIXTURE_DELIVERIES.len(), "every fixture needs a delivery time");
+}
+
+pub fn set_delivered(path: &Path, rfc3339: &str) {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(UNIX_EPOCH + Duration::from_secs(t.timestamp() as u64)).unwrap();
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Generates exports with the real CLI and returns the manifest.
+pub fn generate(out: &Path, interactions: usize, days: u32, faults: bool) -> Value {
+    let out_s = out.to_str().unwrap();
+    let (n, d) = (interactions.to_string(), days.to_string());
+    let mut args = vec!["generate", "--out", out_s, "--interactions", &n, "--days", &d, "--seed", "7"];
+    if faults {
+        args.push("--faults");
+    }
+    cclake(&args);
+    serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap()
+}
+
+/// The Python interpreter of the venv that `scripts/test.sh` makes (deltalake, duckdb,
+/// pyarrow, moto).
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("CCLAKE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with scripts/test.sh, which makes the venv",
+        python.display()
+    );
+    python
+}
+
+/// Waits for `condition` up to `deadline`, checking every few milliseconds.
+pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

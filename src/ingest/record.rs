@@ -216,6 +216,8 @@ impl<'de> Deserialize<'de> for Flex<'de> {
 }
 
 /// The top-level value of a record: an object's fields, or anything else.
+// One lives on the stack per record; boxing the fields would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 enum RawRecord<'a> {
     Object(RawFields<'a>),
     NotAnObject,

@@ -60,10 +60,17 @@ pub enum LakeError {
     },
     #[error("cannot build Arrow rows: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// Boxed: DataFusion's errors are large and this enum travels through every result.
     #[error(transparent)]
-    Query(#[from] QueryError),
+    Query(Box<QueryError>),
     #[error("a parse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl From<QueryError> for LakeError {
+    fn from(e: QueryError) -> Self {
+        LakeError::Query(Box::new(e))
+    }
 }
 
 fn delta_err(table: LakeTable) -> impl FnOnce(DeltaTableError) -> LakeError {

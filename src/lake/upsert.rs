@@ -223,7 +223,7 @@ fn balanced_or(mut terms: Vec<Expr>) -> Expr {
 
 /// The `event_key` column of a batch, as the lookups take it.
 pub fn key_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-    Ok(batch.project(&[batch.schema().index_of("event_key")?])?)
+    batch.project(&[batch.schema().index_of("event_key")?])
 }
 
 /// Upserts a batch of `fact_interactions` or `call_recordings` rows (at most one row per

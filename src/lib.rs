@@ -21,7 +21,12 @@
 //!  lake/mod (Lake)   — one ingest pass: skip done objects, commit batches, log sources
 //!        │
 //!        ▼
-//!  query             — read-only DataFusion session over the lake's tables
+//!  query             — read-only DataFusion sessions over the lake's tables
+//!  query/read_model  — per-role sessions on fresh snapshots, views from sql/views/*.sql
+//!        │
+//!        ▼
+//!  server            — Arrow Flight SQL (tonic): handshake, tokens, roles, TLS, limits
+//!  server/access     — users (argon2) and roles from the TOML config; bearer tokens
 //! ```
 //!
 //! `generate` writes synthetic exports (with optional faults) for the demo, tests and benches.
@@ -41,6 +46,7 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod query;
+pub mod server;
 pub mod storage;
 
 pub use ingest::IngestReport;

@@ -531,19 +531,25 @@ fn epoch_to_micros(v: f64) -> i64 {
     }
 }
 
-/// ISO-8601 / RFC 3339 with `Z` or an offset, with or without fractions, `T` or space; an
-/// offset without colon; a local time without offset is taken as UTC.
+/// ISO-8601 / RFC 3339 with `Z` or an offset, with or without fractions or seconds, `T` or
+/// space, any letter case; an offset without colon; a local time without offset is taken as
+/// UTC.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc).timestamp_micros());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(t) = DateTime::parse_from_str(s, format) {
+    let mut normal = s.to_ascii_uppercase().replacen(' ', "T", 1);
+    if normal.ends_with('Z') {
+        normal.pop();
+        normal.push_str("+00:00");
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(&normal, format) {
             return Some(t.with_timezone(&Utc).timestamp_micros());
         }
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(&normal, format) {
             return Some(t.and_utc().timestamp_micros());
         }
     }
@@ -610,6 +616,11 @@ mod tests {
             "2024-03-04T10:00:00+0100",
             "2024-03-04 09:00:00Z",
             "2024-03-04T09:00:00",
+            "2024-03-04T09:00Z",
+            "2024-03-04t09:00:00z",
+            "2024-03-04T10:00+01:00",
+            "2024-03-04T10:00:00.000000+0100",
+            "2024-03-04 09:00",
         ] {
             assert_eq!(parse_timestamp(s), want, "{s}");
         }

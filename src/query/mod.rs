@@ -7,6 +7,8 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
 
+pub mod read_model;
+
 pub const CATALOG: &str = "cclake";
 pub const SCHEMA: &str = "cc_analytics";
 
@@ -22,6 +24,8 @@ pub enum QueryError {
         table: String,
         source: DeltaTableError,
     },
+    #[error("views: {0}")]
+    Views(String),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
 }

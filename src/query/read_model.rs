@@ -1,0 +1,181 @@
+//! The read model served to clients: the lake's tables (as a role may see them) and the views
+//! defined in `sql/views/*.sql` (the file name is the view name), over the newest snapshot of
+//! every table.
+//!
+//! Snapshots are refreshed at the start of each session: Delta's incremental update reads
+//! only log entries newer than the cached version, so an unchanged lake costs one listing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::ViewTable;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use tracing::warn;
+
+use super::{QueryError, CATALOG, SCHEMA};
+use crate::lake::{Lake, LakeTable};
+use crate::server::access::Role;
+
+/// A view: its name and the query it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewDefinition {
+    pub name: String,
+    pub sql: String,
+}
+
+/// The views shipped with cclake, used when no views folder is given or found.
+const BUILT_IN_VIEWS: &[(&str, &str)] = &[
+    ("interactions", include_str!("../../sql/views/interactions.sql")),
+    ("dim_queues", include_str!("../../sql/views/dim_queues.sql")),
+    ("dim_agents", include_str!("../../sql/views/dim_agents.sql")),
+    ("dim_date", include_str!("../../sql/views/dim_date.sql")),
+    ("kpi_queue_daily", include_str!("../../sql/views/kpi_queue_daily.sql")),
+    ("kpi_agent_daily", include_str!("../../sql/views/kpi_agent_daily.sql")),
+    ("kpi_queue_hourly", include_str!("../../sql/views/kpi_queue_hourly.sql")),
+];
+
+/// Reads every `*.sql` file of `dir` as a view; without a folder, the built-in views.
+pub fn load_views(dir: Option<&Path>) -> Result<Vec<ViewDefinition>, QueryError> {
+    let Some(dir) = dir else {
+        return Ok(BUILT_IN_VIEWS
+            .iter()
+            .map(|(name, sql)| ViewDefinition { name: name.to_string(), sql: sql.to_string() })
+            .collect());
+    };
+    let read_err = |e: std::io::Error| QueryError::Views(format!("{}: {e}", dir.display()));
+    let mut views = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let sql = std::fs::read_to_string(&path).map_err(read_err)?;
+            views.push(ViewDefinition { name, sql });
+        }
+    }
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(views)
+}
+
+/// Tables and views over a lake, handed out as read-only sessions per role.
+#[derive(Debug)]
+pub struct ReadModel {
+    lake: Arc<Lake>,
+    views: Vec<ViewDefinition>,
+    /// The last snapshot of each table, updated incrementally.
+    tables: tokio::sync::Mutex<Vec<(LakeTable, DeltaTable)>>,
+    /// Memory one query may use before spilling (or failing where it cannot spill).
+    memory_limit_bytes: usize,
+}
+
+impl ReadModel {
+    pub async fn new(
+        lake: Arc<Lake>,
+        views: Vec<ViewDefinition>,
+        memory_limit_bytes: usize,
+    ) -> Result<Self, QueryError> {
+        let mut tables = Vec::new();
+        for table in LakeTable::ALL {
+            let delta = lake.table(table).await.map_err(|e| QueryError::Views(e.to_string()))?;
+            tables.push((table, delta));
+        }
+        let model = Self {
+            lake,
+            views,
+            tables: tokio::sync::Mutex::new(tables),
+            memory_limit_bytes,
+        };
+        // Fail at start-up, not at the first query, when a view does not plan.
+        let ctx = model.session(Role::Auditor).await?;
+        for view in &model.views {
+            if ctx.table_exist(view.name.as_str()).ok() != Some(true) {
+                return Err(QueryError::Views(format!("view {} does not plan", view.name)));
+            }
+        }
+        Ok(model)
+    }
+
+    pub fn lake(&self) -> &Arc<Lake> {
+        &self.lake
+    }
+
+    pub fn views(&self) -> &[ViewDefinition] {
+        &self.views
+    }
+
+    /// A session seeing every commit finished before this call, with the tables and views
+    /// `role` may read.
+    pub async fn session(&self, role: Role) -> Result<SessionContext, QueryError> {
+        let snapshots: Vec<(LakeTable, DeltaTable)> = {
+            let mut tables = self.tables.lock().await;
+            for (table, delta) in tables.iter_mut() {
+                delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
+                    table: table.name().to_string(),
+                    source,
+                })?;
+            }
+            tables.clone()
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let hidden = role.hidden_tables();
+        for (table, delta) in snapshots {
+            if hidden.contains(&table.name()) {
+                continue;
+            }
+            delta.update_datafusion_session(&ctx.state()).map_err(|source| QueryError::Delta {
+                table: table.name().to_string(),
+                source,
+            })?;
+            let provider = delta.table_provider().await?;
+            ctx.register_table(table.name(), provider)?;
+        }
+        self.register_views(&ctx, role).await;
+        Ok(ctx)
+    }
+
+    /// Registers views in dependency order (a view may use another); a view that does not
+    /// plan for this role (it reads a hidden table) is left out.
+    async fn register_views(&self, ctx: &SessionContext, role: Role) {
+        let mut pending: Vec<&ViewDefinition> = self.views.iter().collect();
+        loop {
+            let before = pending.len();
+            let mut still = Vec::new();
+            for view in pending {
+                match ctx.state().create_logical_plan(&view.sql).await {
+                    Ok(plan) => {
+                        let table: Arc<dyn TableProvider> =
+                            Arc::new(ViewTable::new(plan, Some(view.sql.clone())));
+                        if let Err(e) = ctx.register_table(view.name.as_str(), table) {
+                            warn!(view = %view.name, error = %e, "view not registered");
+                        }
+                    }
+                    Err(_) => still.push(view),
+                }
+            }
+            if still.is_empty() || still.len() == before {
+                for view in still {
+                    if role == Role::Auditor {
+                        warn!(view = %view.name, "view does not plan");
+                    }
+                }
+                return;
+            }
+            pending = still;
+        }
+    }
+}

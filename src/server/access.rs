@@ -1,0 +1,277 @@
+//! Who may connect and what they may read: users with argon2 password hashes and a role in
+//! the TOML config file, and the bearer tokens handed out by Handshake.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the config file and of authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write config file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+    #[error("user '{0}' exists already (pass --replace to replace it)")]
+    DuplicateUser(String),
+    #[error("user names are 1-64 letters, digits, '.', '-' or '_'")]
+    InvalidUserName,
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+/// What a user may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything except `call_recordings` (not even in metadata listings).
+    Analyst,
+    /// Everything.
+    Auditor,
+}
+
+impl Role {
+    /// Tables this role may not see.
+    pub fn hidden_tables(self) -> &'static [&'static str] {
+        match self {
+            Role::Analyst => &["call_recordings"],
+            Role::Auditor => &[],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Analyst => "analyst",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// One user of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// PHC string (`$argon2id$...`); the password itself is never stored.
+    pub password_hash: String,
+}
+
+/// Limits of the query side, from the `[server]` table of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Lifetime of a bearer token.
+    pub token_ttl_seconds: u64,
+    /// A query running longer is stopped with DEADLINE_EXCEEDED.
+    pub query_timeout_seconds: u64,
+    /// Queries running at once; more get RESOURCE_EXHAUSTED.
+    pub max_concurrent_queries: usize,
+    /// Memory one query may use before it spills to disk or fails.
+    pub query_memory_limit_mb: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl_seconds: 3600,
+            query_timeout_seconds: 300,
+            max_concurrent_queries: 16,
+            query_memory_limit_mb: 2048,
+        }
+    }
+}
+
+/// The config file: `[server]` settings and `[[users]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessConfig {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+impl AccessConfig {
+    /// Reads the config file; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Self, AccessError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(AccessError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        toml::from_str(&text).map_err(|e| AccessError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it), readable by its owner
+    /// only since it holds password hashes.
+    pub fn save(&self, path: &Path) -> Result<(), AccessError> {
+        let write_err = |source| AccessError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = toml::to_string_pretty(self).map_err(|e| AccessError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(write_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Adds a user with an argon2id hash of `password`.
+    pub fn add_user(&mut self, name: &str, role: Role, password: &str, replace: bool) -> Result<(), AccessError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !valid {
+            return Err(AccessError::InvalidUserName);
+        }
+        if password.is_empty() {
+            return Err(AccessError::EmptyPassword);
+        }
+        if self.users.iter().any(|u| u.name == name) && !replace {
+            return Err(AccessError::DuplicateUser(name.to_string()));
+        }
+        let salt_bytes: [u8; 16] = rand::rng().random();
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| AccessError::Hash(e.to_string()))?;
+        let password_hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AccessError::Hash(e.to_string()))?
+            .to_string();
+        self.users.retain(|u| u.name != name);
+        self.users.push(User {
+            name: name.to_string(),
+            role,
+            password_hash,
+        });
+        Ok(())
+    }
+
+    /// The user's role when the password matches. Slow on purpose (argon2): call it off
+    /// the async threads.
+    pub fn verify(&self, name: &str, password: &str) -> Option<Role> {
+        let user = self.users.iter().find(|u| u.name == name)?;
+        let hash = PasswordHash::new(&user.password_hash).ok()?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .ok()
+            .map(|()| user.role)
+    }
+}
+
+/// A signed-in user, as a token stands for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+}
+
+/// Why a bearer token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    Unknown,
+    Expired,
+}
+
+/// Bearer tokens handed out by Handshake, each with its expiry.
+#[derive(Debug)]
+pub struct TokenStore {
+    ttl: Duration,
+    tokens: Mutex<HashMap<String, (Principal, Instant)>>,
+}
+
+impl TokenStore {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Principal, Instant)>> {
+        match self.tokens.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A new random token for `principal`.
+    pub fn issue(&self, principal: Principal) -> String {
+        let bytes: [u8; 32] = rand::rng().random();
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut tokens = self.tokens();
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.insert(token.clone(), (principal, now + self.ttl));
+        token
+    }
+
+    pub fn check(&self, token: &str) -> Result<Principal, TokenRejection> {
+        let mut tokens = self.tokens();
+        match tokens.get(token) {
+            None => Err(TokenRejection::Unknown),
+            Some((_, expires)) if *expires <= Instant::now() => {
+                tokens.remove(token);
+                Err(TokenRejection::Expired)
+            }
+            Some((principal, _)) => Ok(principal.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_stored_hashed_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cclake.toml");
+        let mut config = AccessConfig::load(&path).unwrap();
+        config.add_user("ana", Role::Analyst, "s3cret!", false).unwrap();
+        assert!(matches!(config.add_user("ana", Role::Auditor, "x", false), Err(AccessError::DuplicateUser(_))));
+        config.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret!") && text.contains("$argon2id$"), "{text}");
+        let config = AccessConfig::load(&path).unwrap();
+        assert_eq!(config.verify("ana", "s3cret!"), Some(Role::Analyst));
+        assert_eq!(config.verify("ana", "wrong"), None);
+        assert_eq!(config.verify("bob", "s3cret!"), None);
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let store = TokenStore::new(Duration::from_millis(0));
+        let token = store.issue(Principal { user: "a".into(), role: Role::Auditor });
+        assert_eq!(store.check(&token), Err(TokenRejection::Expired));
+        assert_eq!(store.check("nope"), Err(TokenRejection::Unknown));
+        let store = TokenStore::new(Duration::from_secs(60));
+        let token = store.issue(Principal { user: "a".into(), role: Role::Auditor });
+        assert_eq!(store.check(&token).unwrap().role, Role::Auditor);
+    }
+}

@@ -1,0 +1,926 @@
+//! The Flight SQL service: authentication, statements, prepared statements with parameters,
+//! metadata calls, and the read-only refusals. Methods not overridden here answer
+//! `unimplemented` (arrow-flight's defaults).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{GetCatalogsBuilder, GetDbSchemasBuilder, GetTablesBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
+    ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, ActionEndSavepointRequest, ActionEndTransactionRequest,
+    Any, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas,
+    CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::TableType;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{cast, col};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::access::{AccessConfig, Principal, Role, ServerSettings, TokenRejection, TokenStore};
+use super::metadata;
+use crate::query::read_model::ReadModel;
+use crate::query::{read_only_options, CATALOG, SCHEMA};
+
+type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// Base64 as clients send it: the Go driver leaves out `=` padding, others keep it.
+const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What a statement or prepared-statement handle holds: the server keeps no state between
+/// RPCs, so the SQL and bound parameters travel in the handle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StatementHandle {
+    sql: String,
+    /// Bound parameters: one row, as an Arrow IPC stream in base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    params: Option<String>,
+}
+
+impl StatementHandle {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Status> {
+        serde_json::from_slice(bytes).map_err(|_| Status::invalid_argument("invalid statement handle"))
+    }
+
+    fn param_values(&self) -> Result<Option<ParamValues>, Status> {
+        let Some(params) = &self.params else { return Ok(None) };
+        let bytes = BASE64_ANY_PADDING
+            .decode(params)
+            .map_err(|_| Status::invalid_argument("invalid parameters in statement handle"))?;
+        let reader = arrow::ipc::reader::StreamReader::try_new(bytes.as_slice(), None)
+            .map_err(|e| Status::invalid_argument(format!("invalid parameters: {e}")))?;
+        let mut values = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| Status::invalid_argument(format!("invalid parameters: {e}")))?;
+            if batch.num_rows() > 0 {
+                for column in batch.columns() {
+                    values.push(
+                        ScalarValue::try_from_array(column, 0)
+                            .map_err(|e| Status::invalid_argument(format!("invalid parameter: {e}")))?,
+                    );
+                }
+                break;
+            }
+        }
+        Ok(Some(ParamValues::from(values)))
+    }
+}
+
+fn read_only(what: &str) -> Status {
+    Status::permission_denied(format!("cclake is read-only: {what} is refused; only queries run"))
+}
+
+/// Maps planning and execution failures to the status a client can act on.
+fn query_status(e: DataFusionError) -> Status {
+    let message = e.strip_backtrace();
+    let lower = message.to_lowercase();
+    if lower.contains("not supported") && (lower.contains("ddl") || lower.contains("dml") || lower.contains("statement")) {
+        return read_only(&format!("this statement ({message})"));
+    }
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => {
+            Status::resource_exhausted(format!("query exceeded its memory limit: {message}"))
+        }
+        DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
+            Status::invalid_argument(message)
+        }
+        _ => Status::internal(message),
+    }
+}
+
+/// `?` placeholders (as JDBC and ADBC send them) become `$1`, `$2`, ... outside quotes and
+/// comments, since DataFusion numbers its placeholders.
+pub fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '?' => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Types every client reads: views and dictionaries become plain arrays.
+fn client_type(data_type: &DataType) -> Option<DataType> {
+    match data_type {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        DataType::Dictionary(_, value) => Some(client_type(value).unwrap_or((**value).clone())),
+        _ => None,
+    }
+}
+
+/// The schema clients are told about and then sent: every field nullable, so that a stream
+/// whose nullability differs from the plan's (statistics-answered aggregates) still matches.
+fn client_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn schema_ipc(schema: &Schema) -> Result<Vec<u8>, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    // No location: clients fetch from the connection they already have.
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_total_records(-1)
+        .with_total_bytes(-1)
+        .with_ordered(true);
+    Ok(Response::new(info))
+}
+
+fn batch_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataStream {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .map_err(Status::from);
+    Box::pin(stream)
+}
+
+/// The Flight SQL service over one read model.
+#[derive(Debug)]
+pub struct CclakeFlightSql {
+    model: Arc<ReadModel>,
+    access: Arc<AccessConfig>,
+    tokens: Arc<TokenStore>,
+    settings: ServerSettings,
+    /// One permit per running query.
+    queries: Arc<Semaphore>,
+}
+
+impl CclakeFlightSql {
+    pub fn new(model: Arc<ReadModel>, access: AccessConfig) -> Self {
+        let settings = access.server.clone();
+        Self {
+            model,
+            tokens: Arc::new(TokenStore::new(Duration::from_secs(settings.token_ttl_seconds))),
+            queries: Arc::new(Semaphore::new(settings.max_concurrent_queries.max(1))),
+            access: Arc::new(access),
+            settings,
+        }
+    }
+
+    /// The signed-in user behind the request's bearer token.
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("no authorization header: call Handshake with basic credentials first"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("expected a Bearer token (call Handshake with basic credentials first)"))?;
+        self.tokens.check(token.trim()).map_err(|rejection| match rejection {
+            TokenRejection::Unknown => Status::unauthenticated("unknown bearer token: call Handshake again"),
+            TokenRejection::Expired => Status::unauthenticated("bearer token expired: call Handshake again"),
+        })
+    }
+
+    async fn session(&self, principal: &Principal) -> Result<SessionContext, Status> {
+        self.model
+            .session(principal.role)
+            .await
+            .map_err(|e| Status::internal(format!("cannot open the lake: {e}")))
+    }
+
+    /// Plans `sql` for `principal` as a DataFrame whose schema is what clients receive.
+    async fn plan(&self, principal: &Principal, handle: &StatementHandle) -> Result<DataFrame, Status> {
+        let sql = number_placeholders(&handle.sql);
+        let ctx = self.session(principal).await?;
+        check_role(&ctx, &sql, principal.role)?;
+        let mut df = ctx.sql_with_options(&sql, read_only_options()).await.map_err(query_status)?;
+        if let Some(params) = handle.param_values()? {
+            df = df.with_param_values(params).map_err(query_status)?;
+        }
+        let needs_cast = df.schema().fields().iter().any(|f| client_type(f.data_type()).is_some());
+        if needs_cast {
+            let exprs: Vec<_> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let column = col(datafusion::common::Column::from_name(f.name()));
+                    match client_type(f.data_type()) {
+                        Some(t) => cast(column, t).alias(f.name()),
+                        None => column,
+                    }
+                })
+                .collect();
+            df = df.select(exprs).map_err(query_status)?;
+        }
+        Ok(df)
+    }
+
+    fn schema_of(df: &DataFrame) -> SchemaRef {
+        client_schema(df.schema().as_arrow())
+    }
+
+    /// Runs the plan and streams it, under the concurrency cap and the query timeout.
+    async fn execute(&self, principal: &Principal, df: DataFrame) -> Result<Response<FlightDataStream>, Status> {
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "too many concurrent queries (limit {}); retry later",
+                self.settings.max_concurrent_queries
+            ))
+        })?;
+        let schema = Self::schema_of(&df);
+        let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = tokio::time::timeout_at(deadline, df.execute_stream())
+            .await
+            .map_err(|_| Status::deadline_exceeded(format!("query timed out after {} s", timeout.as_secs())))?
+            .map_err(query_status)?;
+        info!(user = %principal.user, role = principal.role.as_str(), "query started");
+        let batches_schema = Arc::clone(&schema);
+        // Dropping the response (a cancelled client) drops this stream, which stops
+        // DataFusion's work; the permit is released with it.
+        let batches = futures::stream::unfold(
+            (stream, permit, false),
+            move |(mut stream, permit, done)| {
+                let schema = Arc::clone(&batches_schema);
+                async move {
+                    if done {
+                        return None;
+                    }
+                    match tokio::time::timeout_at(deadline, stream.next()).await {
+                        Err(_) => Some((
+                            Err(FlightError::Tonic(Box::new(Status::deadline_exceeded(format!(
+                                "query timed out after {} s",
+                                timeout.as_secs()
+                            ))))),
+                            (stream, permit, true),
+                        )),
+                        Ok(None) => None,
+                        Ok(Some(Err(e))) => Some((Err(FlightError::Tonic(Box::new(query_status(e)))), (stream, permit, true))),
+                        Ok(Some(Ok(batch))) => {
+                            let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
+                            Some((batch, (stream, permit, false)))
+                        }
+                    }
+                }
+            },
+        );
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// Catalog entries (tables and views) `role` may see, with their schemas.
+    async fn tables(&self, principal: &Principal) -> Result<Vec<(String, &'static str, SchemaRef)>, Status> {
+        let ctx = self.session(principal).await?;
+        let mut tables = Vec::new();
+        let Some(schema) = ctx.catalog(CATALOG).and_then(|c| c.schema(SCHEMA)) else {
+            return Ok(tables);
+        };
+        let mut names = schema.table_names();
+        names.sort();
+        for name in names {
+            if let Ok(Some(provider)) = schema.table(&name).await {
+                let kind = match provider.table_type() {
+                    TableType::View => "VIEW",
+                    _ => "TABLE",
+                };
+                tables.push((name, kind, client_schema(&provider.schema())));
+            }
+        }
+        Ok(tables)
+    }
+}
+
+/// Refuses, with PERMISSION_DENIED, SQL that names a table the role may not read.
+fn check_role(ctx: &SessionContext, sql: &str, role: Role) -> Result<(), Status> {
+    let hidden = role.hidden_tables();
+    if hidden.is_empty() {
+        return Ok(());
+    }
+    let state = ctx.state();
+    let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic) else {
+        return Ok(()); // planning reports the syntax error
+    };
+    let Ok(references) = state.resolve_table_references(&statement) else {
+        return Ok(());
+    };
+    for reference in references {
+        if hidden.contains(&reference.table()) {
+            return Err(Status::permission_denied(format!(
+                "role {} may not read {}",
+                role.as_str(),
+                reference.table()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for CclakeFlightSql {
+    type FlightService = CclakeFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("no authorization header: send basic credentials"))?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?
+            .to_string();
+        let token = if let Some(encoded) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) {
+            let decoded = BASE64_ANY_PADDING
+                .decode(encoded.trim())
+                .map_err(|_| Status::unauthenticated("basic credentials are not valid base64"))?;
+            let decoded = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("basic credentials are not UTF-8"))?;
+            let (user, password) = decoded
+                .split_once(':')
+                .ok_or_else(|| Status::unauthenticated("basic credentials need user:password"))?;
+            let access = Arc::clone(&self.access);
+            let (user, password) = (user.to_string(), password.to_string());
+            let checked_user = user.clone();
+            let role = tokio::task::spawn_blocking(move || access.verify(&checked_user, &password))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let Some(role) = role else {
+                warn!(user = %user, "authentication failed");
+                return Err(Status::unauthenticated(format!("wrong user name or password for '{user}'")));
+            };
+            info!(user = %user, role = role.as_str(), "signed in");
+            self.tokens.issue(Principal { user, role })
+        } else if let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {
+            // JDBC with `token=` still calls Handshake: a valid token is answered as is.
+            self.principal(&request)?;
+            token.trim().to_string()
+        } else {
+            return Err(Status::unauthenticated("expected Basic or Bearer authorization"));
+        };
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into_bytes().into(),
+        };
+        let mut response = Response::new(Box::pin(futures::stream::iter([Ok(response)])) as Pin<Box<dyn Stream<Item = _> + Send>>);
+        let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|e| Status::internal(e.to_string()))?;
+        response.metadata_mut().insert("authorization", value);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = StatementHandle { sql: query.query, params: None };
+        let df = self.plan(&principal, &handle).await?;
+        let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
+        flight_info(&Self::schema_of(&df), ticket.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = StatementHandle::decode(&ticket.statement_handle)?;
+        let df = self.plan(&principal, &handle).await?;
+        self.execute(&principal, df).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let principal = self.principal(&request)?;
+        if query.transaction_id.is_some() {
+            return Err(read_only("a transaction"));
+        }
+        let handle = StatementHandle { sql: query.query, params: None };
+        let df = self.plan(&principal, &handle).await?;
+        let mut parameters: Vec<(usize, Option<DataType>)> = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(query_status)?
+            .into_iter()
+            .filter_map(|(name, t)| name.trim_start_matches('$').parse().ok().map(|i| (i, t)))
+            .collect();
+        parameters.sort_by_key(|(i, _)| *i);
+        let parameter_schema = Schema::new(
+            parameters
+                .into_iter()
+                .map(|(i, t)| Field::new(format!("${i}"), t.unwrap_or(DataType::Utf8), true))
+                .collect::<Vec<_>>(),
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode().into(),
+            dataset_schema: schema_ipc(&Self::schema_of(&df))?.into(),
+            parameter_schema: schema_ipc(&parameter_schema)?.into(),
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.principal(&request)?;
+        let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        );
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Status::from)?;
+        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Err(Status::invalid_argument("no parameter values were sent"));
+        };
+        let row = first.slice(0, 1);
+        let mut bytes = Vec::new();
+        {
+            let mut writer = StreamWriter::try_new(&mut bytes, &row.schema()).map_err(|e| Status::internal(e.to_string()))?;
+            writer.write(&row).map_err(|e| Status::internal(e.to_string()))?;
+            writer.finish().map_err(|e| Status::internal(e.to_string()))?;
+        }
+        handle.params = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.encode().into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
+        let df = self.plan(&principal, &handle).await?;
+        flight_info(&Self::schema_of(&df), cmd.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
+        let df = self.plan(&principal, &handle).await?;
+        self.execute(&principal, df).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Handles carry their state: nothing to free.
+        self.principal(&request).map(|_| ())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder: GetCatalogsBuilder = query.into_builder();
+        builder.append(CATALOG);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder: GetDbSchemasBuilder = query.into_builder();
+        builder.append(CATALOG, SCHEMA);
+        builder.append(CATALOG, "information_schema");
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let tables = self.tables(&principal).await?;
+        let mut builder: GetTablesBuilder = query.into_builder();
+        for (name, kind, table_schema) in &tables {
+            builder
+                .append(CATALOG, SCHEMA, name, kind, table_schema)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        builder.append("VIEW");
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(metadata::sql_info()).schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let builder = query.into_builder(metadata::sql_info());
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(metadata::xdbc_type_info()).schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let builder = query.into_builder(metadata::xdbc_type_info());
+        let schema = builder.schema();
+        let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        flight_info(&metadata::primary_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(batch_stream(metadata::primary_keys_schema(), vec![])))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.principal(&request)?;
+        Err(read_only("an update statement"))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _ticket: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.principal(&request)?;
+        Err(read_only("bulk ingestion"))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.principal(&request)?;
+        Err(read_only("a prepared update"))
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        self.principal(&request)?;
+        Err(read_only("a transaction"))
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.principal(&request)?;
+        Err(read_only("a transaction"))
+    }
+
+    async fn do_action_begin_savepoint(
+        &self,
+        _query: ActionBeginSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        self.principal(&request)?;
+        Err(read_only("a savepoint"))
+    }
+
+    async fn do_action_end_savepoint(
+        &self,
+        _query: ActionEndSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.principal(&request)?;
+        Err(read_only("a savepoint"))
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        _query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        self.principal(&request)?;
+        // Dropping a DoGet stream stops its query; there is no query registry to cancel by id.
+        Err(Status::unimplemented("CancelQuery: close the result stream to stop a query"))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        self.principal(&request)?;
+        let action = request.into_inner();
+        // JDBC's `catalog=` property sends SetSessionOptions, and CloseSession on close.
+        // arrow-flight 59 has no types for these messages: they are written by hand. An empty
+        // SetSessionOptionsResult / GetSessionOptionsResult means "no errors" / "no options".
+        let body: Vec<u8> = match action.r#type.as_str() {
+            "SetSessionOptions" | "GetSessionOptions" => Vec::new(),
+            // CloseSessionResult { status: CLOSED (1) }: field 1, varint 1.
+            "CloseSession" => vec![0x08, 0x01],
+            other => return Err(Status::invalid_argument(format!("unknown action {other}"))),
+        };
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Err(Status::invalid_argument(format!("unknown ticket type {}", message.type_url)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The schema GetSchema answers for a statement or prepared statement descriptor.
+pub async fn schema_for_descriptor(service: &CclakeFlightSql, request: &Request<FlightDescriptor>) -> Result<SchemaRef, Status> {
+    let principal = service.principal(request)?;
+    let any = Any::decode(&*request.get_ref().cmd).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let handle = if let Some(cmd) = any.unpack::<CommandStatementQuery>().map_err(|e| Status::invalid_argument(e.to_string()))? {
+        StatementHandle { sql: cmd.query, params: None }
+    } else if let Some(cmd) = any.unpack::<CommandPreparedStatementQuery>().map_err(|e| Status::invalid_argument(e.to_string()))? {
+        StatementHandle::decode(&cmd.prepared_statement_handle)?
+    } else {
+        return Err(Status::invalid_argument(format!("GetSchema: unsupported command {}", any.type_url)));
+    };
+    let df = service.plan(&principal, &handle).await?;
+    Ok(CclakeFlightSql::schema_of(&df))
+}
+
+/// The IPC form of a schema, as GetSchema returns it.
+pub fn schema_result(schema: &Schema) -> Result<arrow_flight::SchemaResult, Status> {
+    SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_marks_are_numbered_outside_quotes() {
+        assert_eq!(
+            number_placeholders("SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ? -- ?\n AND c = ?"),
+            "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b = $2 -- ?\n AND c = $3"
+        );
+    }
+
+    #[test]
+    fn handles_round_trip() {
+        let h = StatementHandle { sql: "SELECT 1".into(), params: None };
+        assert_eq!(StatementHandle::decode(&h.encode()).unwrap(), h);
+        assert!(StatementHandle::decode(b"junk").is_err());
+    }
+
+    #[test]
+    fn unpadded_base64_is_accepted() {
+        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3").unwrap(), b"ana:pw");
+        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3eA").unwrap(), b"ana:pwx");
+        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3eA==").unwrap(), b"ana:pwx");
+    }
+}

@@ -1,0 +1,206 @@
+//! The serve stage: Arrow Flight SQL over the read model, with authentication and roles,
+//! optional TLS, and optionally the write side on a schedule in the same process (CQRS with
+//! both sides embedded).
+//!
+//! Shutdown (the future given to [`serve`]): stop accepting, let a running ingest pass
+//! commit, then return.
+
+pub mod access;
+pub mod flight_sql;
+pub mod metadata;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, PollInfo,
+    SchemaResult, Ticket,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{error, info, warn};
+
+use crate::lake::Lake;
+use crate::query::read_model::ReadModel;
+use access::AccessConfig;
+use flight_sql::CclakeFlightSql;
+
+/// Errors of starting and running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("refusing to serve plaintext on the non-loopback address {0}: give --tls-cert and --tls-key, or --allow-plaintext")]
+    PlaintextOnNetwork(SocketAddr),
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile { path: String, source: std::io::Error },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The write side embedded in the server: an ingest pass every `interval`.
+#[derive(Debug, Clone)]
+pub struct ScheduledIngest {
+    pub source: String,
+    pub interval: Duration,
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// PEM certificate chain and private key.
+    pub tls: Option<(String, String)>,
+    /// Serve plaintext on a non-loopback address.
+    pub allow_plaintext: bool,
+    pub ingest: Option<ScheduledIngest>,
+}
+
+/// Binds `addr`, refusing plaintext on a network address unless allowed.
+pub async fn bind(addr: SocketAddr, options: &ServeOptions) -> Result<TcpListener, ServerError> {
+    if options.tls.is_none() && !addr.ip().is_loopback() {
+        if !options.allow_plaintext {
+            return Err(ServerError::PlaintextOnNetwork(addr));
+        }
+        warn!(%addr, "serving plaintext on a network address: credentials and data travel unencrypted");
+    }
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Serves Flight SQL on `listener` until `shutdown` resolves.
+pub async fn serve(
+    model: Arc<ReadModel>,
+    access: AccessConfig,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &options.tls {
+        let read = |path: &String| {
+            std::fs::read(path).map_err(|source| ServerError::TlsFile { path: path.clone(), source })
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let service = WithGetSchema(Arc::new(CclakeFlightSql::new(Arc::clone(&model), access)));
+
+    let stop = CancellationToken::new();
+    let ingest_task = options.ingest.clone().map(|schedule| {
+        let lake = Arc::clone(model.lake());
+        let stop = stop.clone();
+        tokio::spawn(run_ingest_schedule(lake, schedule, stop))
+    });
+    let server_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        server_stop.cancel();
+    });
+
+    info!(%addr, tls = options.tls.is_some(), "Flight SQL server listening");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let served = builder
+        .add_service(FlightServiceServer::new(service))
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+        .await;
+    stop.cancel();
+    if let Some(task) = ingest_task {
+        // The pass in progress commits (or, failing, leaves the lake as it was).
+        if let Err(e) = task.await {
+            error!(error = %e, "ingest schedule task failed");
+        }
+    }
+    info!("server stopped");
+    Ok(served?)
+}
+
+async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: CancellationToken) {
+    loop {
+        match lake.ingest(&schedule.source).await {
+            Ok(report) if report.objects_read > 0 => info!(
+                objects = report.objects_read,
+                upserted = report.records_upserted,
+                quarantined = report.records_quarantined,
+                "scheduled ingest pass committed"
+            ),
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "scheduled ingest pass failed; the next pass retries"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(schedule.interval) => {}
+        }
+    }
+}
+
+/// The Flight SQL service plus the GetSchema RPC, which arrow-flight's blanket
+/// `FlightService` for Flight SQL services leaves unimplemented (ADBC's `execute_schema`
+/// calls it).
+#[derive(Debug, Clone)]
+struct WithGetSchema(Arc<CclakeFlightSql>);
+
+type Inner = CclakeFlightSql;
+
+#[tonic::async_trait]
+impl FlightService for WithGetSchema {
+    type HandshakeStream = <Inner as FlightService>::HandshakeStream;
+    type ListFlightsStream = <Inner as FlightService>::ListFlightsStream;
+    type DoGetStream = <Inner as FlightService>::DoGetStream;
+    type DoPutStream = <Inner as FlightService>::DoPutStream;
+    type DoActionStream = <Inner as FlightService>::DoActionStream;
+    type ListActionsStream = <Inner as FlightService>::ListActionsStream;
+    type DoExchangeStream = <Inner as FlightService>::DoExchangeStream;
+
+    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        FlightService::handshake(self.0.as_ref(), request).await
+    }
+
+    async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        FlightService::list_flights(self.0.as_ref(), request).await
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        FlightService::get_flight_info(self.0.as_ref(), request).await
+    }
+
+    async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        FlightService::poll_flight_info(self.0.as_ref(), request).await
+    }
+
+    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let schema = flight_sql::schema_for_descriptor(&self.0, &request).await?;
+        Ok(Response::new(flight_sql::schema_result(&schema)?))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        FlightService::do_get(self.0.as_ref(), request).await
+    }
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        FlightService::do_put(self.0.as_ref(), request).await
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        FlightService::do_action(self.0.as_ref(), request).await
+    }
+
+    async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        FlightService::list_actions(self.0.as_ref(), request).await
+    }
+
+    async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        FlightService::do_exchange(self.0.as_ref(), request).await
+    }
+}

@@ -4,6 +4,7 @@
 
 mod api;
 mod fixtures;
+mod flight;
 mod generated;
 mod interop;
 mod s3;

@@ -2,7 +2,7 @@
 -- month, quarter, year.
 SELECT
   CAST(day AS DATE) AS date,
-  CAST(date_part('isodow', day) AS INT) + 1 AS day_of_week,
+  CAST(date_part('isodow', day) AS INT) AS day_of_week,
   to_char(day, '%A') AS day_name,
   CAST(to_char(day, '%V') AS INT) AS iso_week,
   CAST(date_part('month', day) AS INT) AS month,

@@ -236,7 +236,7 @@ impl CclakeFlightSql {
     }
 
     /// The signed-in user behind the request's bearer token.
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+    pub(crate) fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let header = request
             .metadata()
             .get("authorization")

@@ -147,7 +147,8 @@ async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: C
 
 /// The Flight SQL service plus the GetSchema RPC, which arrow-flight's blanket
 /// `FlightService` for Flight SQL services leaves unimplemented (ADBC's `execute_schema`
-/// calls it).
+/// calls it). Every RPC but Handshake checks the bearer token here, before arrow-flight
+/// decodes the command, so no request reaches any work unauthenticated.
 #[derive(Debug, Clone)]
 struct WithGetSchema(Arc<CclakeFlightSql>);
 
@@ -168,14 +169,17 @@ impl FlightService for WithGetSchema {
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::list_flights(self.0.as_ref(), request).await
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.0.principal(&request)?;
         FlightService::get_flight_info(self.0.as_ref(), request).await
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        self.0.principal(&request)?;
         FlightService::poll_flight_info(self.0.as_ref(), request).await
     }
 
@@ -185,22 +189,27 @@ impl FlightService for WithGetSchema {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::do_get(self.0.as_ref(), request).await
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::do_put(self.0.as_ref(), request).await
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::do_action(self.0.as_ref(), request).await
     }
 
     async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::list_actions(self.0.as_ref(), request).await
     }
 
     async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.0.principal(&request)?;
         FlightService::do_exchange(self.0.as_ref(), request).await
     }
 }

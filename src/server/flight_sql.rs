@@ -563,7 +563,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -638,7 +638,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -684,7 +684,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder(metadata::xdbc_type_info()).schema();
+        let schema = query.into_builder(metadata::xdbc_type_info()).schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 

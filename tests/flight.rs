@@ -235,3 +235,114 @@ fn plaintext_on_a_network_address_needs_a_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-plaintext"));
 }
+
+async fn count(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
+    let info = client.execute(sql.into(), None).await.unwrap();
+    let (_, rows) = fetch(client, info).await;
+    arrow::compute::cast(rows[0].column(0), &arrow::datatypes::DataType::Int64)
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_commits_are_visible_and_scheduled_ingest_runs_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let server = tokio::task::block_in_place(|| {
+        FlightServer::start(&lake, &config, &["--ingest-from", incoming.to_str().unwrap(), "--interval", "200ms"])
+    });
+    let mut client = client(server.port).await;
+    client.handshake("aud", "auditor-pw").await.unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM fact_interactions").await, 11);
+
+    // A new export lands in the scheduled source: the embedded write side ingests it and the
+    // next queries see it.
+    std::fs::write(
+        incoming.join("new.jsonl"),
+        "{\"event_id\":\"n1\",\"interaction_id\":\"n\",\"timestamp\":\"2024-03-06T10:00:00Z\",\"queue_name\":\"Billing\"}\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&mut client, "SELECT count(*) FROM fact_interactions").await != 12 {
+        assert!(std::time::Instant::now() < deadline, "the scheduled ingest pass never became visible");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A commit by another process (the CLI) is visible to the very next query.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("more.jsonl"),
+        "{\"event_id\":\"n2\",\"interaction_id\":\"n\",\"timestamp\":\"2024-03-06T10:05:00Z\",\"queue_name\":\"Billing\"}\n",
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| cclake(&["ingest", "--source", other.to_str().unwrap(), "--lake", &lake]));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM fact_interactions").await, 13);
+    assert_eq!(count(&mut client, "SELECT offered FROM kpi_queue_daily WHERE date = DATE '2024-03-06'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_stop_one_query_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    let text = std::fs::read_to_string(&config).unwrap().replace("query_timeout_seconds = 300", "query_timeout_seconds = 1")
+        .replace("max_concurrent_queries = 16", "max_concurrent_queries = 1");
+    std::fs::write(&config, text).unwrap();
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut client = client(server.port).await;
+    client.handshake("ana", "analyst-pw").await.unwrap();
+
+    let slow = "SELECT count(*) FROM (SELECT v FROM generate_series(1, 5000000000) AS t(v) WHERE v % 7 = 3)";
+    let info = client.execute(slow.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let err = match client.do_get(ticket).await {
+        Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("timed out after 1 s"), "{err}");
+
+    // With one query slot taken by an open stream, another query is refused, not queued.
+    let held = client.execute(slow.into(), None).await.unwrap();
+    let held_stream = client.do_get(held.endpoint[0].ticket.clone().unwrap()).await;
+    let second = client.execute("SELECT 1".into(), None).await.unwrap();
+    let err = client.do_get(second.endpoint[0].ticket.clone().unwrap()).await.map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("too many concurrent queries"), "{err}");
+    drop(held_stream);
+
+    // The server still answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info = client.execute("SELECT count(*) FROM fact_interactions".into(), None).await.unwrap();
+        match client.do_get(info.endpoint[0].ticket.clone().unwrap()).await {
+            Ok(stream) => {
+                let rows: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+                assert_eq!(rows[0].num_rows(), 1);
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "slot never freed: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = fixture_lake(dir.path());
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let mut server = FlightServer::start(&lake, &config, &["--ingest-from", incoming.to_str().unwrap(), "--interval", "1s"]);
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

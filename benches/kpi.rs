@@ -1,0 +1,60 @@
+//! The KPI suite (benches/kpi/*.sql) in-process: DataFusion over the lake through the same
+//! read model the server uses, without Flight. Compared with `benches/kpi_vs_duckdb.sh`, it
+//! shows what the Flight SQL hop adds.
+//!
+//! `CCLAKE_BENCH_LAKE=/path/to/lake cargo bench --bench kpi`; without it, a lake of 20k
+//! generated interactions is made first.
+
+use std::sync::Arc;
+
+use cclake::generate::{generate, GenerateOptions};
+use cclake::query::read_model::{load_views, ReadModel};
+use cclake::server::access::Role;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn kpi(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let lake_path = match std::env::var("CCLAKE_BENCH_LAKE") {
+        Ok(path) => path,
+        Err(_) => {
+            let exports = scratch.path().join("exports");
+            let options = GenerateOptions { interactions: 20_000, days: 7, ..Default::default() };
+            generate(&exports, &options).expect("generate");
+            let lake = scratch.path().join("lake").to_string_lossy().into_owned();
+            runtime.block_on(async {
+                let l = cclake::Lake::open(&lake).await.expect("lake");
+                l.ingest(exports.to_str().expect("utf-8")).await.expect("ingest");
+            });
+            lake
+        }
+    };
+    let model = runtime.block_on(async {
+        let lake = cclake::Lake::open(&lake_path).await.expect("lake");
+        Arc::new(ReadModel::new(Arc::new(lake), load_views(None).expect("views"), 1 << 31).await.expect("model"))
+    });
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/kpi"))
+        .expect("benches/kpi")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    let mut group = c.benchmark_group("kpi_in_process");
+    group.sample_size(15);
+    for file in files {
+        let sql = std::fs::read_to_string(&file).expect("sql");
+        let name = file.file_stem().expect("name").to_string_lossy().into_owned();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let ctx = model.session(Role::Auditor).await.expect("session");
+                    cclake::query::run_sql(&ctx, &sql).await.expect("query")
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kpi);
+criterion_main!(benches);

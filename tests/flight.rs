@@ -279,7 +279,10 @@ async fn new_commits_are_visible_and_scheduled_ingest_runs_while_serving() {
     )
     .unwrap();
     tokio::task::block_in_place(|| cclake(&["ingest", "--source", other.to_str().unwrap(), "--lake", &lake]));
-    assert_eq!(count(&mut client, "SELECT count(*) FROM fact_interactions").await, 13);
+    let committed = std::time::Instant::now();
+    while count(&mut client, "SELECT count(*) FROM fact_interactions").await != 13 {
+        assert!(committed.elapsed() < std::time::Duration::from_secs(1), "a commit must be visible within 1 s");
+    }
     assert_eq!(count(&mut client, "SELECT offered FROM kpi_queue_daily WHERE date = DATE '2024-03-06'").await, 1);
 }
 

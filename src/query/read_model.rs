@@ -2,17 +2,21 @@
 //! defined in `sql/views/*.sql` (the file name is the view name), over the newest snapshot of
 //! every table.
 //!
-//! Snapshots are refreshed at the start of each session: Delta's incremental update reads
-//! only log entries newer than the cached version, so an unchanged lake costs one listing.
+//! Snapshots are refreshed when a session starts (at most every 200 ms): Delta's incremental
+//! update reads only log entries newer than the cached version. The planned catalog of each
+//! role is reused until a table's version changes.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use tracing::warn;
@@ -64,13 +68,21 @@ pub fn load_views(dir: Option<&Path>) -> Result<Vec<ViewDefinition>, QueryError>
     Ok(views)
 }
 
+/// How stale a snapshot may be before a new session looks for newer commits: well inside
+/// the "visible within 1 s" promise, and it spares every RPC of a prepared-statement round
+/// trip its own listing of four Delta logs.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Tables and views over a lake, handed out as read-only sessions per role.
 #[derive(Debug)]
 pub struct ReadModel {
     lake: Arc<Lake>,
     views: Vec<ViewDefinition>,
-    /// The last snapshot of each table, updated incrementally.
-    tables: tokio::sync::Mutex<Vec<(LakeTable, DeltaTable)>>,
+    /// The last snapshot of each table, updated incrementally, and when it was refreshed.
+    tables: tokio::sync::Mutex<(Vec<(LakeTable, DeltaTable)>, Option<Instant>)>,
+    /// Planned catalogs (tables and views) per role for the snapshot versions they were
+    /// built from: planning seven views per query would dominate small queries.
+    planned: tokio::sync::Mutex<HashMap<Role, (Vec<Option<i64>>, SessionState)>>,
     /// Memory one query may use before spilling (or failing where it cannot spill).
     memory_limit_bytes: usize,
 }
@@ -89,7 +101,8 @@ impl ReadModel {
         let model = Self {
             lake,
             views,
-            tables: tokio::sync::Mutex::new(tables),
+            tables: tokio::sync::Mutex::new((tables, None)),
+            planned: tokio::sync::Mutex::new(HashMap::new()),
             memory_limit_bytes,
         };
         // Fail at start-up, not at the first query, when a view does not plan.
@@ -110,28 +123,54 @@ impl ReadModel {
         &self.views
     }
 
-    /// A session seeing every commit finished before this call, with the tables and views
-    /// `role` may read.
+    /// A session seeing every commit finished before this call (give or take the 200 ms
+    /// refresh interval), with the tables and views `role` may read, and a memory pool of
+    /// its own.
     pub async fn session(&self, role: Role) -> Result<SessionContext, QueryError> {
         let snapshots: Vec<(LakeTable, DeltaTable)> = {
-            let mut tables = self.tables.lock().await;
-            for (table, delta) in tables.iter_mut() {
-                delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
-                    table: table.name().to_string(),
-                    source,
-                })?;
+            let mut guard = self.tables.lock().await;
+            let (tables, refreshed) = &mut *guard;
+            if refreshed.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL) {
+                for (table, delta) in tables.iter_mut() {
+                    delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
+                        table: table.name().to_string(),
+                        source,
+                    })?;
+                }
+                *refreshed = Some(Instant::now());
             }
             tables.clone()
         };
+        let versions: Vec<Option<i64>> = snapshots.iter().map(|(_, d)| d.version().map(|v| v as i64)).collect();
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
             .build_arc()?;
+        let mut planned = self.planned.lock().await;
+        let base = match planned.get(&role) {
+            Some((built_from, state)) if *built_from == versions => state.clone(),
+            _ => {
+                let state = self.plan_catalog(role, snapshots).await?.state();
+                planned.insert(role, (versions, state.clone()));
+                state
+            }
+        };
+        drop(planned);
+        let state = SessionStateBuilder::new_from_existing(base).with_runtime_env(runtime).build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Registers the tables `role` may read and the views over them.
+    async fn plan_catalog(
+        &self,
+        role: Role,
+        snapshots: Vec<(LakeTable, DeltaTable)>,
+    ) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = SessionContext::new_with_config(config);
         let hidden = role.hidden_tables();
         for (table, delta) in snapshots {
             if hidden.contains(&table.name()) {

@@ -110,7 +110,9 @@ pub async fn serve(
     });
 
     info!(%addr, tls = options.tls.is_some(), "Flight SQL server listening");
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each small
+    // response: a prepared-statement round trip took ~90 ms for `SELECT 1`.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = builder
         .add_service(FlightServiceServer::new(service))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())

@@ -73,16 +73,21 @@ pub fn load_views(dir: Option<&Path>) -> Result<Vec<ViewDefinition>, QueryError>
 /// trip its own listing of four Delta logs.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Each table's last snapshot, and when the snapshots were last refreshed.
+type Snapshots = (Vec<(LakeTable, DeltaTable)>, Option<Instant>);
+/// A role's planned catalog and the table versions it was planned from.
+type PlannedCatalogs = HashMap<Role, (Vec<Option<i64>>, SessionState)>;
+
 /// Tables and views over a lake, handed out as read-only sessions per role.
 #[derive(Debug)]
 pub struct ReadModel {
     lake: Arc<Lake>,
     views: Vec<ViewDefinition>,
     /// The last snapshot of each table, updated incrementally, and when it was refreshed.
-    tables: tokio::sync::Mutex<(Vec<(LakeTable, DeltaTable)>, Option<Instant>)>,
+    tables: tokio::sync::Mutex<Snapshots>,
     /// Planned catalogs (tables and views) per role for the snapshot versions they were
     /// built from: planning seven views per query would dominate small queries.
-    planned: tokio::sync::Mutex<HashMap<Role, (Vec<Option<i64>>, SessionState)>>,
+    planned: tokio::sync::Mutex<PlannedCatalogs>,
     /// Memory one query may use before spilling (or failing where it cannot spill).
     memory_limit_bytes: usize,
 }

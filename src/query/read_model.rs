@@ -17,11 +17,11 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tracing::warn;
 
-use super::{QueryError, CATALOG, SCHEMA};
+use super::QueryError;
 use crate::lake::{Lake, LakeTable};
 use crate::server::access::Role;
 
@@ -171,23 +171,13 @@ impl ReadModel {
         role: Role,
         snapshots: Vec<(LakeTable, DeltaTable)>,
     ) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, SCHEMA)
-            .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
         let hidden = role.hidden_tables();
-        for (table, delta) in snapshots {
-            if hidden.contains(&table.name()) {
-                continue;
-            }
-            delta.update_datafusion_session(&ctx.state()).map_err(|source| QueryError::Delta {
-                table: table.name().to_string(),
-                source,
-            })?;
-            let provider = delta.table_provider().await?;
-            ctx.register_table(table.name(), provider)?;
-        }
+        let visible = snapshots
+            .into_iter()
+            .filter(|(table, _)| !hidden.contains(&table.name()))
+            .map(|(table, delta)| (table.name(), delta))
+            .collect();
+        let ctx = super::read_only_session(visible).await?;
         self.register_views(&ctx, role).await;
         Ok(ctx)
     }

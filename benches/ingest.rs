@@ -67,7 +67,7 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| {
             run += 1;
             runtime.block_on(async {
-                let lake = cclake::Lake::open(&format!("memory://bench-{run}/lake")).await.expect("lake");
+                let lake = cclake::Lake::open_or_create(&format!("memory://bench-{run}/lake")).await.expect("lake");
                 black_box(lake.ingest(dir.path().to_str().expect("utf-8 path")).await.expect("ingest"));
             })
         })

@@ -23,7 +23,7 @@ fn kpi(c: &mut Criterion) {
             generate(&exports, &options).expect("generate");
             let lake = scratch.path().join("lake").to_string_lossy().into_owned();
             runtime.block_on(async {
-                let l = cclake::Lake::open(&lake).await.expect("lake");
+                let l = cclake::Lake::open_or_create(&lake).await.expect("lake");
                 l.ingest(exports.to_str().expect("utf-8")).await.expect("ingest");
             });
             lake

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Makes (or refreshes, when tests/python/requirements.txt changed) the Python venv in .venv
-# holding the real clients the tests and benches drive: deltalake, duckdb, pyarrow, moto.
+# Makes (or refreshes, when their requirements changed) the Python venvs holding the real
+# clients the tests and benches drive, and prints the main venv's interpreter:
+#   .venv              deltalake, duckdb, pyarrow, moto, ADBC, sqlalchemy-adbc, pandas, polars
+#   .venv-sqlalchemy1  flightsql-dbapi, which needs SQLAlchemy 1.x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=.venv
-requirements=tests/python/requirements.txt
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/.requirements"; then
-  echo "making the Python venv in $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/.requirements"
-fi
-echo "$PWD/$venv/bin/python"
+
+make_venv() {
+  local venv=$1 requirements=$2
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/.requirements"; then
+    echo "making the Python venv in $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    cp "$requirements" "$venv/.requirements"
+  fi
+}
+
+make_venv .venv tests/python/requirements.txt
+make_venv .venv-sqlalchemy1 tests/python/requirements-sqlalchemy1.txt
+echo "$PWD/.venv/bin/python"

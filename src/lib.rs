@@ -34,7 +34,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cclake::LakeError> {
-//! let lake = cclake::Lake::open("lake/").await?;
+//! let lake = cclake::Lake::open_or_create("lake/").await?;   // Lake::open: an existing lake only
 //! let report = lake.ingest("exports/").await?;
 //! println!("{report}");
 //! let batches = lake.sql("SELECT queue_name, count(*) FROM fact_interactions GROUP BY 1").await?;

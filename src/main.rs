@@ -1,6 +1,6 @@
 //! `cclake`: parses the command line, starts tracing, calls the library.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use cclake::generate::{generate, GenerateOptions};
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::server::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
+use cclake::storage::Location;
 use cclake::{Lake, LakeOptions, OutputFormat};
 
 /// The read model for contact-center exports: JSON exports in, Delta Lake tables and SQL out.
@@ -66,10 +67,14 @@ enum Command {
     Query {
         #[command(flatten)]
         lake: LakeArgs,
-        /// The SQL query.
+        /// The SQL query (read-only: DDL, DML, COPY and SET are refused).
         sql: String,
+        /// How to print the result: an aligned table, CSV, a JSON array, or JSON Lines.
         #[arg(long, env = "CCLAKE_FORMAT", value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Folder of view definitions (`<name>.sql`); default: the built-in views.
+        #[arg(long, env = "CCLAKE_VIEWS")]
+        views: Option<PathBuf>,
     },
     /// Compact every partition holding more than one file into large sorted files.
     Compact {
@@ -94,30 +99,34 @@ enum Command {
         /// Folder for the demo's exports, lake and config.
         #[arg(long, env = "CCLAKE_DEMO_DIR", default_value = "demo")]
         dir: PathBuf,
+        /// Number of interactions to generate (two events each) when the demo has no exports yet.
         #[arg(long, env = "CCLAKE_INTERACTIONS", default_value_t = 5000)]
         interactions: usize,
-        /// Address to serve on.
+        /// Address to serve on; checked before anything is generated.
         #[arg(long, env = "CCLAKE_ADDR", default_value = "127.0.0.1:50051")]
         addr: SocketAddr,
         /// Ingest and print KPIs, then exit instead of serving.
-        #[arg(long)]
+        #[arg(long, env = "CCLAKE_NO_SERVE")]
         no_serve: bool,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a user (creating the config file when missing), the password read from stdin.
+    /// Add a user (creating the config file when missing). On a terminal the password is
+    /// asked for twice, without echo; never give it on the command line.
     Add {
         /// The config file (TOML).
         #[arg(long, env = "CCLAKE_CONFIG")]
         config: PathBuf,
+        /// The user name clients sign in with.
         #[arg(long)]
         name: String,
+        /// What the user may read: analyst (everything but call_recordings) or auditor (everything).
         #[arg(long, value_enum)]
         role: Role,
-        /// Read the password from standard input (the only way: never on the command line).
-        #[arg(long, required = true)]
+        /// Read the password from standard input (a pipe or a file) instead of prompting.
+        #[arg(long)]
         password_stdin: bool,
         /// Replace a user of the same name.
         #[arg(long)]
@@ -185,11 +194,15 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // rustls is built with two crypto providers in this tree: choose one for TLS.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`cclake query ... | head`): nothing more to say to anyone.
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -197,21 +210,49 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Whether `error`, or any error behind it, is a write to a closed pipe.
+fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        if let Some(cclake::QueryError::Output(io)) = e.downcast_ref::<cclake::QueryError>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Standard output, buffered; every write returns its error (a closed pipe ends the program
+/// quietly instead of panicking as `println!` does).
+fn stdout() -> std::io::BufWriter<std::io::Stdout> {
+    std::io::BufWriter::new(std::io::stdout())
+}
+
+/// Memory a query run by the CLI may use before sorts and aggregations spill to disk.
+const CLI_QUERY_MEMORY_BYTES: usize = 2048 * 1024 * 1024;
+
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let progress = std::io::stderr().is_terminal();
+    let mut out = stdout();
     match cli.command {
-        Command::Generate { out, interactions, days, seed, faults } => {
+        Command::Generate { out: folder, interactions, days, seed, faults } => {
             let options = GenerateOptions { interactions, days, seed, faults, ..Default::default() };
-            let manifest = generate(&out, &options)?;
-            println!(
-                "wrote {} files ({:.1} MB, {} records) to {}",
-                manifest.files,
-                manifest.bytes as f64 / 1e6,
-                manifest.records,
-                out.display()
-            );
+            let manifest = generate(&folder, &options)?;
+            writeln!(out, "{}", manifest.summary(&folder))?;
         }
         Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact } => {
+            // Checked before the lake is opened, since opening creates it: swapped flags must
+            // not leave a lake inside the exports.
+            let source_location = Location::parse(&source, false)?;
+            let lake_location = Location::parse(&lake.lake, false)?;
+            cclake::lake::check_source_location(&source_location, &lake_location).await?;
             let options = LakeOptions {
                 batch_rows,
                 compact_min_files,
@@ -219,64 +260,106 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 progress,
                 ..Default::default()
             };
-            let lake = Lake::open_with(&lake.lake, options).await?;
+            let lake = Lake::open_or_create_with(&lake.lake, options).await?;
             let report = lake.ingest(&source).await?;
-            println!("{report}");
+            if report.objects_listed == 0 {
+                return Err(format!("no export objects under {source_location}: nothing was ingested (check --source)").into());
+            }
+            writeln!(out, "{report}")?;
         }
-        Command::Query { lake, sql, format } => {
+        Command::Query { lake, sql, format, views } => {
             let lake = Lake::open(&lake.lake).await?;
-            let batches = lake.sql(&sql).await?;
-            println!("{}", cclake::query::format_batches(&batches, format)?);
+            let model = ReadModel::new(Arc::new(lake), load_views(views.as_deref())?, CLI_QUERY_MEMORY_BYTES).await?;
+            // Whoever can read the lake's files reads every table: the CLI runs as auditor.
+            let ctx = model.session(Role::Auditor).await?;
+            let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
+            cclake::query::write_results(schema, stream, format, &mut out).await?;
         }
         Command::Compact { lake } => {
             let lake = Lake::open(&lake.lake).await?;
             let outcome = lake.compact().await?;
-            println!(
+            writeln!(
+                out,
                 "fact_interactions: {} partitions compacted, {} files replaced by {}",
                 outcome.partitions_compacted, outcome.files_removed, outcome.files_added
-            );
+            )?;
         }
-        Command::User { command: UserCommand::Add { config, name, role, password_stdin: _, replace } } => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.trim_end_matches(['\n', '\r']);
+        Command::User { command: UserCommand::Add { config, name, role, password_stdin, replace } } => {
+            let password = read_new_password(&name, password_stdin)?;
             let mut access = AccessConfig::load(&config)?;
-            access.add_user(&name, role, password, replace)?;
+            access.add_user(&name, role, &password, replace)?;
             access.save(&config)?;
-            println!("user {name} ({}) saved in {}", role.as_str(), config.display());
+            writeln!(out, "user {name} ({}) saved in {}", role.as_str(), config.display())?;
         }
         Command::Serve { lake, serve } => {
-            let lake = Lake::open_with(&lake.lake, LakeOptions { progress: false, ..Default::default() }).await?;
-            let access = AccessConfig::load(&serve.config)?;
-            if access.users.is_empty() {
-                return Err(format!("{} has no users: add one with `cclake user add`", serve.config.display()).into());
-            }
             let options = ServeOptions {
                 tls: serve.tls_cert.clone().zip(serve.tls_key.clone()),
                 allow_plaintext: serve.allow_plaintext,
                 ingest: serve.ingest_from.clone().map(|source| ScheduledIngest { source, interval: serve.interval }),
             };
-            run_server(Arc::new(lake), access, serve.addr, options, serve.views.as_deref()).await?;
+            // The address first: a taken port or a refused plaintext address is said at once.
+            let listener = server::bind(serve.addr, &options).await?;
+            let lake = Lake::open_with(&lake.lake, LakeOptions { progress: false, ..Default::default() }).await?;
+            if let Some(scheduled) = &options.ingest {
+                lake.check_source(&Location::parse(&scheduled.source, false)?).await?;
+            }
+            let access = AccessConfig::load(&serve.config)?;
+            if access.users.is_empty() {
+                return Err(format!("{} has no users: add one with `cclake user add`", serve.config.display()).into());
+            }
+            let model = read_model(Arc::new(lake), &access, serve.views.as_deref()).await?;
+            run_server(model, access, listener, options, &mut out).await?;
         }
-        Command::Demo { dir, interactions, addr, no_serve } => demo(dir, interactions, addr, no_serve, progress).await?,
+        Command::Demo { dir, interactions, addr, no_serve } => {
+            demo(dir, interactions, addr, no_serve, progress, &mut out).await?
+        }
     }
+    out.flush()?;
     Ok(())
+}
+
+/// The new user's password: from standard input with `--password-stdin` (without echo when
+/// that is a terminal), else asked for twice on the terminal.
+fn read_new_password(name: &str, from_stdin: bool) -> Result<String, Box<dyn std::error::Error>> {
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    if from_stdin && !stdin_is_terminal {
+        let mut password = String::new();
+        std::io::stdin().read_to_string(&mut password)?;
+        return Ok(password.trim_end_matches(['\n', '\r']).to_string());
+    }
+    if !stdin_is_terminal {
+        return Err("no terminal to ask for the password on: pipe it in with --password-stdin".into());
+    }
+    let password = rpassword::prompt_password(format!("Password for {name}: "))?;
+    if !from_stdin {
+        let again = rpassword::prompt_password("Repeat the password: ")?;
+        if again != password {
+            return Err("the two passwords differ; nothing was saved".into());
+        }
+    }
+    if password.is_empty() {
+        return Err("the password is empty; nothing was saved".into());
+    }
+    Ok(password)
+}
+
+async fn read_model(lake: Arc<Lake>, access: &AccessConfig, views: Option<&Path>) -> Result<Arc<ReadModel>, Box<dyn std::error::Error>> {
+    let memory = access.server.query_memory_limit_mb.max(64) * 1024 * 1024;
+    Ok(Arc::new(ReadModel::new(lake, load_views(views)?, memory).await?))
 }
 
 /// Serves until SIGINT or SIGTERM; prints the bound address first (tests read it).
 async fn run_server(
-    lake: Arc<Lake>,
+    model: Arc<ReadModel>,
     access: AccessConfig,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     options: ServeOptions,
-    views: Option<&Path>,
+    out: &mut impl Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let memory = access.server.query_memory_limit_mb.max(64) * 1024 * 1024;
-    let model = Arc::new(ReadModel::new(lake, load_views(views)?, memory).await?);
-    let listener = server::bind(addr, &options).await?;
     let bound = listener.local_addr()?;
     let scheme = if options.tls.is_some() { "grpc+tls" } else { "grpc" };
-    println!("listening on {scheme}://{bound}");
+    writeln!(out, "listening on {scheme}://{bound}")?;
+    out.flush()?;
     server::serve(model, access, listener, options, shutdown_signal()).await?;
     Ok(())
 }
@@ -303,6 +386,61 @@ async fn shutdown_signal() {
     eprintln!("shutting down: finishing the current ingest pass, then stopping");
 }
 
+/// The demo analyst's user name, and the file beside the config that keeps its password, so
+/// that running the demo again keeps saved connections working.
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD_FILE: &str = "demo-password.txt";
+
+/// The demo user's password: the kept one when the config still holds the user, else a new
+/// random one (saved with the user).
+fn demo_password(dir: &Path, config: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let mut access = AccessConfig::load(config)?;
+    let kept = std::fs::read_to_string(dir.join(DEMO_PASSWORD_FILE)).ok().map(|p| p.trim().to_string());
+    if let Some(password) = kept {
+        if access.verify(DEMO_USER, &password).is_some() {
+            return Ok(password);
+        }
+    }
+    let password: String = {
+        use rand::Rng;
+        let bytes: [u8; 12] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    access.add_user(DEMO_USER, Role::Analyst, &password, true)?;
+    access.save(config)?;
+    write_private_file(&dir.join(DEMO_PASSWORD_FILE), &password)?;
+    Ok(password)
+}
+
+/// Writes a file only its owner can read.
+fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// How to run this very binary again, as the person sees it (relative to the current folder
+/// when it lies below it): the demo's printed commands work as printed.
+fn this_program() -> String {
+    let Ok(exe) = std::env::current_exe() else { return "cclake".to_string() };
+    let relative = std::env::current_dir().ok().and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    match relative {
+        Some(path) => format!("./{}", path.display()),
+        None => exe.display().to_string(),
+    }
+}
+
+/// Quotes `text` for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// The embedded default end to end: exports → lake on local disk → Flight SQL.
 async fn demo(
     dir: PathBuf,
@@ -310,56 +448,68 @@ async fn demo(
     addr: SocketAddr,
     no_serve: bool,
     progress: bool,
+    out: &mut impl Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let serve_options = ServeOptions { tls: None, allow_plaintext: false, ingest: None };
+    // Take the port before any work, so that a busy port costs nothing and says what to do.
+    let listener = if no_serve {
+        None
+    } else {
+        Some(server::bind(addr, &serve_options).await.map_err(|e| {
+            format!("{e}\n(another program, or another demo, is using it: pass another address, e.g. --addr 127.0.0.1:50052)")
+        })?)
+    };
     let exports = dir.join("exports");
     if !exports.join("_manifest.json").exists() {
         let options = GenerateOptions { interactions, days: 3, faults: true, ..Default::default() };
         let manifest = generate(&exports, &options)?;
-        println!("generated {} export files ({} records) in {}", manifest.files, manifest.records, exports.display());
+        writeln!(out, "{}", manifest.summary(&exports))?;
     }
     let lake_dir = dir.join("lake");
     let lake_path = lake_dir.to_string_lossy().into_owned();
-    let lake = Lake::open_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
+    let lake = Lake::open_or_create_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
     let report = lake.ingest(&exports.to_string_lossy()).await?;
-    println!("{report}\n");
+    writeln!(out, "{report}\n")?;
     let kpis = [
         ("Queue KPIs by day (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
             round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds \
             FROM kpi_queue_daily ORDER BY date, queue_name LIMIT 10"),
         ("Quarantine by reason", "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1"),
     ];
-    let model = ReadModel::new(Arc::new(lake), load_views(None)?, 1 << 30).await?;
+    let config = dir.join("cclake.toml");
+    let access = AccessConfig::load(&config)?;
+    let model = read_model(Arc::new(lake), &access, None).await?;
     let ctx = model.session(Role::Auditor).await?;
     for (title, sql) in kpis {
-        let batches = cclake::query::run_sql(&ctx, sql).await?;
-        println!("{title}:\n{}", cclake::query::format_batches(&batches, OutputFormat::Table)?);
+        let (schema, stream) = cclake::query::stream_sql(&ctx, sql).await?;
+        writeln!(out, "{title}:")?;
+        cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
     }
-    if no_serve {
+    let Some(listener) = listener else {
         return Ok(());
-    }
-
-    let config = dir.join("cclake.toml");
-    let password: String = {
-        use rand::Rng;
-        let bytes: [u8; 12] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    let mut access = AccessConfig::load(&config)?;
-    access.add_user("demo", Role::Analyst, &password, true)?;
-    access.save(&config)?;
-    let lake = model.lake().clone();
-    let url = format!("grpc://{addr}");
-    println!(
-        "\nServing the demo lake over Flight SQL (read-only) on {url} as analyst `demo`, password `{password}`.\n\n\
+
+    let password = demo_password(&dir, &config)?;
+    let access = AccessConfig::load(&config)?;
+    let bound = listener.local_addr()?;
+    let url = format!("grpc://{bound}");
+    let query_sql = "SELECT * FROM kpi_queue_daily ORDER BY date LIMIT 5";
+    writeln!(
+        out,
+        "\nServing the demo lake over Flight SQL (read-only) on {url} as analyst `{DEMO_USER}`, password `{password}`\n\
+         (kept in {} for the next run).\n\n\
          Python (pip install adbc-driver-flightsql pyarrow):\n\
          \x20 import adbc_driver_flightsql.dbapi as flightsql\n\
-         \x20 conn = flightsql.connect(\"{url}\", db_kwargs={{\"username\": \"demo\", \"password\": \"{password}\"}})\n\
-         \x20 cur = conn.cursor(); cur.execute(\"SELECT * FROM kpi_queue_daily ORDER BY date LIMIT 5\"); print(cur.fetch_arrow_table())\n\n\
+         \x20 conn = flightsql.connect(\"{url}\", db_kwargs={{\"username\": \"{DEMO_USER}\", \"password\": \"{password}\"}}, autocommit=True)\n\
+         \x20 cur = conn.cursor(); cur.execute(\"{query_sql}\"); print(cur.fetch_arrow_table())\n\n\
          JDBC / DBeaver (Arrow Flight SQL driver):\n\
-         \x20 jdbc:arrow-flight-sql://{addr}?useEncryption=false&user=demo&password={password}\n\n\
-         In-process, without the server:\n\
-         \x20 cargo run -- query --lake {lake_path} \"SELECT * FROM kpi_queue_daily ORDER BY date LIMIT 5\"\n\n\
-         Ctrl-C stops the server."
-    );
-    run_server(lake, access, addr, ServeOptions { tls: None, allow_plaintext: false, ingest: None }, None).await
+         \x20 jdbc:arrow-flight-sql://{bound}?useEncryption=false&user={DEMO_USER}&password={password}\n\n\
+         In-process, without the server (another terminal, same folder):\n\
+         \x20 {} query --lake {} \"{query_sql}\"\n\n\
+         Ctrl-C stops the server.",
+        dir.join(DEMO_PASSWORD_FILE).display(),
+        this_program(),
+        shell_quote(&lake_path),
+    )?;
+    run_server(model, access, listener, serve_options, out).await
 }

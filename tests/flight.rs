@@ -192,7 +192,7 @@ async fn jdbc_call_sequence_with_the_rust_flight_sql_client() {
 }
 
 #[test]
-fn python_clients_adbc_and_pyarrow_flight() {
+fn python_clients_adbc_pyarrow_flight_sqlalchemy_polars_and_flightsql_dbapi() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, config) = fixture_lake(dir.path());
     let plain = FlightServer::start(&lake, &config, &[]);
@@ -206,20 +206,28 @@ fn python_clients_adbc_and_pyarrow_flight() {
         &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
     );
     assert!(tls.url.starts_with("grpc+tls://"), "{}", tls.url);
-    let out = Command::new(python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(repo().join("tests/python/test_flight_sql.py"))
-        .env("CCLAKE_FLIGHT_URL", &plain.url)
-        .env("CCLAKE_FLIGHT_TLS_URL", &tls.url)
-        .env("CCLAKE_FLIGHT_TLS_CERT", &cert_path)
-        .env("CCLAKE_LAKE", &lake)
-        .env("CCLAKE_BIN", env!("CARGO_BIN_EXE_cclake"))
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{text}");
-    assert!(out.status.success(), "the Python client suite failed:\n{text}");
-    assert!(text.contains(" passed"), "{text}");
+    // The main venv: ADBC, pyarrow.flight, sqlalchemy-adbc with pandas, polars. The second:
+    // flightsql-dbapi with its SQLAlchemy 1.x dialect.
+    let suites = [
+        (python(), vec!["tests/python/test_flight_sql.py", "tests/python/test_clients.py"]),
+        (python_sqlalchemy1(), vec!["tests/python/test_flightsql_dbapi.py"]),
+    ];
+    for (interpreter, files) in suites {
+        let out = Command::new(interpreter)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .args(files.iter().map(|f| repo().join(f)))
+            .env("CCLAKE_FLIGHT_URL", &plain.url)
+            .env("CCLAKE_FLIGHT_TLS_URL", &tls.url)
+            .env("CCLAKE_FLIGHT_TLS_CERT", &cert_path)
+            .env("CCLAKE_LAKE", &lake)
+            .env("CCLAKE_BIN", env!("CARGO_BIN_EXE_cclake"))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!("{text}");
+        assert!(out.status.success(), "the Python client suite {files:?} failed:\n{text}");
+        assert!(text.contains(" passed"), "{text}");
+    }
 }
 
 #[test]

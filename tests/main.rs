@@ -3,6 +3,7 @@
 //! `deltalake`, DuckDB) and a real S3-speaking server, all on loopback.
 
 mod api;
+mod cli;
 mod fixtures;
 mod flight;
 mod generated;

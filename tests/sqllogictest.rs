@@ -65,7 +65,7 @@ async fn main() {
     let exports = dir.path().join("exports");
     support::copy_fixtures(&exports);
     let lake_path = dir.path().join("lake");
-    let lake = cclake::Lake::open(lake_path.to_str().expect("utf-8")).await.expect("lake");
+    let lake = cclake::Lake::open_or_create(lake_path.to_str().expect("utf-8")).await.expect("lake");
     lake.ingest(exports.to_str().expect("utf-8")).await.expect("ingest");
     let views = load_views(Some(&support::repo().join("sql/views"))).expect("views");
     let model = Arc::new(ReadModel::new(Arc::new(lake), views, 1 << 30).await.expect("read model"));

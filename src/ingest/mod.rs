@@ -106,11 +106,17 @@ pub struct IngestReport {
     /// Objects already in the ingest log with the same size, time and etag.
     pub objects_skipped: u64,
     pub objects_read: u64,
+    /// Objects that could not be read at all (a corrupt gzip): each is one `quarantine` row
+    /// (reason `unreadable_object`, line 0) and counts as no record, since its records are
+    /// unknown.
+    pub objects_unreadable: u64,
     pub bytes_read: u64,
+    /// Records split out of readable objects, valid or quarantined.
     pub records_read: u64,
     /// Events inserted or replaced: the latest delivery of each `event_id`, when it is later
     /// than the one the lake holds.
     pub records_upserted: u64,
+    /// Records (not unreadable objects) sent to `quarantine`.
     pub records_quarantined: u64,
     pub quarantined_by_reason: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
@@ -129,15 +135,20 @@ impl IngestReport {
     pub(crate) fn add_object(&mut self, parsed: &ParsedObject) {
         self.objects_read += 1;
         self.bytes_read += parsed.object.size;
-        self.records_read += parsed.records();
-        self.records_quarantined += parsed.quarantined.len() as u64;
         for q in &parsed.quarantined {
+            if matches!(q.rejection, Rejection::UnreadableObject(_)) {
+                self.objects_unreadable += 1;
+                continue;
+            }
+            self.records_read += 1;
+            self.records_quarantined += 1;
             let reason = match q.rejection.field() {
                 Some(field) => format!("{} ({field})", q.rejection.code()),
                 None => q.rejection.code().to_string(),
             };
             *self.quarantined_by_reason.entry(reason).or_default() += 1;
         }
+        self.records_read += parsed.events.len() as u64;
         for (field, n) in &parsed.unknown_fields {
             *self.unknown_fields.entry(field.clone()).or_default() += n;
         }
@@ -154,6 +165,13 @@ impl fmt::Display for IngestReport {
             self.objects_read,
             self.bytes_read as f64 / 1e6
         )?;
+        if self.objects_unreadable > 0 {
+            writeln!(
+                f,
+                "  unreadable objects: {} (one quarantine row each, reason unreadable_object; their records are not counted)",
+                self.objects_unreadable
+            )?;
+        }
         writeln!(
             f,
             "records: {} read, {} upserted, {} quarantined",

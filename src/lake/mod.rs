@@ -65,6 +65,14 @@ pub enum LakeError {
     Query(Box<QueryError>),
     #[error("a parse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("no cclake lake at {location}: {missing} missing (`cclake ingest --source EXPORTS --lake {location}` makes one)")]
+    NoLake { location: String, missing: String },
+    #[error("source {source_location} does not exist")]
+    SourceMissing { source_location: String },
+    #[error("source {source_location} is itself a lake (it holds {marker}): did you swap --source and --lake?")]
+    SourceIsALake { source_location: String, marker: String },
+    #[error("source {source_location} and lake {lake} overlap: the exports must not lie inside the lake, nor the lake inside the exports")]
+    SourceOverlapsLake { source_location: String, lake: String },
 }
 
 impl From<QueryError> for LakeError {
@@ -124,22 +132,51 @@ struct Tables {
 }
 
 impl Lake {
-    /// Opens the lake at a local path or URL, creating its tables when missing.
+    /// Opens the existing lake at a local path or URL. Creates nothing: a path that holds no
+    /// lake (a typo, an unmounted bucket) is [`LakeError::NoLake`].
     pub async fn open(location: &str) -> Result<Self, LakeError> {
         Self::open_with(location, LakeOptions::default()).await
     }
 
     pub async fn open_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
-        let root = Location::parse(location, true)?;
-        let lake = Self {
-            root,
-            options,
-            write_lock: tokio::sync::Mutex::new(()),
-        };
+        let lake = Self::at(Location::parse(location, false)?, options);
+        let mut missing = Vec::new();
+        for table in LakeTable::ALL {
+            if !lake.table_exists(table).await? {
+                missing.push(format!("{}/_delta_log", table.name()));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(LakeError::NoLake { location: location.to_string(), missing: missing.join(", ") });
+        }
+        Ok(lake)
+    }
+
+    /// Opens the lake at a local path or URL, creating its tables when missing: the write
+    /// side's entry (`cclake ingest`, the demo).
+    pub async fn open_or_create(location: &str) -> Result<Self, LakeError> {
+        Self::open_or_create_with(location, LakeOptions::default()).await
+    }
+
+    pub async fn open_or_create_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
+        let lake = Self::at(Location::parse(location, true)?, options);
         for table in LakeTable::ALL {
             lake.load_or_create(table).await?;
         }
         Ok(lake)
+    }
+
+    fn at(root: Location, options: LakeOptions) -> Self {
+        Self {
+            root,
+            options,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether `table` has a Delta log under the root. Reads a listing; creates nothing.
+    async fn table_exists(&self, table: LakeTable) -> Result<bool, LakeError> {
+        has_objects_under(&self.root, &[table.name(), "_delta_log"]).await
     }
 
     pub fn root(&self) -> &Location {
@@ -273,6 +310,7 @@ impl Lake {
         let started = Instant::now();
         let mut report = IngestReport::default();
         let source = Location::parse(source, false)?;
+        self.check_source(&source).await?;
         let (store, prefix) = source.object_store()?;
         let listed = list_source_objects(store.as_ref(), &source, &prefix)
             .await
@@ -331,8 +369,9 @@ impl Lake {
             progress.inc(parsed.object.size);
             report.add_object(&parsed);
             for q in &parsed.quarantined {
-                // Field names and reasons only: record text can hold PII even when masked.
-                warn!(
+                // Each record is in the quarantine table; here at debug level only, and with
+                // field names and reasons only: record text can hold PII even when masked.
+                debug!(
                     object = %parsed.object.url,
                     line = q.line,
                     field = q.rejection.field().unwrap_or("-"),
@@ -360,6 +399,9 @@ impl Lake {
             report.partitions_compacted = outcome.partitions_compacted;
         }
         report.elapsed = started.elapsed();
+        for (reason, records) in &report.quarantined_by_reason {
+            info!(reason = %reason, records, "records quarantined");
+        }
         info!(
             objects = report.objects_read,
             records = report.records_read,
@@ -370,6 +412,13 @@ impl Lake {
             "ingest pass finished"
         );
         Ok(report)
+    }
+
+    /// Refuses a source that cannot be exports for this lake: a missing local folder, a
+    /// lake (the flags swapped), or a folder overlapping the lake (a pass would read the
+    /// lake's own files as exports).
+    pub async fn check_source(&self, source: &Location) -> Result<(), LakeError> {
+        check_source_location(source, &self.root).await
     }
 
     fn progress_bar(&self, total_bytes: u64) -> ProgressBar {
@@ -552,4 +601,40 @@ impl Lake {
         let mut tables = self.load_tables().await?;
         self.compact_tables(&mut tables, 2).await
     }
+}
+
+/// Whether any object lies under `location` joined with `segments` (a "folder" exists).
+async fn has_objects_under(location: &Location, segments: &[&str]) -> Result<bool, LakeError> {
+    let (store, mut prefix) = location.object_store()?;
+    for segment in segments {
+        prefix = prefix.join(*segment);
+    }
+    match store.list(Some(&prefix)).next().await {
+        None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
+        Some(Ok(_)) => Ok(true),
+        Some(Err(source)) => Err(LakeError::ListSource { location: location.to_string(), source }),
+    }
+}
+
+/// See [`Lake::check_source`]; callable before the lake exists, so that swapped flags never
+/// create a lake inside the exports.
+pub async fn check_source_location(source: &Location, lake: &Location) -> Result<(), LakeError> {
+    let (source_url, lake_url) = (source.url().as_str(), lake.url().as_str());
+    if source_url.starts_with(lake_url) || lake_url.starts_with(source_url) {
+        return Err(LakeError::SourceOverlapsLake { source_location: source.to_string(), lake: lake.to_string() });
+    }
+    if let Ok(path) = source.url().to_file_path() {
+        if source.url().scheme() == "file" && !path.exists() {
+            return Err(LakeError::SourceMissing { source_location: path.display().to_string() });
+        }
+    }
+    let markers: Vec<Vec<&str>> = std::iter::once(vec!["_delta_log"])
+        .chain(LakeTable::ALL.iter().map(|t| vec![t.name(), "_delta_log"]))
+        .collect();
+    for marker in markers {
+        if has_objects_under(source, &marker).await? {
+            return Err(LakeError::SourceIsALake { source_location: source.to_string(), marker: marker.join("/") });
+        }
+    }
+    Ok(())
 }

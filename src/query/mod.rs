@@ -1,12 +1,20 @@
 //! The read side: a DataFusion session over the lake's Delta tables that only runs queries,
 //! in catalog `cclake`, schema `cc_analytics` (the default, so unqualified names work).
 
+use std::io::Write;
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::util::display::FormatOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt;
 
+pub mod plain_types;
 pub mod read_model;
 
 pub const CATALOG: &str = "cclake";
@@ -28,15 +36,23 @@ pub enum QueryError {
     Views(String),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
+    /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].
+    #[error("cannot write results: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 /// How `cclake query` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// An aligned text table (NULL printed as `NULL`); buffers the whole result.
     #[default]
     Table,
+    /// CSV with a header row, streamed batch by batch.
     Csv,
+    /// One JSON array of objects (NULL fields kept as `null`), streamed batch by batch.
     Json,
+    /// JSON Lines: one object per line (NULL fields kept as `null`), streamed.
+    Jsonl,
 }
 
 /// Statements, DDL and DML are refused at plan level, whichever way SQL arrives.
@@ -47,34 +63,55 @@ pub fn read_only_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// The configuration of every read-only session: strings are plain `Utf8` everywhere (the
+/// type results, `information_schema` and Flight SQL metadata all report), not `Utf8View`.
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, SCHEMA)
+        .with_create_default_catalog_and_schema(true)
+        .with_information_schema(true);
+    let options = config.options_mut();
+    options.execution.parquet.schema_force_view_types = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    config
+}
+
 /// A session with each table registered under `cclake.cc_analytics`.
 pub async fn read_only_session(
     tables: Vec<(&str, DeltaTable)>,
 ) -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG, SCHEMA)
-        .with_create_default_catalog_and_schema(true)
-        .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(session_config());
+    let state = Arc::new(ctx.state());
     for (name, delta) in tables {
         let delta_error = |source| QueryError::Delta {
             table: name.to_string(),
             source,
         };
-        delta.update_datafusion_session(&ctx.state()).map_err(delta_error)?;
-        let provider = delta.table_provider().await?;
-        ctx.register_table(name, provider)?;
+        delta.update_datafusion_session(state.as_ref()).map_err(delta_error)?;
+        // The session's options (plain strings) decide how the Delta scan reads Parquet.
+        let provider = delta.table_provider().with_session(Arc::clone(&state)).await?;
+        ctx.register_table(name, plain_types::PlainTypesTable::wrap(provider))?;
     }
     Ok(ctx)
 }
 
 /// Plans `sql` under [`read_only_options`] and collects the result.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let (_, stream) = stream_sql(ctx, sql).await?;
+    Ok(datafusion::physical_plan::common::collect(stream).await?)
+}
+
+/// Plans `sql` under [`read_only_options`] and starts it: the result schema and its stream.
+pub async fn stream_sql(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
     let df = ctx
         .sql_with_options(sql, read_only_options())
         .await
         .map_err(read_only_error)?;
-    Ok(df.collect().await?)
+    let stream = df.execute_stream().await?;
+    Ok((stream.schema(), stream))
 }
 
 /// DataFusion's refusals name the option that blocked them; say what it means instead.
@@ -87,30 +124,104 @@ fn read_only_error(e: DataFusionError) -> QueryError {
     }
 }
 
-/// Renders batches as a text table, CSV with a header, or a JSON array of objects.
-pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String, QueryError> {
+/// How NULL is shown in a text table, so that it differs from an empty string.
+const TABLE_NULL: &str = "NULL";
+
+/// Writes a result to `out` in `format`. CSV and JSON are written batch by batch, so memory
+/// stays flat in the row count; a table needs every row for its column widths. An empty
+/// result still shows its columns (a CSV header, a table heading, `[]`).
+pub async fn write_results(
+    schema: SchemaRef,
+    mut stream: SendableRecordBatchStream,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), QueryError> {
+    // Arrow's writers turn I/O errors into text; this keeps the kind, so that a closed pipe
+    // stays recognisable as one.
+    let mut out = WatchedOutput { out, failed: None };
+    let result = write_formatted(schema, &mut stream, format, &mut out).await;
+    match (result, out.failed) {
+        (Err(QueryError::Format(_)), Some(kind)) => Err(QueryError::Output(kind.into())),
+        (result, _) => result,
+    }
+}
+
+async fn write_formatted(
+    schema: SchemaRef,
+    stream: &mut SendableRecordBatchStream,
+    format: OutputFormat,
+    out: &mut WatchedOutput<'_>,
+) -> Result<(), QueryError> {
     match format {
-        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string()),
-        OutputFormat::Csv => {
-            let mut out = Vec::new();
-            {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
-                for b in batches {
-                    writer.write(b)?;
-                }
+        OutputFormat::Table => {
+            let mut batches = vec![RecordBatch::new_empty(Arc::clone(&schema))];
+            while let Some(batch) = stream.next().await {
+                batches.push(batch?);
             }
-            Ok(String::from_utf8_lossy(&out).into_owned())
+            let options = FormatOptions::default().with_null(TABLE_NULL);
+            let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &options)?;
+            writeln!(out, "{table}")?;
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            // The header is written with the first batch, so an empty one gives it.
+            writer.write(&RecordBatch::new_empty(Arc::clone(&schema)))?;
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?)?;
+            }
         }
         OutputFormat::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            writer.write_batches(&refs)?;
-            writer.finish()?;
-            let mut out = String::from_utf8_lossy(&writer.into_inner()).into_owned();
-            if out.is_empty() {
-                out.push_str("[]");
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut *out);
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?)?;
             }
-            Ok(out)
+            writer.finish()?;
+            drop(writer);
+            writeln!(out)?;
+        }
+        OutputFormat::Jsonl => {
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut *out);
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?)?;
+            }
+            writer.finish()?;
         }
     }
+    out.flush()?;
+    Ok(())
+}
+
+/// An output that remembers the kind of its first write error.
+struct WatchedOutput<'a> {
+    out: &'a mut dyn Write,
+    failed: Option<std::io::ErrorKind>,
+}
+
+impl Write for WatchedOutput<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf).inspect_err(|e| {
+            self.failed.get_or_insert(e.kind());
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().inspect_err(|e| {
+            self.failed.get_or_insert(e.kind());
+        })
+    }
+}
+
+/// Renders collected batches in `format` (the demo's KPI tables, tests).
+pub async fn format_batches(batches: Vec<RecordBatch>, schema: SchemaRef, format: OutputFormat) -> Result<String, QueryError> {
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        Arc::clone(&schema),
+        futures::stream::iter(batches.into_iter().map(Ok)),
+    );
+    let mut out = Vec::new();
+    write_results(schema, Box::pin(stream), format, &mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -30,18 +30,14 @@ use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{cast, col};
 use datafusion::prelude::SessionContext;
-use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -49,59 +45,14 @@ use tracing::{info, warn};
 
 use super::access::{AccessConfig, Principal, Role, ServerSettings, TokenRejection, TokenStore};
 use super::metadata;
+use super::statements::{bind_values, number_placeholders, ParameterRow, ParameterStore, StatementHandle, BASE64_ANY_PADDING};
+use crate::query::plain_types::plain_type;
 use crate::query::read_model::ReadModel;
 use crate::query::{read_only_options, CATALOG, SCHEMA};
 
+const INFORMATION_SCHEMA: &str = "information_schema";
+
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
-
-/// Base64 as clients send it: the Go driver leaves out `=` padding, others keep it.
-const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// What a statement or prepared-statement handle holds: the server keeps no state between
-/// RPCs, so the SQL and bound parameters travel in the handle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct StatementHandle {
-    sql: String,
-    /// Bound parameters: one row, as an Arrow IPC stream in base64.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    params: Option<String>,
-}
-
-impl StatementHandle {
-    fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, Status> {
-        serde_json::from_slice(bytes).map_err(|_| Status::invalid_argument("invalid statement handle"))
-    }
-
-    fn param_values(&self) -> Result<Option<ParamValues>, Status> {
-        let Some(params) = &self.params else { return Ok(None) };
-        let bytes = BASE64_ANY_PADDING
-            .decode(params)
-            .map_err(|_| Status::invalid_argument("invalid parameters in statement handle"))?;
-        let reader = arrow::ipc::reader::StreamReader::try_new(bytes.as_slice(), None)
-            .map_err(|e| Status::invalid_argument(format!("invalid parameters: {e}")))?;
-        let mut values = Vec::new();
-        for batch in reader {
-            let batch = batch.map_err(|e| Status::invalid_argument(format!("invalid parameters: {e}")))?;
-            if batch.num_rows() > 0 {
-                for column in batch.columns() {
-                    values.push(
-                        ScalarValue::try_from_array(column, 0)
-                            .map_err(|e| Status::invalid_argument(format!("invalid parameter: {e}")))?,
-                    );
-                }
-                break;
-            }
-        }
-        Ok(Some(ParamValues::from(values)))
-    }
-}
 
 fn read_only(what: &str) -> Status {
     Status::permission_denied(format!("cclake is read-only: {what} is refused; only queries run"))
@@ -115,6 +66,19 @@ fn query_status(e: DataFusionError) -> Status {
         return read_only(&format!("this statement ({message})"));
     }
     match e.find_root() {
+        // Bad values in the query or its parameters: the client's to fix, not the server's.
+        DataFusionError::ArrowError(arrow_error, _)
+            if matches!(
+                **arrow_error,
+                arrow::error::ArrowError::CastError(_)
+                    | arrow::error::ArrowError::ParseError(_)
+                    | arrow::error::ArrowError::InvalidArgumentError(_)
+                    | arrow::error::ArrowError::DivideByZero
+                    | arrow::error::ArrowError::ArithmeticOverflow(_)
+            ) =>
+        {
+            Status::invalid_argument(message)
+        }
         DataFusionError::ResourcesExhausted(_) => {
             Status::resource_exhausted(format!("query exceeded its memory limit: {message}"))
         }
@@ -125,60 +89,20 @@ fn query_status(e: DataFusionError) -> Status {
     }
 }
 
-/// `?` placeholders (as JDBC and ADBC send them) become `$1`, `$2`, ... outside quotes and
-/// comments, since DataFusion numbers its placeholders.
-pub fn number_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == c {
-                        break;
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == '\n' {
-                        break;
-                    }
-                }
-            }
-            '?' => {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Types every client reads: views and dictionaries become plain arrays.
-fn client_type(data_type: &DataType) -> Option<DataType> {
-    match data_type {
-        DataType::Utf8View => Some(DataType::Utf8),
-        DataType::BinaryView => Some(DataType::Binary),
-        DataType::Dictionary(_, value) => Some(client_type(value).unwrap_or((**value).clone())),
-        _ => None,
-    }
-}
-
 /// The schema clients are told about and then sent: every field nullable, so that a stream
 /// whose nullability differs from the plan's (statistics-answered aggregates) still matches.
+/// Fields carry the Flight SQL column metadata (type name, precision, scale, ...) that
+/// JDBC, ADBC's `get_objects` and SQLAlchemy dialects map to SQL types.
 fn client_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .map(|f| {
+                let data_type = plain_type(f.data_type()).unwrap_or_else(|| f.data_type().clone());
+                let metadata = metadata::column_metadata(&data_type);
+                Field::new(f.name(), data_type, true).with_metadata(metadata)
+            })
             .collect::<Vec<_>>(),
     ))
 }
@@ -221,7 +145,14 @@ pub struct CclakeFlightSql {
     settings: ServerSettings,
     /// One permit per running query.
     queries: Arc<Semaphore>,
+    /// Parameters bound to open prepared statements, for clients that execute the handle
+    /// they were given at creation (see `statements`).
+    parameters: ParameterStore,
 }
+
+/// Open prepared statements whose parameters the server keeps; past it, the statement bound
+/// longest ago loses its parameters (its client gets a clear error and binds again).
+const MAX_STORED_PARAMETER_SETS: usize = 10_000;
 
 impl CclakeFlightSql {
     pub fn new(model: Arc<ReadModel>, access: AccessConfig) -> Self {
@@ -230,6 +161,7 @@ impl CclakeFlightSql {
             model,
             tokens: Arc::new(TokenStore::new(Duration::from_secs(settings.token_ttl_seconds))),
             queries: Arc::new(Semaphore::new(settings.max_concurrent_queries.max(1))),
+            parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, Duration::from_secs(settings.token_ttl_seconds.max(1))),
             access: Arc::new(access),
             settings,
         }
@@ -261,16 +193,39 @@ impl CclakeFlightSql {
             .map_err(|e| Status::internal(format!("cannot open the lake: {e}")))
     }
 
-    /// Plans `sql` for `principal` as a DataFrame whose schema is what clients receive.
+    /// Plans `sql` for `principal` as a DataFrame whose schema is what clients receive, with
+    /// the parameters bound in the handle or, failing that, kept for its prepared statement.
     async fn plan(&self, principal: &Principal, handle: &StatementHandle) -> Result<DataFrame, Status> {
         let sql = number_placeholders(&handle.sql);
         let ctx = self.session(principal).await?;
         check_role(&ctx, &sql, principal.role)?;
         let mut df = ctx.sql_with_options(&sql, read_only_options()).await.map_err(query_status)?;
-        if let Some(params) = handle.param_values()? {
-            df = df.with_param_values(params).map_err(query_status)?;
+        let bound = match &handle.params {
+            Some(text) => Some(ParameterRow::from_base64(text)?),
+            None if handle.id != 0 => match self.parameters.get(handle.id, &principal.user) {
+                Some(Ok(row)) => Some(row),
+                Some(Err(reason)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "the parameters bound to this prepared statement were refused: {reason}"
+                    )))
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let placeholders = placeholders(&df)?;
+        match bound {
+            Some(row) => {
+                let values = bind_values(&placeholders, row.values()?)?;
+                df = df.with_param_values(values).map_err(query_status)?;
+            }
+            None if !placeholders.is_empty() => {
+                // Planning is fine (CreatePreparedStatement, GetSchema); running needs values.
+                return Ok(df);
+            }
+            None => {}
         }
-        let needs_cast = df.schema().fields().iter().any(|f| client_type(f.data_type()).is_some());
+        let needs_cast = df.schema().fields().iter().any(|f| plain_type(f.data_type()).is_some());
         if needs_cast {
             let exprs: Vec<_> = df
                 .schema()
@@ -278,7 +233,7 @@ impl CclakeFlightSql {
                 .iter()
                 .map(|f| {
                     let column = col(datafusion::common::Column::from_name(f.name()));
-                    match client_type(f.data_type()) {
+                    match plain_type(f.data_type()) {
                         Some(t) => cast(column, t).alias(f.name()),
                         None => column,
                     }
@@ -301,6 +256,15 @@ impl CclakeFlightSql {
                 self.settings.max_concurrent_queries
             ))
         })?;
+        let unbound = placeholders(&df)?;
+        if !unbound.is_empty() {
+            let names: Vec<String> = unbound.iter().map(|(i, _)| format!("${i}")).collect();
+            return Err(Status::invalid_argument(format!(
+                "the query has {} parameter(s) ({}) and no values were bound: bind them (DoPut) before executing",
+                names.len(),
+                names.join(", ")
+            )));
+        }
         let schema = Self::schema_of(&df);
         let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
         let deadline = tokio::time::Instant::now() + timeout;
@@ -345,26 +309,49 @@ impl CclakeFlightSql {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    /// Catalog entries (tables and views) `role` may see, with their schemas.
-    async fn tables(&self, principal: &Principal) -> Result<Vec<(String, &'static str, SchemaRef)>, Status> {
+    /// Catalog entries (schema, name, table type, schema) `role` may see: its tables and
+    /// views, and the `information_schema` views it can query.
+    async fn tables(&self, principal: &Principal) -> Result<Vec<(&'static str, String, &'static str, SchemaRef)>, Status> {
         let ctx = self.session(principal).await?;
         let mut tables = Vec::new();
-        let Some(schema) = ctx.catalog(CATALOG).and_then(|c| c.schema(SCHEMA)) else {
+        let Some(catalog) = ctx.catalog(CATALOG) else {
             return Ok(tables);
         };
-        let mut names = schema.table_names();
-        names.sort();
-        for name in names {
-            if let Ok(Some(provider)) = schema.table(&name).await {
-                let kind = match provider.table_type() {
-                    TableType::View => "VIEW",
-                    _ => "TABLE",
-                };
-                tables.push((name, kind, client_schema(&provider.schema())));
+        let kind = |provider: &Arc<dyn datafusion::catalog::TableProvider>| match provider.table_type() {
+            TableType::View => "VIEW",
+            _ => "TABLE",
+        };
+        if let Some(schema) = catalog.schema(SCHEMA) {
+            let mut names = schema.table_names();
+            names.sort();
+            for name in names {
+                if let Ok(Some(provider)) = schema.table(&name).await {
+                    tables.push((SCHEMA, name, kind(&provider), client_schema(&provider.schema())));
+                }
+            }
+        }
+        // The session adds information_schema on top of the catalog: reach its views by name.
+        for name in datafusion::catalog::information_schema::INFORMATION_SCHEMA_TABLES {
+            let reference = datafusion::common::TableReference::full(CATALOG, INFORMATION_SCHEMA, *name);
+            if let Ok(provider) = ctx.table_provider(reference).await {
+                tables.push((INFORMATION_SCHEMA, name.to_string(), kind(&provider), client_schema(&provider.schema())));
             }
         }
         Ok(tables)
     }
+}
+
+/// The query's placeholders by number, with the types planning inferred for them.
+fn placeholders(df: &DataFrame) -> Result<Vec<(usize, Option<DataType>)>, Status> {
+    let mut found: Vec<(usize, Option<DataType>)> = df
+        .logical_plan()
+        .get_parameter_types()
+        .map_err(query_status)?
+        .into_iter()
+        .filter_map(|(name, t)| name.trim_start_matches('$').parse().ok().map(|i| (i, t)))
+        .collect();
+    found.sort_by_key(|(i, _)| *i);
+    Ok(found)
 }
 
 /// Refuses, with PERMISSION_DENIED, SQL that names a table the role may not read.
@@ -450,7 +437,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
-        let handle = StatementHandle { sql: query.query, params: None };
+        let handle = StatementHandle::statement(query.query);
         let df = self.plan(&principal, &handle).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
         flight_info(&Self::schema_of(&df), ticket.as_any().encode_to_vec(), request.into_inner())
@@ -476,18 +463,10 @@ impl FlightSqlService for CclakeFlightSql {
         if query.transaction_id.is_some() {
             return Err(read_only("a transaction"));
         }
-        let handle = StatementHandle { sql: query.query, params: None };
+        let handle = StatementHandle::prepared(query.query);
         let df = self.plan(&principal, &handle).await?;
-        let mut parameters: Vec<(usize, Option<DataType>)> = df
-            .logical_plan()
-            .get_parameter_types()
-            .map_err(query_status)?
-            .into_iter()
-            .filter_map(|(name, t)| name.trim_start_matches('$').parse().ok().map(|i| (i, t)))
-            .collect();
-        parameters.sort_by_key(|(i, _)| *i);
         let parameter_schema = Schema::new(
-            parameters
+            placeholders(&df)?
                 .into_iter()
                 .map(|(i, t)| Field::new(format!("${i}"), t.unwrap_or(DataType::Utf8), true))
                 .collect::<Vec<_>>(),
@@ -504,23 +483,28 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.principal(&request)?;
+        let principal = self.principal(&request)?;
         let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
         let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         );
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Status::from)?;
-        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Err(Status::invalid_argument("no parameter values were sent"));
+        // Checked now, so that a wrong count or type is said at bind time; remembered either
+        // way for clients that execute the handle they were given at creation.
+        let checked = match ParameterRow::from_batches(&batches) {
+            Ok(row) => {
+                let mut check = handle.clone();
+                check.params = Some(row.to_base64());
+                self.plan(&principal, &check).await.map(|_| row)
+            }
+            Err(status) => Err(status),
         };
-        let row = first.slice(0, 1);
-        let mut bytes = Vec::new();
-        {
-            let mut writer = StreamWriter::try_new(&mut bytes, &row.schema()).map_err(|e| Status::internal(e.to_string()))?;
-            writer.write(&row).map_err(|e| Status::internal(e.to_string()))?;
-            writer.finish().map_err(|e| Status::internal(e.to_string()))?;
+        if handle.id != 0 {
+            let kept = checked.as_ref().map(Clone::clone).map_err(|status| status.message().to_string());
+            self.parameters.put(handle.id, &principal.user, kept);
         }
-        handle.params = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        let row = checked?;
+        handle.params = Some(row.to_base64());
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.encode().into()),
         })
@@ -550,11 +534,14 @@ impl FlightSqlService for CclakeFlightSql {
 
     async fn do_action_close_prepared_statement(
         &self,
-        _query: ActionClosePreparedStatementRequest,
+        query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        // Handles carry their state: nothing to free.
-        self.principal(&request).map(|_| ())
+        self.principal(&request)?;
+        if let Ok(handle) = StatementHandle::decode(&query.prepared_statement_handle) {
+            self.parameters.remove(handle.id);
+        }
+        Ok(())
     }
 
     async fn get_flight_info_catalogs(
@@ -598,7 +585,7 @@ impl FlightSqlService for CclakeFlightSql {
         self.principal(&request)?;
         let mut builder: GetDbSchemasBuilder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
-        builder.append(CATALOG, "information_schema");
+        builder.append(CATALOG, INFORMATION_SCHEMA);
         let schema = builder.schema();
         let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(batch_stream(schema, vec![batch])))
@@ -622,9 +609,9 @@ impl FlightSqlService for CclakeFlightSql {
         let principal = self.principal(&request)?;
         let tables = self.tables(&principal).await?;
         let mut builder: GetTablesBuilder = query.into_builder();
-        for (name, kind, table_schema) in &tables {
+        for (schema_name, name, kind, table_schema) in &tables {
             builder
-                .append(CATALOG, SCHEMA, name, kind, table_schema)
+                .append(CATALOG, schema_name, name, kind, table_schema)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         let schema = builder.schema();
@@ -881,7 +868,7 @@ pub async fn schema_for_descriptor(service: &CclakeFlightSql, request: &Request<
     let principal = service.principal(request)?;
     let any = Any::decode(&*request.get_ref().cmd).map_err(|e| Status::invalid_argument(e.to_string()))?;
     let handle = if let Some(cmd) = any.unpack::<CommandStatementQuery>().map_err(|e| Status::invalid_argument(e.to_string()))? {
-        StatementHandle { sql: cmd.query, params: None }
+        StatementHandle::statement(cmd.query)
     } else if let Some(cmd) = any.unpack::<CommandPreparedStatementQuery>().map_err(|e| Status::invalid_argument(e.to_string()))? {
         StatementHandle::decode(&cmd.prepared_statement_handle)?
     } else {
@@ -896,31 +883,4 @@ pub fn schema_result(schema: &Schema) -> Result<arrow_flight::SchemaResult, Stat
     SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn question_marks_are_numbered_outside_quotes() {
-        assert_eq!(
-            number_placeholders("SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ? -- ?\n AND c = ?"),
-            "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b = $2 -- ?\n AND c = $3"
-        );
-    }
-
-    #[test]
-    fn handles_round_trip() {
-        let h = StatementHandle { sql: "SELECT 1".into(), params: None };
-        assert_eq!(StatementHandle::decode(&h.encode()).unwrap(), h);
-        assert!(StatementHandle::decode(b"junk").is_err());
-    }
-
-    #[test]
-    fn unpadded_base64_is_accepted() {
-        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3").unwrap(), b"ana:pw");
-        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3eA").unwrap(), b"ana:pwx");
-        assert_eq!(BASE64_ANY_PADDING.decode("YW5hOnB3eA==").unwrap(), b"ana:pwx");
-    }
 }

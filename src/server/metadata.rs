@@ -2,10 +2,10 @@
 //! drivers crash on missing keys), GetXdbcTypeInfo, and the result schemas of the key calls
 //! (cclake has no keys: their results are empty, with the schema the spec gives).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
 use arrow_flight::sql::{Nullable, Searchable, SqlInfo, XdbcDataType};
 
@@ -164,20 +164,91 @@ fn xdbc(name: &str, data_type: XdbcDataType, column_size: Option<i32>, literal: 
     }
 }
 
-/// The SQL types cclake's tables use.
+/// Every SQL type a cclake query can return, by the name [`sql_type`] gives it.
 pub fn xdbc_type_info() -> &'static XdbcTypeInfoData {
     static INFO: OnceLock<XdbcTypeInfoData> = OnceLock::new();
     INFO.get_or_init(|| {
         let mut b = XdbcTypeInfoDataBuilder::new();
         b.append(xdbc("BOOLEAN", XdbcDataType::XdbcBit, Some(1), None));
-        b.append(xdbc("INTEGER", XdbcDataType::XdbcInteger, Some(32), None));
-        b.append(xdbc("BIGINT", XdbcDataType::XdbcBigint, Some(64), None));
-        b.append(xdbc("DOUBLE", XdbcDataType::XdbcDouble, Some(53), None));
+        b.append(xdbc("TINYINT", XdbcDataType::XdbcTinyint, Some(3), None));
+        b.append(xdbc("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), None));
+        b.append(xdbc("INTEGER", XdbcDataType::XdbcInteger, Some(10), None));
+        b.append(xdbc("BIGINT", XdbcDataType::XdbcBigint, Some(19), None));
+        b.append(xdbc("REAL", XdbcDataType::XdbcReal, Some(7), None));
+        b.append(xdbc("DOUBLE", XdbcDataType::XdbcDouble, Some(15), None));
+        b.append(xdbc("DECIMAL", XdbcDataType::XdbcDecimal, Some(38), None));
         b.append(xdbc("VARCHAR", XdbcDataType::XdbcVarchar, None, Some("'")));
+        b.append(xdbc("VARBINARY", XdbcDataType::XdbcVarbinary, None, Some("'")));
         b.append(xdbc("DATE", XdbcDataType::XdbcDate, Some(10), Some("'")));
-        b.append(xdbc("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(32), Some("'")));
+        b.append(xdbc("TIME", XdbcDataType::XdbcTime, Some(15), Some("'")));
+        b.append(xdbc("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(26), Some("'")));
+        b.append(xdbc("TIMESTAMP WITH TIME ZONE", XdbcDataType::XdbcTimestamp, Some(32), Some("'")));
+        b.append(xdbc("INTERVAL", XdbcDataType::XdbcInterval, None, Some("'")));
         b.build().unwrap_or_else(|e| panic!("static XdbcTypeInfo does not build: {e}"))
     })
+}
+
+/// The SQL name, precision and scale clients are told for an Arrow type.
+pub fn sql_type(data_type: &DataType) -> (String, Option<i32>, Option<i32>) {
+    let named = |name: &str, precision: Option<i32>| (name.to_string(), precision, None);
+    match data_type {
+        DataType::Boolean => named("BOOLEAN", Some(1)),
+        DataType::Int8 => named("TINYINT", Some(3)),
+        DataType::Int16 | DataType::UInt8 => named("SMALLINT", Some(5)),
+        DataType::Int32 | DataType::UInt16 => named("INTEGER", Some(10)),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => named("BIGINT", Some(19)),
+        DataType::Float16 | DataType::Float32 => named("REAL", Some(7)),
+        DataType::Float64 => named("DOUBLE", Some(15)),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+            (format!("DECIMAL({p},{s})"), Some(i32::from(*p)), Some(i32::from(*s)))
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => named("VARCHAR", None),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            named("VARBINARY", None)
+        }
+        DataType::Date32 | DataType::Date64 => named("DATE", Some(10)),
+        DataType::Time32(_) | DataType::Time64(_) => named("TIME", Some(15)),
+        DataType::Timestamp(unit, tz) => {
+            let digits = match unit {
+                TimeUnit::Second => 0,
+                TimeUnit::Millisecond => 3,
+                TimeUnit::Microsecond => 6,
+                TimeUnit::Nanosecond => 9,
+            };
+            let name = if tz.is_some() { "TIMESTAMP WITH TIME ZONE" } else { "TIMESTAMP" };
+            (name.to_string(), Some(19 + if digits > 0 { digits + 1 } else { 0 }), Some(digits))
+        }
+        DataType::Interval(_) | DataType::Duration(_) => named("INTERVAL", None),
+        DataType::Dictionary(_, value) => sql_type(value),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::ListView(_) => {
+            named("ARRAY", None)
+        }
+        DataType::Struct(_) => named("STRUCT", None),
+        DataType::Map(..) => named("MAP", None),
+        DataType::Null => named("NULL", None),
+        other => (other.to_string().to_uppercase(), None, None),
+    }
+}
+
+/// The Flight SQL column metadata (`ARROW:FLIGHT:SQL:*`) of a column of `data_type`, as the
+/// spec describes it for GetTables' `include_schema` and statement schemas.
+pub fn column_metadata(data_type: &DataType) -> HashMap<String, String> {
+    let (name, precision, scale) = sql_type(data_type);
+    let is_text = matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let mut metadata = HashMap::from([
+        ("ARROW:FLIGHT:SQL:TYPE_NAME".to_string(), name),
+        ("ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT".to_string(), "0".to_string()),
+        ("ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE".to_string(), if is_text { "1" } else { "0" }.to_string()),
+        ("ARROW:FLIGHT:SQL:IS_READ_ONLY".to_string(), "1".to_string()),
+        ("ARROW:FLIGHT:SQL:IS_SEARCHABLE".to_string(), "1".to_string()),
+    ]);
+    if let Some(p) = precision {
+        metadata.insert("ARROW:FLIGHT:SQL:PRECISION".to_string(), p.to_string());
+    }
+    if let Some(s) = scale {
+        metadata.insert("ARROW:FLIGHT:SQL:SCALE".to_string(), s.to_string());
+    }
+    metadata
 }
 
 /// Result schema of GetPrimaryKeys.
@@ -219,5 +290,25 @@ mod tests {
     fn static_metadata_builds() {
         let _ = sql_info();
         let _ = xdbc_type_info();
+    }
+
+    #[test]
+    fn every_served_type_has_a_type_name_listed_in_xdbc_type_info() {
+        let listed = ["BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "REAL", "DOUBLE", "DECIMAL", "VARCHAR",
+            "VARBINARY", "DATE", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "INTERVAL"];
+        for t in [
+            DataType::Boolean, DataType::Int32, DataType::Int64, DataType::Float64, DataType::Utf8,
+            DataType::Date32, DataType::Decimal128(38, 10), DataType::Binary,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+        ] {
+            let (name, _, _) = sql_type(&t);
+            let base = name.split('(').next().unwrap_or_default();
+            assert!(listed.contains(&base), "{t}: {name}");
+        }
+        assert_eq!(sql_type(&DataType::Decimal128(10, 2)), ("DECIMAL(10,2)".to_string(), Some(10), Some(2)));
+        let tz = column_metadata(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+        assert_eq!(tz["ARROW:FLIGHT:SQL:TYPE_NAME"], "TIMESTAMP WITH TIME ZONE");
+        assert_eq!(tz["ARROW:FLIGHT:SQL:SCALE"], "6");
     }
 }

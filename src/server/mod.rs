@@ -8,6 +8,7 @@
 pub mod access;
 pub mod flight_sql;
 pub mod metadata;
+pub mod statements;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -123,6 +123,20 @@ pub fn python() -> PathBuf {
     python
 }
 
+/// The interpreter of the second venv `scripts/test.sh` makes (flightsql-dbapi, which needs
+/// SQLAlchemy 1.x), beside the main one.
+pub fn python_sqlalchemy1() -> PathBuf {
+    let main = python();
+    let python = main
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(|root| root.join(".venv-sqlalchemy1/bin/python"))
+        .unwrap_or_default();
+    assert!(python.exists(), "{} is missing: run the tests with scripts/test.sh, which makes the venv", python.display());
+    python
+}
+
 /// Waits for `condition` up to `deadline`, checking every few milliseconds.
 pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -219,11 +219,6 @@ fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
-        if let Some(cclake::QueryError::Output(io)) = e.downcast_ref::<cclake::QueryError>() {
-            if io.kind() == std::io::ErrorKind::BrokenPipe {
-                return true;
-            }
-        }
         current = e.source();
     }
     false
@@ -248,11 +243,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             writeln!(out, "{}", manifest.summary(&folder))?;
         }
         Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact } => {
-            // Checked before the lake is opened, since opening creates it: swapped flags must
-            // not leave a lake inside the exports.
+            // Checked before the lake is opened, since opening creates it: swapped flags or a
+            // mistyped source must not leave a lake behind.
             let source_location = Location::parse(&source, false)?;
             let lake_location = Location::parse(&lake.lake, false)?;
-            cclake::lake::check_source_location(&source_location, &lake_location).await?;
+            cclake::lake::check_source_location(&source_location, &lake_location, true).await?;
             let options = LakeOptions {
                 batch_rows,
                 compact_min_files,
@@ -262,9 +257,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
             let report = lake.ingest(&source).await?;
-            if report.objects_listed == 0 {
-                return Err(format!("no export objects under {source_location}: nothing was ingested (check --source)").into());
-            }
             writeln!(out, "{report}")?;
         }
         Command::Query { lake, sql, format, views } => {

@@ -103,6 +103,13 @@ fn swapped_or_missing_sources_are_refused_before_anything_is_written() {
     std::fs::create_dir_all(&empty).unwrap();
     let err = cclake_fails(&["ingest", "--source", empty.to_str().unwrap(), "--lake", &lake]);
     assert!(err.contains("no export objects under"), "{err}");
+    let fresh = dir.path().join("fresh-lake");
+    let err = cclake_fails(&["ingest", "--source", empty.to_str().unwrap(), "--lake", fresh.to_str().unwrap()]);
+    assert!(err.contains("no export objects under"), "{err}");
+    assert!(!fresh.exists(), "a lake was created for nothing");
+    let err = cclake_fails(&["ingest", "--source", typo.to_str().unwrap(), "--lake", fresh.to_str().unwrap()]);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!fresh.exists(), "a lake was created for a mistyped source");
     // None of it reached the real lake.
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM quarantine"), quarantined);
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM fact_interactions"), 11);

@@ -69,6 +69,8 @@ pub enum LakeError {
     NoLake { location: String, missing: String },
     #[error("source {source_location} does not exist")]
     SourceMissing { source_location: String },
+    #[error("no export objects under {source_location}: nothing to ingest (check --source)")]
+    SourceEmpty { source_location: String },
     #[error("source {source_location} is itself a lake (it holds {marker}): did you swap --source and --lake?")]
     SourceIsALake { source_location: String, marker: String },
     #[error("source {source_location} and lake {lake} overlap: the exports must not lie inside the lake, nor the lake inside the exports")]
@@ -418,7 +420,8 @@ impl Lake {
     /// lake (the flags swapped), or a folder overlapping the lake (a pass would read the
     /// lake's own files as exports).
     pub async fn check_source(&self, source: &Location) -> Result<(), LakeError> {
-        check_source_location(source, &self.root).await
+        // An empty source is fine here: a scheduled pass may find its folder still empty.
+        check_source_location(source, &self.root, false).await
     }
 
     fn progress_bar(&self, total_bytes: u64) -> ProgressBar {
@@ -617,8 +620,9 @@ async fn has_objects_under(location: &Location, segments: &[&str]) -> Result<boo
 }
 
 /// See [`Lake::check_source`]; callable before the lake exists, so that swapped flags never
-/// create a lake inside the exports.
-pub async fn check_source_location(source: &Location, lake: &Location) -> Result<(), LakeError> {
+/// create a lake inside the exports. With `require_objects`, a source holding no object at
+/// all is [`LakeError::SourceEmpty`] too (a one-off `cclake ingest`).
+pub async fn check_source_location(source: &Location, lake: &Location, require_objects: bool) -> Result<(), LakeError> {
     let (source_url, lake_url) = (source.url().as_str(), lake.url().as_str());
     if source_url.starts_with(lake_url) || lake_url.starts_with(source_url) {
         return Err(LakeError::SourceOverlapsLake { source_location: source.to_string(), lake: lake.to_string() });
@@ -635,6 +639,9 @@ pub async fn check_source_location(source: &Location, lake: &Location) -> Result
         if has_objects_under(source, &marker).await? {
             return Err(LakeError::SourceIsALake { source_location: source.to_string(), marker: marker.join("/") });
         }
+    }
+    if require_objects && !has_objects_under(source, &[]).await? {
+        return Err(LakeError::SourceEmpty { source_location: source.to_string() });
     }
     Ok(())
 }

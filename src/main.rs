@@ -461,7 +461,7 @@ async fn demo(
     let lake_path = lake_dir.to_string_lossy().into_owned();
     let lake = Lake::open_or_create_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
     let report = lake.ingest(&exports.to_string_lossy()).await?;
-    writeln!(out, "{report}\n")?;
+    writeln!(out, "{report}")?;
     let kpis = [
         ("Queue KPIs by day (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
             round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds \
@@ -474,7 +474,7 @@ async fn demo(
     let ctx = model.session(Role::Auditor).await?;
     for (title, sql) in kpis {
         let (schema, stream) = cclake::query::stream_sql(&ctx, sql).await?;
-        writeln!(out, "{title}:")?;
+        writeln!(out, "\n{title}:")?;
         cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
     }
     let Some(listener) = listener else {

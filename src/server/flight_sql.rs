@@ -500,7 +500,7 @@ impl FlightSqlService for CclakeFlightSql {
             Err(status) => Err(status),
         };
         if handle.id != 0 {
-            let kept = checked.as_ref().map(Clone::clone).map_err(|status| status.message().to_string());
+            let kept = checked.clone().map_err(|status| status.message().to_string());
             self.parameters.put(handle.id, &principal.user, kept);
         }
         let row = checked?;

@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn union_parameters_are_unwrapped() {
         // flightsql-dbapi: a dense union of (int, float, str, bytes, bool), one value.
-        use arrow::array::{Array, Float64Array, Int32Array, Int8Array, UnionArray};
+        use arrow::array::{Array, Float64Array, UnionArray};
         use arrow::buffer::ScalarBuffer;
         use arrow::datatypes::UnionFields;
         let fields = UnionFields::try_new(
@@ -355,8 +355,8 @@ mod tests {
         .unwrap();
         let union = UnionArray::try_new(
             fields,
-            ScalarBuffer::from(Int8Array::from(vec![2]).values().clone()),
-            Some(ScalarBuffer::from(Int32Array::from(vec![0]).values().clone())),
+            ScalarBuffer::from(vec![2_i8]),
+            Some(ScalarBuffer::from(vec![0_i32])),
             vec![
                 Arc::new(Int64Array::from(Vec::<i64>::new())),
                 Arc::new(Float64Array::from(Vec::<f64>::new())),

@@ -171,27 +171,25 @@ async fn write_formatted(
             }
         }
         OutputFormat::Json => {
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::JsonArray>(&mut *out);
-            while let Some(batch) = stream.next().await {
-                writer.write(&batch?)?;
-            }
-            writer.finish()?;
-            drop(writer);
+            write_json::<arrow::json::writer::JsonArray>(stream, &mut *out).await?;
             writeln!(out)?;
         }
-        OutputFormat::Jsonl => {
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::LineDelimited>(&mut *out);
-            while let Some(batch) = stream.next().await {
-                writer.write(&batch?)?;
-            }
-            writer.finish()?;
-        }
+        OutputFormat::Jsonl => write_json::<arrow::json::writer::LineDelimited>(stream, &mut *out).await?,
     }
     out.flush()?;
+    Ok(())
+}
+
+/// JSON in framing `F` (one array, or one object a line), NULL fields kept as `null`.
+async fn write_json<F: arrow::json::writer::JsonFormat>(
+    stream: &mut SendableRecordBatchStream,
+    out: &mut WatchedOutput<'_>,
+) -> Result<(), QueryError> {
+    let mut writer = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, F>(out);
+    while let Some(batch) = stream.next().await {
+        writer.write(&batch?)?;
+    }
+    writer.finish()?;
     Ok(())
 }
 

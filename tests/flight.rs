@@ -26,11 +26,17 @@ pub struct FlightServer {
 
 impl FlightServer {
     pub fn start(lake: &str, config: &Path, extra: &[&str]) -> Self {
+        Self::start_logging(lake, config, extra, Stdio::inherit(), "warn")
+    }
+
+    /// Starts the server with its log (at `level`) going to `log`.
+    pub fn start_logging(lake: &str, config: &Path, extra: &[&str], log: Stdio, level: &str) -> Self {
         let mut child = cclake_command()
             .args(["serve", "--lake", lake, "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0"])
             .args(extra)
+            .env("CCLAKE_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap();
         // The server prints its address once it listens: no sleeping.
@@ -357,3 +363,29 @@ fn sigterm_stops_the_server_cleanly() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_name_cannot_forge_a_log_line_nor_flood_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = tokio::task::block_in_place(|| FlightServer::start_logging(&lake, &config, &[], log.into(), "info"));
+    let forged = "mallory\n2026-01-01T00:00:00.000000Z  INFO cclake::server::flight_sql: signed in user=aud role=auditor";
+    let err = client(server.port).await.handshake(forged, "x").await.unwrap_err().to_string();
+    assert!(err.contains("wrong user name or password"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+    // (5,000 characters: a basic-auth header of 100 KB is refused by HTTP/2 before it arrives.)
+    let long = "m".repeat(5_000);
+    let err = client(server.port).await.handshake(&long, "x").await.unwrap_err().to_string();
+    assert!(err.len() < 1_000 && err.contains("(5000 characters)"), "{err}");
+    client(server.port).await.handshake("ana", "analyst-pw").await.unwrap();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.lines().any(|l| l.starts_with("2026-01-01")), "a forged line:\n{text}");
+    assert!(text.contains("mallory\\n2026"), "the name is logged escaped:\n{text}");
+    assert!(text.contains("signed in user=ana"), "{text}");
+    assert!(!text.contains(&"m".repeat(100)), "the 5,000-character name reached the log whole");
+}
+

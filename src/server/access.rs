@@ -173,15 +173,32 @@ impl AccessConfig {
     }
 
     /// The user's role when the password matches. Slow on purpose (argon2): call it off
-    /// the async threads.
+    /// the async threads. An unknown user costs the same argon2 verification (against a
+    /// hash no password matches), so that response times do not tell which names exist.
     pub fn verify(&self, name: &str, password: &str) -> Option<Role> {
-        let user = self.users.iter().find(|u| u.name == name)?;
-        let hash = PasswordHash::new(&user.password_hash).ok()?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .ok()
-            .map(|()| user.role)
+        let user = self.users.iter().find(|u| u.name == name);
+        let stored: &str = match user {
+            Some(u) => &u.password_hash,
+            None => unknown_user_hash(),
+        };
+        let hash = PasswordHash::new(stored).ok()?;
+        let matches = Argon2::default().verify_password(password.as_bytes(), &hash).is_ok();
+        user.filter(|_| matches).map(|u| u.role)
     }
+}
+
+/// An argon2id hash with the default parameters (those `add_user` uses) of a random password
+/// nobody knows, made once: what an unknown user's password is checked against.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let secret: [u8; 32] = rand::rng().random();
+        let salt: [u8; 16] = rand::rng().random();
+        SaltString::encode_b64(&salt)
+            .ok()
+            .and_then(|salt| Argon2::default().hash_password(&secret, &salt).ok().map(|h| h.to_string()))
+            .unwrap_or_default()
+    })
 }
 
 /// A signed-in user, as a token stands for it.
@@ -262,6 +279,19 @@ mod tests {
         assert_eq!(config.verify("ana", "s3cret!"), Some(Role::Analyst));
         assert_eq!(config.verify("ana", "wrong"), None);
         assert_eq!(config.verify("bob", "s3cret!"), None);
+    }
+
+    #[test]
+    fn unknown_users_cost_a_real_argon2_verification() {
+        // The unknown-user path verifies against a hash made with add_user's parameters; a
+        // hash that did not parse would make it return early, and fast.
+        let dummy = PasswordHash::new(unknown_user_hash()).unwrap();
+        let mut config = AccessConfig::default();
+        config.add_user("ana", Role::Analyst, "pw", false).unwrap();
+        let real = PasswordHash::new(&config.users[0].password_hash).unwrap();
+        assert_eq!((dummy.algorithm, dummy.params.to_string()), (real.algorithm, real.params.to_string()));
+        assert_eq!(config.verify("nobody", "pw"), None);
+        assert_eq!(config.verify("ana\nINFO signed in", "pw"), None);
     }
 
     #[test]

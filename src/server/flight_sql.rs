@@ -54,13 +54,40 @@ const INFORMATION_SCHEMA: &str = "information_schema";
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
+/// Client-supplied text as it may appear in a log line or an error: control characters
+/// escaped (a user name cannot start a forged log line) and at most 64 characters kept.
+pub(crate) fn shown(text: &str) -> String {
+    const KEPT: usize = 64;
+    let escaped: String = text.chars().take(KEPT).flat_map(char::escape_debug).collect();
+    let length = text.chars().count();
+    if length > KEPT {
+        format!("{escaped}... ({length} characters)")
+    } else {
+        escaped
+    }
+}
+
+/// The longest error message sent back: DataFusion's errors can quote the query.
+const MAX_ERROR_MESSAGE: usize = 2048;
+
+fn bounded_message(message: String) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE {
+        return message;
+    }
+    let mut cut = MAX_ERROR_MESSAGE;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes in all)", &message[..cut], message.len())
+}
+
 fn read_only(what: &str) -> Status {
     Status::permission_denied(format!("cclake is read-only: {what} is refused; only queries run"))
 }
 
 /// Maps planning and execution failures to the status a client can act on.
 fn query_status(e: DataFusionError) -> Status {
-    let message = e.strip_backtrace();
+    let message = bounded_message(e.strip_backtrace());
     let lower = message.to_lowercase();
     if lower.contains("not supported") && (lower.contains("ddl") || lower.contains("dml") || lower.contains("statement")) {
         return read_only(&format!("this statement ({message})"));
@@ -409,10 +436,10 @@ impl FlightSqlService for CclakeFlightSql {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?;
             let Some(role) = role else {
-                warn!(user = %user, "authentication failed");
-                return Err(Status::unauthenticated(format!("wrong user name or password for '{user}'")));
+                warn!(user = %shown(&user), "authentication failed");
+                return Err(Status::unauthenticated(format!("wrong user name or password for '{}'", shown(&user))));
             };
-            info!(user = %user, role = role.as_str(), "signed in");
+            info!(user = %shown(&user), role = role.as_str(), "signed in");
             self.tokens.issue(Principal { user, role })
         } else if let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {
             // JDBC with `token=` still calls Handshake: a valid token is answered as is.
@@ -845,7 +872,7 @@ impl FlightSqlService for CclakeFlightSql {
             "SetSessionOptions" | "GetSessionOptions" => Vec::new(),
             // CloseSessionResult { status: CLOSED (1) }: field 1, varint 1.
             "CloseSession" => vec![0x08, 0x01],
-            other => return Err(Status::invalid_argument(format!("unknown action {other}"))),
+            other => return Err(Status::invalid_argument(format!("unknown action {}", shown(other)))),
         };
         let result = arrow_flight::Result { body: body.into() };
         Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
@@ -857,7 +884,7 @@ impl FlightSqlService for CclakeFlightSql {
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
-        Err(Status::invalid_argument(format!("unknown ticket type {}", message.type_url)))
+        Err(Status::invalid_argument(format!("unknown ticket type {}", shown(&message.type_url))))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
@@ -883,4 +910,19 @@ pub fn schema_result(schema: &Schema) -> Result<arrow_flight::SchemaResult, Stat
     SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_escaped_and_bounded() {
+        assert_eq!(shown("ana"), "ana");
+        assert_eq!(shown("x\n2026 INFO forged"), "x\\n2026 INFO forged");
+        let long = shown(&"a".repeat(100_000));
+        assert!(long.len() < 120 && long.ends_with("(100000 characters)"), "{long}");
+        let message = bounded_message("é".repeat(5000));
+        assert!(message.len() < MAX_ERROR_MESSAGE + 40 && message.ends_with("(10000 bytes in all)"), "{}", message.len());
+    }
 }

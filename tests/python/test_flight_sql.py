@@ -118,6 +118,18 @@ def test_a_bad_ticket_is_an_invalid_argument():
     client.close()
 
 
+def test_client_input_is_not_echoed_unbounded():
+    client = flight.FlightClient(URL)
+    key, value = client.authenticate_basic_token("ana", "analyst-pw")
+    options = flight.FlightCallOptions(headers=[(key, value)])
+    with pytest.raises(pa.ArrowInvalid) as err:
+        list(client.do_action(flight.Action("x" * 100_000, b""), options=options))
+    text = str(err.value)
+    assert "unknown action" in text and "(100000 characters)" in text, text[:300]
+    assert len(text) < 3_000, len(text)
+    client.close()
+
+
 def test_a_forged_token_is_unauthenticated():
     client = flight.FlightClient(URL)
     options = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer 00ff")])

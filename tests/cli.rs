@@ -15,23 +15,13 @@ fn cclake_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A lake made from the fixtures: (temp dir, exports, lake).
-fn fixture_lake() -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let exports = dir.path().join("exports");
-    copy_fixtures(&exports);
-    let lake = dir.path().join("lake").to_str().unwrap().to_string();
-    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", &lake]);
-    (dir, exports.to_str().unwrap().to_string(), lake)
-}
-
 fn query_text(lake: &str, format: &str, sql: &str) -> String {
     stdout(&cclake(&["query", "--lake", lake, "--format", format, sql]))
 }
 
 #[test]
 fn query_sees_the_views_that_serve_serves() {
-    let (dir, _, lake) = fixture_lake();
+    let (dir, _, lake) = ingested_fixtures();
     // The demo's printed snippet: a view, not only the tables.
     let rows = query(&lake, "SELECT date, queue_name, offered FROM kpi_queue_daily ORDER BY date, queue_name LIMIT 1");
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -49,7 +39,7 @@ fn query_sees_the_views_that_serve_serves() {
 
 #[test]
 fn a_mistyped_lake_is_an_error_and_nothing_is_created() {
-    let (dir, _, lake) = fixture_lake();
+    let (dir, _, lake) = ingested_fixtures();
     let typo = dir.path().join("laek");
     let typo_s = typo.to_str().unwrap();
     let err = cclake_fails(&["query", "--lake", typo_s, "SELECT count(*) FROM fact_interactions"]);
@@ -75,7 +65,7 @@ fn a_mistyped_lake_is_an_error_and_nothing_is_created() {
 
 #[test]
 fn swapped_or_missing_sources_are_refused_before_anything_is_written() {
-    let (dir, exports, lake) = fixture_lake();
+    let (dir, exports, lake) = ingested_fixtures();
     let quarantined = count(&lake, "SELECT count(*) AS n FROM quarantine");
     // --source and --lake swapped.
     let err = cclake_fails(&["ingest", "--source", &lake, "--lake", &exports]);
@@ -132,7 +122,7 @@ fn read_then_close(args: &[&str], lines: usize) -> (std::process::ExitStatus, St
 
 #[test]
 fn a_closed_pipe_ends_the_program_quietly() {
-    let (dir, _, lake) = fixture_lake();
+    let (dir, _, lake) = ingested_fixtures();
     // `cclake query ... | head -2`, for every format.
     for format in ["csv", "jsonl", "json", "table"] {
         let (status, err) = read_then_close(
@@ -159,7 +149,7 @@ fn a_closed_pipe_ends_the_program_quietly() {
 
 #[test]
 fn output_formats_keep_nulls_show_columns_and_end_cleanly() {
-    let (_dir, _, lake) = fixture_lake();
+    let (_dir, _, lake) = ingested_fixtures();
     let sql = "SELECT * FROM (VALUES (1, 'a', CAST(NULL AS VARCHAR)), (2, '', 'z')) AS t(n, s, maybe) ORDER BY n";
     // JSON keeps NULL fields.
     let json: Vec<Value> = serde_json::from_str(&query_text(&lake, "json", sql)).unwrap();
@@ -207,7 +197,7 @@ fn peak_rss_kib(args: &[&str]) -> u64 {
 
 #[test]
 fn csv_and_json_stream_with_memory_flat_in_the_row_count() {
-    let (_dir, _, lake) = fixture_lake();
+    let (_dir, _, lake) = ingested_fixtures();
     let sql = |rows: u64| format!("SELECT v, 'a contact-center row of some width' AS s, v * 2 AS w FROM generate_series(1, {rows}) AS t(v)");
     for format in ["csv", "jsonl", "json"] {
         let small = peak_rss_kib(&["query", "--lake", &lake, "--format", format, &sql(100_000)]);
@@ -316,7 +306,7 @@ fn user_add_on_a_terminal(config: &Path, name: &str, mode: &str) -> (bool, Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_add_asks_for_the_password_on_a_terminal_without_echo() {
-    let (dir, _, lake) = tokio::task::block_in_place(fixture_lake);
+    let (dir, _, lake) = tokio::task::block_in_place(ingested_fixtures);
     let config = dir.path().join("cclake.toml");
     let (ok, shown) = user_add_on_a_terminal(&config, "ana", "prompt");
     assert!(ok && shown.contains("Repeat the password"), "{shown}");

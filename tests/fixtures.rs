@@ -172,12 +172,8 @@ fn bad_locations_get_clear_errors() {
 
 #[test]
 fn query_is_read_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let exports = dir.path().join("exports");
-    copy_fixtures(&exports);
-    let lake = dir.path().join("lake");
-    let lake_s = lake.to_str().unwrap();
-    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s]);
+    let (_dir, _, lake) = ingested_fixtures();
+    let lake_s = lake.as_str();
     for sql in [
         "INSERT INTO quarantine VALUES ('x', now(), 1, 'r', NULL, 'd', 'r')",
         "CREATE TABLE t AS SELECT 1",
@@ -212,13 +208,9 @@ fn files_scanned(lake: &str, sql: &str) -> Vec<String> {
 fn partition_filters_prune_files_through_the_plain_type_scan() {
     // The scan casts partition columns from dictionaries to plain strings and claims no
     // exact filtering: the Delta scan must still skip other partitions' files.
-    let dir = tempfile::tempdir().unwrap();
-    let exports = dir.path().join("exports");
-    copy_fixtures(&exports);
-    let lake = dir.path().join("lake");
-    let lake_s = lake.to_str().unwrap();
-    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s]);
-    let all = walk(&lake.join("fact_interactions")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count();
+    let (_dir, _, lake) = ingested_fixtures();
+    let lake_s = lake.as_str();
+    let all = walk(&std::path::Path::new(&lake).join("fact_interactions")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count();
     let billing = files_scanned(lake_s, "SELECT event_id FROM fact_interactions WHERE queue_name = 'Billing'");
     assert!(!billing.is_empty() && billing.len() < all, "{billing:?} of {all}");
     assert!(billing.iter().all(|f| f.contains("queue_name=Billing/")), "{billing:?}");

@@ -77,6 +77,16 @@ pub fn copy_fixtures(dest: &Path) {
     assert_eq!(listed, FIXTURE_DELIVERIES.len(), "every fixture needs a delivery time");
 }
 
+/// A lake made from the fixtures by the real CLI: (its temp dir, the exports, the lake).
+pub fn ingested_fixtures() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    copy_fixtures(&exports);
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", &lake]);
+    (dir, exports.to_str().unwrap().to_string(), lake)
+}
+
 pub fn set_delivered(path: &Path, rfc3339: &str) {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
     let file = std::fs::File::options().write(true).open(path).unwrap();

@@ -348,34 +348,39 @@ async fn run_server(
     options: ServeOptions,
     out: &mut impl Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = shutdown_signal()?;
     let bound = listener.local_addr()?;
     let scheme = if options.tls.is_some() { "grpc+tls" } else { "grpc" };
     writeln!(out, "listening on {scheme}://{bound}")?;
     out.flush()?;
-    server::serve(model, access, listener, options, shutdown_signal()).await?;
+    server::serve(model, access, listener, options, shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT and SIGTERM handlers now, before the address is printed (a signal
+/// sent as soon as the server is seen listening must stop it cleanly, not kill it), and
+/// returns the future that resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+            eprintln!("shutting down: finishing the current ingest pass, then stopping");
+        })
     }
-    eprintln!("shutting down: finishing the current ingest pass, then stopping");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down: finishing the current ingest pass, then stopping");
+        })
+    }
 }
 
 /// The demo analyst's user name, and the file beside the config that keeps its password, so

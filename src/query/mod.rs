@@ -14,6 +14,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 
+pub mod executor;
+pub mod limits;
 pub mod plain_types;
 pub mod read_model;
 

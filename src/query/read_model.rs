@@ -178,6 +178,7 @@ impl ReadModel {
             .map(|(table, delta)| (table.name(), delta))
             .collect();
         let ctx = super::read_only_session(visible).await?;
+        super::limits::bound_functions(&ctx, self.memory_limit_bytes);
         self.register_views(&ctx, role).await;
         Ok(ctx)
     }

@@ -78,6 +78,11 @@ pub struct ServerSettings {
     pub max_concurrent_queries: usize,
     /// Memory one query may use before it spills to disk or fails.
     pub query_memory_limit_mb: usize,
+    /// Failed sign-ins in a row (per user name, and per client address) before sign-ins
+    /// for it are refused for a while: 1 s, then twice as long after each further failure.
+    pub failed_sign_ins_before_pause: u32,
+    /// The longest such pause. A success ends it; bearer tokens already issued keep working.
+    pub sign_in_pause_max_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -87,6 +92,8 @@ impl Default for ServerSettings {
             query_timeout_seconds: 300,
             max_concurrent_queries: 16,
             query_memory_limit_mb: 2048,
+            failed_sign_ins_before_pause: 5,
+            sign_in_pause_max_seconds: 30,
         }
     }
 }
@@ -201,6 +208,88 @@ fn unknown_user_hash() -> &'static str {
     })
 }
 
+/// Failed sign-ins, per user name and per client address, and the pauses they earn: after
+/// `allowed` failures in a row, sign-ins for that name (or from that address) are refused
+/// without checking the password for 1 s, 2 s, 4 s, ... up to `max_pause`. A success clears
+/// the name and the address. Keys are bounded in number: past that, the stalest is forgotten.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    allowed: u32,
+    max_pause: Duration,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    paused_until: Option<Instant>,
+}
+
+/// Names and addresses the throttle remembers at most.
+const MAX_THROTTLE_KEYS: usize = 100_000;
+
+impl SignInThrottle {
+    pub fn new(allowed: u32, max_pause: Duration) -> Self {
+        Self { allowed: allowed.max(1), max_pause, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
+        match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// How long sign-ins for any of `keys` are still paused, if they are.
+    pub fn paused(&self, keys: &[String]) -> Option<Duration> {
+        let now = Instant::now();
+        let failures = self.failures();
+        keys.iter()
+            .filter_map(|key| failures.get(key)?.paused_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+            .max()
+    }
+
+    /// Records a failed sign-in for each of `keys`.
+    pub fn failed(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut failures = self.failures();
+        if failures.len() >= MAX_THROTTLE_KEYS {
+            let forget = self.max_pause;
+            failures.retain(|_, f| now.duration_since(f.last) < forget);
+            if failures.len() >= MAX_THROTTLE_KEYS {
+                if let Some(stalest) = failures.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone()) {
+                    failures.remove(&stalest);
+                }
+            }
+        }
+        for key in keys {
+            let entry = failures.entry(key.clone()).or_insert(Failures { count: 0, last: now, paused_until: None });
+            // A name left alone for a full pause starts again from zero.
+            if now.duration_since(entry.last) > self.max_pause.max(Duration::from_secs(1)) * 2 {
+                entry.count = 0;
+            }
+            entry.count = entry.count.saturating_add(1);
+            entry.last = now;
+            if entry.count >= self.allowed {
+                let doublings = (entry.count - self.allowed).min(16);
+                let pause = Duration::from_secs(1u64 << doublings).min(self.max_pause);
+                entry.paused_until = Some(now + pause);
+            }
+        }
+    }
+
+    /// A successful sign-in clears `keys`.
+    pub fn succeeded(&self, keys: &[String]) {
+        let mut failures = self.failures();
+        for key in keys {
+            failures.remove(key);
+        }
+    }
+}
+
 /// A signed-in user, as a token stands for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -292,6 +381,28 @@ mod tests {
         assert_eq!((dummy.algorithm, dummy.params.to_string()), (real.algorithm, real.params.to_string()));
         assert_eq!(config.verify("nobody", "pw"), None);
         assert_eq!(config.verify("ana\nINFO signed in", "pw"), None);
+    }
+
+    #[test]
+    fn failed_sign_ins_pause_the_name_and_the_address_until_a_success() {
+        let throttle = SignInThrottle::new(3, Duration::from_secs(30));
+        let keys = ["user:ana".to_string(), "peer:127.0.0.1".to_string()];
+        for _ in 0..2 {
+            throttle.failed(&keys);
+            assert_eq!(throttle.paused(&keys), None);
+        }
+        throttle.failed(&keys);
+        let first = throttle.paused(&keys).unwrap();
+        assert!(first <= Duration::from_secs(1) && first > Duration::from_millis(500), "{first:?}");
+        throttle.failed(&keys);
+        assert!(throttle.paused(&keys).unwrap() > Duration::from_secs(1), "the pause doubles");
+        for _ in 0..20 {
+            throttle.failed(&keys);
+        }
+        assert!(throttle.paused(&keys).unwrap() <= Duration::from_secs(30), "and stops at the maximum");
+        assert_eq!(throttle.paused(&["user:bob".to_string()]), None, "other names are not paused");
+        throttle.succeeded(&keys);
+        assert_eq!(throttle.paused(&keys), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `unimplemented` (arrow-flight's defaults).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,14 +39,15 @@ use datafusion::logical_expr::{cast, col};
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use super::access::{AccessConfig, Principal, Role, ServerSettings, TokenRejection, TokenStore};
+use super::access::{AccessConfig, Principal, Role, ServerSettings, SignInThrottle, TokenRejection, TokenStore};
 use super::metadata;
 use super::statements::{bind_values, number_placeholders, ParameterRow, ParameterStore, StatementHandle, BASE64_ANY_PADDING};
+use crate::query::executor::QueryExecutor;
 use crate::query::plain_types::plain_type;
 use crate::query::read_model::ReadModel;
 use crate::query::{read_only_options, CATALOG, SCHEMA};
@@ -172,6 +174,16 @@ pub struct CclakeFlightSql {
     settings: ServerSettings,
     /// One permit per running query.
     queries: Arc<Semaphore>,
+    /// Permits kept for queries that read no table, when `queries` has none left.
+    reserve: Arc<Semaphore>,
+    /// The runtime queries run on, apart from the server's.
+    executor: QueryExecutor,
+    /// Failed sign-ins and the pauses they earn.
+    throttle: SignInThrottle,
+    /// One permit per password check running.
+    verifications: Arc<Semaphore>,
+    /// Sign-ins waiting for a password check.
+    waiting_sign_ins: AtomicUsize,
     /// Parameters bound to open prepared statements, for clients that execute the handle
     /// they were given at creation (see `statements`).
     parameters: ParameterStore,
@@ -181,17 +193,88 @@ pub struct CclakeFlightSql {
 /// longest ago loses its parameters (its client gets a clear error and binds again).
 const MAX_STORED_PARAMETER_SETS: usize = 10_000;
 
+/// Sign-ins that may wait for a password check; more are refused with UNAVAILABLE.
+const MAX_WAITING_SIGN_INS: usize = 64;
+
+/// What failed sign-ins are counted against: the user name and the client's address.
+fn throttle_keys(user: &str, peer: Option<std::net::SocketAddr>) -> Vec<String> {
+    // Valid names have at most 64 characters: longer ones need not be kept whole.
+    let name: String = user.chars().take(65).collect();
+    let mut keys = vec![format!("user:{name}")];
+    if let Some(peer) = peer {
+        keys.push(format!("peer:{}", peer.ip()));
+    }
+    keys
+}
+
+/// Queries that read no table may run past the concurrency cap, this many at once.
+pub const RESERVED_QUERIES: usize = 2;
+
 impl CclakeFlightSql {
-    pub fn new(model: Arc<ReadModel>, access: AccessConfig) -> Self {
+    pub fn new(model: Arc<ReadModel>, access: AccessConfig) -> std::io::Result<Self> {
         let settings = access.server.clone();
-        Self {
+        let shared = settings.max_concurrent_queries.max(1);
+        // A worker for every query that may run, and one to spare.
+        let executor = QueryExecutor::new(shared + RESERVED_QUERIES + 1)?;
+        Ok(Self {
             model,
             tokens: Arc::new(TokenStore::new(Duration::from_secs(settings.token_ttl_seconds))),
-            queries: Arc::new(Semaphore::new(settings.max_concurrent_queries.max(1))),
+            queries: Arc::new(Semaphore::new(shared)),
+            reserve: Arc::new(Semaphore::new(RESERVED_QUERIES)),
+            executor,
+            throttle: SignInThrottle::new(
+                settings.failed_sign_ins_before_pause,
+                Duration::from_secs(settings.sign_in_pause_max_seconds),
+            ),
+            verifications: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            waiting_sign_ins: AtomicUsize::new(0),
             parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, Duration::from_secs(settings.token_ttl_seconds.max(1))),
             access: Arc::new(access),
             settings,
+        })
+    }
+
+    /// Checks a password off the async threads, at most as many at once as there are cores
+    /// (each argon2 check takes ~19 MB and a core for tens of milliseconds); past
+    /// [`MAX_WAITING_SIGN_INS`] waiting, a sign-in is refused at once.
+    /// Sign-ins for a paused name or address are refused without a check, before waiting
+    /// and again after (failures that came in meanwhile may have paused it).
+    async fn verify_password(&self, user: &str, password: &str, keys: &[String]) -> Result<Option<Role>, Status> {
+        let paused = || {
+            self.throttle.paused(keys).map(|wait| {
+                warn!(user = %shown(user), "sign-in refused: paused after failed sign-ins");
+                Status::unavailable(format!(
+                    "too many failed sign-ins for '{}' or from this address: retry in {} s",
+                    shown(user),
+                    wait.as_secs() + 1
+                ))
+            })
+        };
+        if let Some(refusal) = paused() {
+            return Err(refusal);
         }
+        let busy = || Status::unavailable("the server is busy checking sign-ins: retry shortly");
+        let waiting = self.waiting_sign_ins.fetch_add(1, Ordering::SeqCst);
+        let permit = if waiting >= MAX_WAITING_SIGN_INS {
+            None
+        } else {
+            Arc::clone(&self.verifications).acquire_owned().await.ok()
+        };
+        self.waiting_sign_ins.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit.ok_or_else(busy)?;
+        if let Some(refusal) = paused() {
+            return Err(refusal);
+        }
+        let access = Arc::clone(&self.access);
+        let (user, password) = (user.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            access.verify(&user, &password)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))
     }
 
     /// The signed-in user behind the request's bearer token.
@@ -275,14 +358,27 @@ impl CclakeFlightSql {
         client_schema(df.schema().as_arrow())
     }
 
-    /// Runs the plan and streams it, under the concurrency cap and the query timeout.
+    /// A permit to run a query: one of the shared ones, or, for a query that reads no table
+    /// (`SELECT 1`, a connection check, `information_schema`), one of the reserve, so that
+    /// such queries are answered while the shared permits are taken.
+    fn permit(&self, df: &DataFrame) -> Result<OwnedSemaphorePermit, Status> {
+        if let Ok(permit) = Arc::clone(&self.queries).try_acquire_owned() {
+            return Ok(permit);
+        }
+        if reads_no_table(df) {
+            if let Ok(permit) = Arc::clone(&self.reserve).try_acquire_owned() {
+                return Ok(permit);
+            }
+        }
+        Err(Status::resource_exhausted(format!(
+            "too many concurrent queries (limit {}); retry later",
+            self.settings.max_concurrent_queries
+        )))
+    }
+
+    /// Runs the plan on the query runtime and streams it, under the concurrency cap and the
+    /// query timeout.
     async fn execute(&self, principal: &Principal, df: DataFrame) -> Result<Response<FlightDataStream>, Status> {
-        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "too many concurrent queries (limit {}); retry later",
-                self.settings.max_concurrent_queries
-            ))
-        })?;
         let unbound = placeholders(&df)?;
         if !unbound.is_empty() {
             let names: Vec<String> = unbound.iter().map(|(i, _)| format!("${i}")).collect();
@@ -292,43 +388,39 @@ impl CclakeFlightSql {
                 names.join(", ")
             )));
         }
+        let permit = self.permit(&df)?;
         let schema = Self::schema_of(&df);
         let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
         let deadline = tokio::time::Instant::now() + timeout;
-        let stream = tokio::time::timeout_at(deadline, df.execute_stream())
+        // The permit goes with the query's work: it is released when that work has stopped.
+        let mut stream = self.executor.execute(df, permit);
+        let timed_out = move || Status::deadline_exceeded(format!("query timed out after {} s", timeout.as_secs()));
+        // Planning errors fail the call itself.
+        tokio::time::timeout_at(deadline, stream.started())
             .await
-            .map_err(|_| Status::deadline_exceeded(format!("query timed out after {} s", timeout.as_secs())))?
+            .map_err(|_| timed_out())?
             .map_err(query_status)?;
         info!(user = %principal.user, role = principal.role.as_str(), "query started");
         let batches_schema = Arc::clone(&schema);
-        // Dropping the response (a cancelled client) drops this stream, which stops
-        // DataFusion's work; the permit is released with it.
-        let batches = futures::stream::unfold(
-            (stream, permit, false),
-            move |(mut stream, permit, done)| {
-                let schema = Arc::clone(&batches_schema);
-                async move {
-                    if done {
-                        return None;
-                    }
-                    match tokio::time::timeout_at(deadline, stream.next()).await {
-                        Err(_) => Some((
-                            Err(FlightError::Tonic(Box::new(Status::deadline_exceeded(format!(
-                                "query timed out after {} s",
-                                timeout.as_secs()
-                            ))))),
-                            (stream, permit, true),
-                        )),
-                        Ok(None) => None,
-                        Ok(Some(Err(e))) => Some((Err(FlightError::Tonic(Box::new(query_status(e)))), (stream, permit, true))),
-                        Ok(Some(Ok(batch))) => {
-                            let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
-                            Some((batch, (stream, permit, false)))
-                        }
+        // Dropping the response (a cancelled client) drops this stream, which stops the
+        // query on the query runtime.
+        let batches = futures::stream::unfold((stream, false), move |(mut stream, done)| {
+            let schema = Arc::clone(&batches_schema);
+            async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => Some((Err(FlightError::Tonic(Box::new(timed_out()))), (stream, true))),
+                    Ok(None) => None,
+                    Ok(Some(Err(e))) => Some((Err(FlightError::Tonic(Box::new(query_status(e)))), (stream, true))),
+                    Ok(Some(Ok(batch))) => {
+                        let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
+                        Some((batch, (stream, false)))
                     }
                 }
-            },
-        );
+            }
+        });
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
@@ -366,6 +458,20 @@ impl CclakeFlightSql {
         }
         Ok(tables)
     }
+}
+
+/// Whether the plan reads no table of the lake (nor a view over one): `SELECT 1`, queries
+/// of `information_schema`. Table functions (`generate_series`) count as tables.
+fn reads_no_table(df: &DataFrame) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::LogicalPlan;
+    let reads = df.logical_plan().exists(|node| {
+        Ok(match node {
+            LogicalPlan::TableScan(scan) => scan.table_name.schema() != Some(INFORMATION_SCHEMA),
+            _ => false,
+        })
+    });
+    matches!(reads, Ok(false))
 }
 
 /// The query's placeholders by number, with the types planning inferred for them.
@@ -429,16 +535,15 @@ impl FlightSqlService for CclakeFlightSql {
             let (user, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| Status::unauthenticated("basic credentials need user:password"))?;
-            let access = Arc::clone(&self.access);
-            let (user, password) = (user.to_string(), password.to_string());
-            let checked_user = user.clone();
-            let role = tokio::task::spawn_blocking(move || access.verify(&checked_user, &password))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
+            let keys = throttle_keys(user, request.remote_addr());
+            let role = self.verify_password(user, password, &keys).await?;
             let Some(role) = role else {
-                warn!(user = %shown(&user), "authentication failed");
-                return Err(Status::unauthenticated(format!("wrong user name or password for '{}'", shown(&user))));
+                self.throttle.failed(&keys);
+                warn!(user = %shown(user), "authentication failed");
+                return Err(Status::unauthenticated(format!("wrong user name or password for '{}'", shown(user))));
             };
+            self.throttle.succeeded(&keys);
+            let user = user.to_string();
             info!(user = %shown(&user), role = role.as_str(), "signed in");
             self.tokens.issue(Principal { user, role })
         } else if let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {

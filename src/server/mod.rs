@@ -42,6 +42,8 @@ pub enum ServerError {
     TlsFile { path: String, source: std::io::Error },
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error("cannot start the query runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -96,7 +98,7 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
-    let service = WithGetSchema(Arc::new(CclakeFlightSql::new(Arc::clone(&model), access)));
+    let service = WithGetSchema(Arc::new(CclakeFlightSql::new(Arc::clone(&model), access).map_err(ServerError::Runtime)?));
 
     let stop = CancellationToken::new();
     let ingest_task = options.ingest.clone().map(|schedule| {

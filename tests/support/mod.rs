@@ -155,3 +155,11 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The peak resident memory of process `pid` so far (VmHWM), in MB.
+pub fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024
+}

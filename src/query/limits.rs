@@ -1,0 +1,363 @@
+//! Bounds on the scalar functions whose result can be far larger, or far slower to compute,
+//! than their arguments. `repeat('x', 1500000000)` allocates 1.5 GB inside one call: the
+//! memory pool never sees it (only operators account memory), and no timeout can interrupt a
+//! call that never yields. Each guarded function works out, from its arguments, what its call
+//! would produce, and refuses with `ResourcesExhausted` before allocating when that is past
+//! the query's memory limit (or, for `levenshtein`, past a bound on work per call, so that a
+//! call ends within a fraction of a second and the query's timeout is honoured between calls).
+//!
+//! The original function does the work: the wrapper delegates every trait method to it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, FieldRef, Int64Type};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{ExprSchema, Result, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::interval_arithmetic::Interval;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature,
+};
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::SessionContext;
+
+/// Cells of the edit-distance table one `levenshtein` call may fill (over all its rows):
+/// about a tenth of a second in a release build. 100,000 x 100,000 characters is 10^10.
+pub const LEVENSHTEIN_MAX_CELLS: u128 = 200_000_000;
+
+/// What a guarded function's call would cost, worked out from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Cost {
+    /// `repeat(string, count)`: bytes of the result.
+    Repeat,
+    /// `lpad` / `rpad(string, length [, fill])`: `length` characters of up to 4 bytes.
+    Pad,
+    /// `replace(string, from, to)`: every occurrence of `from` may become `to`.
+    Replace,
+    /// `regexp_replace(string, pattern, replacement [, flags])`: an empty match between
+    /// every two characters may become `replacement`.
+    RegexpReplace,
+    /// `range` / `generate_series(start, stop [, step])` over integers: 8 bytes a value.
+    Range,
+    /// `array_repeat(element, count)`.
+    ArrayRepeat,
+    /// `array_resize(array, size [, value])`: 8 bytes or more a value.
+    ArrayResize,
+    /// `levenshtein(a, b)`: cells of the edit-distance table, a bound on time.
+    Levenshtein,
+}
+
+/// The guarded functions, by the name they are registered under.
+const GUARDED: &[(&str, Cost)] = &[
+    ("repeat", Cost::Repeat),
+    ("lpad", Cost::Pad),
+    ("rpad", Cost::Pad),
+    ("replace", Cost::Replace),
+    ("regexp_replace", Cost::RegexpReplace),
+    ("range", Cost::Range),
+    ("generate_series", Cost::Range),
+    ("array_repeat", Cost::ArrayRepeat),
+    ("array_resize", Cost::ArrayResize),
+    ("levenshtein", Cost::Levenshtein),
+];
+
+/// Replaces the guarded functions of `ctx` with bounded ones: no single call may produce more
+/// than `limit_bytes`.
+pub fn bound_functions(ctx: &SessionContext, limit_bytes: usize) {
+    for (name, cost) in GUARDED {
+        if let Ok(original) = ctx.udf(name) {
+            ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
+                inner: Arc::clone(original.inner()),
+                cost: *cost,
+                limit_bytes,
+            }));
+        }
+    }
+}
+
+/// A guarded function: checks the cost of each call, then runs the original.
+#[derive(Debug)]
+struct Bounded {
+    inner: Arc<dyn ScalarUDFImpl>,
+    cost: Cost,
+    limit_bytes: usize,
+}
+
+impl PartialEq for Bounded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name() && self.cost == other.cost && self.limit_bytes == other.limit_bytes
+    }
+}
+
+impl Eq for Bounded {}
+
+impl Hash for Bounded {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+        self.cost.hash(state);
+        self.limit_bytes.hash(state);
+    }
+}
+
+/// One argument, value by value: a scalar stands for every row.
+struct PerRow(Vec<i64>);
+
+impl PerRow {
+    fn at(&self, row: usize) -> u128 {
+        let value = if self.0.len() == 1 { self.0[0] } else { self.0.get(row).copied().unwrap_or(0) };
+        value.max(0) as u128
+    }
+
+}
+
+/// A scalar as a one-row array, an array as it is.
+fn as_array(value: &ColumnarValue) -> Result<ArrayRef> {
+    match value {
+        ColumnarValue::Array(array) => Ok(Arc::clone(array)),
+        ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(1),
+    }
+}
+
+/// Byte lengths of a string (or binary) argument; NULL counts as 0. Other types: `None`.
+fn byte_lengths(value: &ColumnarValue) -> Option<PerRow> {
+    let array = as_array(value).ok()?;
+    let lengths = arrow::compute::kernels::length::length(&array).ok()?;
+    integers_of(&lengths)
+}
+
+/// Integer values of an argument (cast to Int64); NULL counts as 0. Not castable: `None`.
+fn integers(value: &ColumnarValue) -> Option<PerRow> {
+    integers_of(&as_array(value).ok()?)
+}
+
+fn integers_of(array: &ArrayRef) -> Option<PerRow> {
+    if !array.data_type().is_integer() && !array.data_type().is_floating() {
+        return None;
+    }
+    let cast = arrow::compute::cast(array, &DataType::Int64).ok()?;
+    let values = cast.as_primitive::<Int64Type>();
+    Some(PerRow((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i) }).collect()))
+}
+
+/// Whether every value of a string argument is ASCII (one byte per character).
+fn is_ascii(value: &ColumnarValue) -> bool {
+    match value {
+        ColumnarValue::Scalar(scalar) => scalar.try_as_str().flatten().is_none_or(str::is_ascii),
+        ColumnarValue::Array(array) => {
+            let Ok(text) = arrow::compute::cast(array, &DataType::Utf8) else {
+                return false;
+            };
+            text.as_string::<i32>().iter().flatten().all(str::is_ascii)
+        }
+    }
+}
+
+impl Bounded {
+    /// The bytes (or, for `levenshtein`, table cells) the call would produce, summed over rows.
+    fn cost_of(&self, args: &[ColumnarValue], rows: usize) -> u128 {
+        let rows = rows.max(1);
+        let arg = |i: usize| args.get(i);
+        let sum = |f: &dyn Fn(usize) -> u128| (0..rows).map(f).fold(0u128, u128::saturating_add);
+        match self.cost {
+            Cost::Repeat => match (arg(0).and_then(byte_lengths), arg(1).and_then(integers)) {
+                (Some(len), Some(count)) => sum(&|r| len.at(r) * count.at(r)),
+                _ => 0,
+            },
+            Cost::Pad => {
+                let Some(length) = arg(1).and_then(integers) else { return 0 };
+                let ascii = arg(0).is_none_or(is_ascii) && arg(2).is_none_or(is_ascii);
+                let width = if ascii { 1 } else { 4 };
+                sum(&|r| length.at(r) * width)
+            }
+            Cost::Replace => match (arg(0).and_then(byte_lengths), arg(1).and_then(byte_lengths), arg(2).and_then(byte_lengths)) {
+                (Some(text), Some(from), Some(to)) => {
+                    sum(&|r| text.at(r) + (text.at(r) / from.at(r).max(1) + 1) * to.at(r))
+                }
+                _ => 0,
+            },
+            Cost::RegexpReplace => match (arg(0).and_then(byte_lengths), arg(2).and_then(byte_lengths)) {
+                (Some(text), Some(replacement)) => sum(&|r| text.at(r) + (text.at(r) + 1) * replacement.at(r)),
+                _ => 0,
+            },
+            Cost::Range => range_cost(args, rows),
+            Cost::ArrayRepeat => {
+                let Some(count) = arg(1).and_then(integers) else { return 0 };
+                let element = arg(0).and_then(byte_lengths);
+                sum(&|r| count.at(r) * element.as_ref().map_or(8, |e| e.at(r).max(8)))
+            }
+            Cost::ArrayResize => match arg(1).and_then(integers) {
+                Some(size) => sum(&|r| size.at(r) * 8),
+                None => 0,
+            },
+            Cost::Levenshtein => match (arg(0).and_then(byte_lengths), arg(1).and_then(byte_lengths)) {
+                (Some(a), Some(b)) => sum(&|r| a.at(r) * b.at(r)),
+                _ => 0,
+            },
+        }
+    }
+
+    fn check(&self, args: &[ColumnarValue], rows: usize) -> Result<()> {
+        let cost = self.cost_of(args, rows);
+        let name = self.inner.name();
+        if self.cost == Cost::Levenshtein {
+            if cost > LEVENSHTEIN_MAX_CELLS {
+                return Err(DataFusionError::ResourcesExhausted(format!(
+                    "levenshtein over these strings would compare {cost} character pairs in one call, more than the limit of {LEVENSHTEIN_MAX_CELLS}"
+                )));
+            }
+        } else if cost > self.limit_bytes as u128 {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{name} would produce {} in one call, more than this query's memory limit of {}",
+                human_bytes(cost),
+                human_bytes(self.limit_bytes as u128)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of `range` / `generate_series` over integer arguments: 8 bytes a value.
+/// Date and timestamp ranges are not bounded here.
+fn range_cost(args: &[ColumnarValue], rows: usize) -> u128 {
+    let Some(values) = args.iter().map(integers).collect::<Option<Vec<PerRow>>>() else {
+        return 0;
+    };
+    let at = |v: &PerRow, r: usize| if v.0.len() == 1 { v.0[0] } else { v.0.get(r).copied().unwrap_or(0) };
+    (0..rows.max(1))
+        .map(|r| {
+            let (start, stop, step) = match values.len() {
+                1 => (0, at(&values[0], r), 1),
+                2 => (at(&values[0], r), at(&values[1], r), 1),
+                _ => (at(&values[0], r), at(&values[1], r), at(&values[2], r)),
+            };
+            let step = step.unsigned_abs().max(1) as u128;
+            (start.abs_diff(stop) as u128 / step + 1) * 8
+        })
+        .fold(0u128, u128::saturating_add)
+}
+
+/// `1.5 GB`, `256 MB`, `12 KB`, `800 bytes`.
+fn human_bytes(bytes: u128) -> String {
+    const UNITS: [(u128, &str); 3] = [(1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")];
+    for (size, unit) in UNITS {
+        if bytes >= size {
+            return format!("{:.1} {unit}", bytes as f64 / size as f64);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+#[warn(clippy::missing_trait_methods)] // Delegates, so it implements every trait method.
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        #[allow(deprecated)]
+        self.inner.display_name(args)
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.schema_name(args)
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn is_nullable(&self, args: &[Expr], schema: &dyn ExprSchema) -> bool {
+        #[allow(deprecated)]
+        self.inner.is_nullable(args, schema)
+    }
+
+    fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.check(&args.args, args.number_rows)?;
+        self.inner.invoke_with_args(args)
+    }
+
+    fn with_updated_config(&self, _config: &ConfigOptions) -> Option<ScalarUDF> {
+        None
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn preimage(
+        &self,
+        args: &[Expr],
+        lit_expr: &Expr,
+        info: &SimplifyContext,
+    ) -> Result<datafusion::logical_expr::preimage::PreimageResult> {
+        self.inner.preimage(args, lit_expr, info)
+    }
+
+    fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.conditional_arguments(args)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+
+    fn evaluate_bounds(&self, input: &[&Interval]) -> Result<Interval> {
+        self.inner.evaluate_bounds(input)
+    }
+
+    fn propagate_constraints(&self, interval: &Interval, inputs: &[&Interval]) -> Result<Option<Vec<Interval>>> {
+        self.inner.propagate_constraints(interval, inputs)
+    }
+
+    fn struct_field_mapping(
+        &self,
+        literal_args: &[Option<ScalarValue>],
+    ) -> Option<datafusion::logical_expr::StructFieldMapping> {
+        self.inner.struct_field_mapping(literal_args)
+    }
+
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        self.inner.output_ordering(inputs)
+    }
+
+    fn preserves_lex_ordering(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.preserves_lex_ordering(inputs)
+    }
+
+    fn strictly_order_preserving(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.strictly_order_preserving(inputs)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn placement(&self, args: &[datafusion::logical_expr::ExpressionPlacement]) -> datafusion::logical_expr::ExpressionPlacement {
+        self.inner.placement(args)
+    }
+}

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use cclake::generate::{generate, GenerateOptions};
+use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::server::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
@@ -62,6 +63,8 @@ enum Command {
         /// Do not compact automatically after the pass.
         #[arg(long, env = "CCLAKE_NO_AUTO_COMPACT")]
         no_auto_compact: bool,
+        #[command(flatten)]
+        expansion: ExpansionArgs,
     },
     /// Run read-only SQL over the lake and print the result.
     Query {
@@ -160,6 +163,25 @@ struct ServeArgs {
     /// Folder of view definitions (`<name>.sql`); default: the built-in views.
     #[arg(long, env = "CCLAKE_VIEWS")]
     views: Option<PathBuf>,
+    #[command(flatten)]
+    expansion: ExpansionArgs,
+}
+
+/// How far a gzipped export may expand before it is quarantined unread.
+#[derive(Debug, clap::Args)]
+struct ExpansionArgs {
+    /// Largest size a gzipped object may expand to, in MB.
+    #[arg(long, env = "CCLAKE_MAX_EXPANDED_MB", default_value_t = 1024)]
+    max_expanded_mb: u64,
+    /// Largest ratio of expanded to compressed size (JSON exports compress 5-20 times).
+    #[arg(long, env = "CCLAKE_MAX_EXPANSION_RATIO", default_value_t = 100)]
+    max_expansion_ratio: u64,
+}
+
+impl ExpansionArgs {
+    fn limits(&self) -> ExpansionLimits {
+        ExpansionLimits { max_bytes: self.max_expanded_mb.saturating_mul(1 << 20), max_ratio: self.max_expansion_ratio.max(1) }
+    }
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -242,7 +264,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let manifest = generate(&folder, &options)?;
             writeln!(out, "{}", manifest.summary(&folder))?;
         }
-        Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact } => {
+        Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact, expansion } => {
             // Checked before the lake is opened, since opening creates it: swapped flags or a
             // mistyped source must not leave a lake behind.
             let source_location = Location::parse(&source, false)?;
@@ -253,6 +275,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 compact_min_files,
                 auto_compact: !no_auto_compact,
                 progress,
+                expansion: expansion.limits(),
                 ..Default::default()
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
@@ -291,7 +314,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             // The address first: a taken port or a refused plaintext address is said at once.
             let listener = server::bind(serve.addr, &options).await?;
-            let lake = Lake::open_with(&lake.lake, LakeOptions { progress: false, ..Default::default() }).await?;
+            let lake_options = LakeOptions { progress: false, expansion: serve.expansion.limits(), ..Default::default() };
+            let lake = Lake::open_with(&lake.lake, lake_options).await?;
             if let Some(scheduled) = &options.ingest {
                 lake.check_source(&Location::parse(&scheduled.source, false)?).await?;
             }

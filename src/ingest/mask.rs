@@ -1,7 +1,13 @@
 //! PII masking: phone numbers keep at most their last four digits, URLs and IP addresses are
-//! redacted. Applied to every value that lands in a table the analyst role can read and to
-//! quarantined records, which keep the rest of the record so it can be repaired.
+//! redacted. Applied to every value that lands in a table the analyst role can read: each text
+//! field of an event ([`mask_field`]), and a quarantined record and the reason it was refused
+//! ([`scrub_text`], [`mask_json`]), which keep the rest of the record so it can be repaired.
+//!
+//! Digits of any script (full-width `１`, Arabic-Indic `١`, ...) and full-width `＋`, `－`,
+//! `（` `）` are read as their ASCII forms first ([`normalize_digits`]): a number written
+//! with them is still a number.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -28,14 +34,82 @@ pub const PHONE_FIELDS: &[&str] = &[
     "to_number",
 ];
 
+/// Zero of each block of ten decimal digits in Unicode (general category Nd), besides ASCII.
+const DIGIT_ZEROS: &[u32] = &[
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+    0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
+    0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
+    0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0,
+    0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11C50, 0x11D50, 0x11DA0, 0x16A60,
+    0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+];
+
+/// The ASCII form of a digit of another script, or of full-width punctuation that numbers
+/// are written with.
+fn ascii_form(c: char) -> Option<char> {
+    let code = c as u32;
+    if code < 0x80 {
+        return None;
+    }
+    match c {
+        '\u{FF0B}' => return Some('+'),
+        '\u{FF0D}' | '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2212}' => return Some('-'),
+        '\u{FF08}' => return Some('('),
+        '\u{FF09}' => return Some(')'),
+        '\u{FF0E}' => return Some('.'),
+        '\u{3000}' | '\u{00A0}' | '\u{2007}' | '\u{202F}' => return Some(' '),
+        '\u{FF1A}' => return Some(':'),
+        '\u{FF0F}' => return Some('/'),
+        _ => {}
+    }
+    DIGIT_ZEROS
+        .iter()
+        .find(|&&zero| (zero..zero + 10).contains(&code))
+        .and_then(|zero| char::from_digit(code - zero, 10))
+}
+
+/// `text` with digits of every script as ASCII digits (and full-width `＋－（）．：／` and odd
+/// spaces as their ASCII forms); borrowed when there is nothing to change.
+pub fn normalize_digits(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() || !text.chars().any(|c| ascii_form(c).is_some()) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(|c| ascii_form(c).unwrap_or(c)).collect())
+}
+
+/// Masks one text field of an event before it is stored where analysts read it. A value
+/// that is an IP address is redacted; URLs, IP addresses and phone numbers inside it are
+/// masked as in [`scrub_text`], except that a bare run of digits is left alone: it is an id
+/// in many exports (`agent_id` 5551234), and a phone number needs a `+`, a `tel:`/`sip:`
+/// scheme or separators (`555-123-4567`) to be taken for one here. Unchanged values are
+/// borrowed.
+pub fn mask_field(value: &str) -> Cow<'_, str> {
+    if !holds_personal_data(value) {
+        return Cow::Borrowed(value);
+    }
+    let normalized = normalize_digits(value);
+    if normalized.trim().parse::<IpAddr>().is_ok() {
+        return Cow::Owned(REDACTED_IP.to_string());
+    }
+    Cow::Owned(scrub(&normalized, true))
+}
+
+/// Whether `value` holds a URL, an IP address or a phone number (as [`mask_field`] reads
+/// them): such a value may not be an id, since masking would merge distinct ids.
+pub fn holds_personal_data(value: &str) -> bool {
+    let normalized = normalize_digits(value);
+    normalized.trim().parse::<IpAddr>().is_ok() || scrub(&normalized, true) != normalized
+}
+
 /// Masks every digit but the last four with `*`, keeping the punctuation so the shape stays
 /// recognisable: `+1 555-123-4567` → `+* ***-***-4567`. A SIP URI loses its host part, which
 /// may hold an address. Values with four digits or fewer are already as masked as this makes
 /// them.
 pub fn mask_phone_number(raw: &str) -> String {
+    let raw = normalize_digits(raw);
     let number = match raw.split_once('@') {
         Some((user, _host)) => user,
-        None => raw,
+        None => &raw,
     };
     let digits = number.chars().filter(char::is_ascii_digit).count();
     let mut keep_from = digits.saturating_sub(4);
@@ -58,6 +132,7 @@ pub fn mask_phone_number(raw: &str) -> String {
 /// True for strings shaped like a phone number: an optional `tel:`/`sip:` scheme, then only
 /// digits, `+`, spaces, dots, dashes and parentheses, with 7 to 15 digits (E.164's range).
 pub fn looks_like_phone_number(value: &str) -> bool {
+    let value = normalize_digits(value);
     let lower = value.trim();
     let rest = lower
         .strip_prefix("tel:")
@@ -90,9 +165,14 @@ fn url_pattern() -> &'static Regex {
     })
 }
 
+/// Fields of a flat event that are numbers and never personal data: kept as numbers in
+/// quarantined records.
+const NUMERIC_FIELDS: &[&str] = &["duration_seconds", "timestamp", "event_timestamp", "created_at"];
+
 /// Masks one JSON value in place: phone-number fields are masked, URL and IP fields redacted,
 /// and any other string that looks like a phone number, URL or IP address is treated the
-/// same, since drifted exports put numbers in fields nobody planned for.
+/// same, since drifted exports put numbers in fields nobody planned for. So is a JSON integer
+/// of 7 to 15 digits (`{"mobile": 15551230007}`), outside the event's own numeric fields.
 pub fn mask_json(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -105,6 +185,9 @@ pub fn mask_json(value: &mut Value) {
                     Value::Number(n) if PHONE_FIELDS.contains(&key.as_str()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
                     }
+                    Value::Number(n) if !NUMERIC_FIELDS.contains(&key.as_str()) && looks_like_phone_number(&n.to_string()) => {
+                        *field = Value::String(mask_phone_number(&n.to_string()));
+                    }
                     Value::String(s) if key.contains("url") => *s = REDACTED_URL.to_string(),
                     Value::String(s) if key.ends_with("ip") || key.contains("ip_address") => {
                         *s = REDACTED_IP.to_string();
@@ -115,19 +198,28 @@ pub fn mask_json(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(mask_json),
         Value::String(s) => {
-            if s.trim().parse::<IpAddr>().is_ok() {
+            if normalize_digits(s).trim().parse::<IpAddr>().is_ok() {
                 *s = REDACTED_IP.to_string();
             } else {
                 *s = scrub_text(s);
             }
         }
+        Value::Number(n) if looks_like_phone_number(&n.to_string()) => {
+            *value = Value::String(mask_phone_number(&n.to_string()));
+        }
         _ => {}
     }
 }
 
-/// Scrubs free text (an unparseable line): URLs and IP addresses are redacted and runs of
-/// digits that look like phone numbers keep their last four digits.
+/// Scrubs free text (an unparseable line, the reason a record was refused): URLs and IP
+/// addresses are redacted and runs of digits that look like phone numbers keep their last
+/// four digits. Digits of other scripts are read as ASCII first.
 pub fn scrub_text(text: &str) -> String {
+    scrub(&normalize_digits(text), false)
+}
+
+/// [`scrub_text`] of normalized text; with `strict`, a bare run of digits is no phone number.
+fn scrub(text: &str, strict: bool) -> String {
     static IP_CANDIDATE: OnceLock<Regex> = OnceLock::new();
     static PHONE_CANDIDATE: OnceLock<Regex> = OnceLock::new();
     let ip = IP_CANDIDATE.get_or_init(|| {
@@ -148,7 +240,10 @@ pub fn scrub_text(text: &str) -> String {
     phone
         .replace_all(&text, |caps: &regex::Captures<'_>| {
             let m = &caps[0];
-            if looks_like_phone_number(m) {
+            let formatted = m.starts_with('+') || m.contains(|c: char| !c.is_ascii_digit());
+            let start = caps.get(0).map_or(0, |g| g.start());
+            let scheme = text[..start].ends_with("tel:") || text[..start].ends_with("sip:");
+            if looks_like_phone_number(m) && (!strict || formatted || scheme) {
                 mask_phone_number(m)
             } else {
                 m.to_string()
@@ -202,6 +297,40 @@ mod tests {
         assert_eq!(v["caller_number"], "+*******4567");
         assert_eq!(v["metadata"]["campaign_id"], "c-1");
         assert_eq!(v["event_id"], "e1");
+    }
+
+    #[test]
+    fn digits_of_every_script_are_numbers() {
+        assert_eq!(normalize_digits("＋１ ５５５－１２３－４５６７"), "+1 555-123-4567");
+        assert_eq!(normalize_digits("٠١٢٣٤٥٦٧٨٩"), "0123456789");
+        assert!(matches!(normalize_digits("queue-1"), Cow::Borrowed(_)));
+        assert_eq!(mask_phone_number("＋１５５５１２３４５６７"), "+*******4567");
+        assert_eq!(scrub_text("call ＋１５５５１２３４５６７ now"), "call +*******4567 now");
+    }
+
+    #[test]
+    fn event_fields_are_masked_but_bare_ids_are_kept() {
+        assert_eq!(mask_field("agent-7"), "agent-7");
+        assert_eq!(mask_field("5551234567"), "5551234567", "a bare run of digits is an id");
+        assert_eq!(mask_field("+15551230004"), "+*******0004");
+        assert_eq!(mask_field("tel:5551230004"), "tel:******0004");
+        assert_eq!(mask_field("555-123-0004"), "***-***-0004");
+        assert_eq!(mask_field("Sales https://crm.example.com/q/1"), "Sales [url redacted]");
+        assert_eq!(mask_field("10.0.0.7"), REDACTED_IP);
+        assert_eq!(mask_field("＋１５５５１２３０００４"), "+*******0004");
+        assert_eq!(mask_field("7f3c2a10-0000-4000-8000-000000000001"), "7f3c2a10-0000-4000-8000-000000000001");
+        assert_eq!(mask_field("2024-03-04T09:00:00Z"), "2024-03-04T09:00:00Z");
+        assert!(holds_personal_data("+15551230004") && holds_personal_data("http://x.example/a"));
+        assert!(!holds_personal_data("e-000123") && !holds_personal_data("1234567890"));
+    }
+
+    #[test]
+    fn numbers_sent_as_json_numbers_are_masked_in_records() {
+        let mut v: Value = serde_json::json!({"contact": {"mobile": 15551230007u64}, "duration_seconds": 1234567, "n": 42});
+        mask_json(&mut v);
+        assert_eq!(v["contact"]["mobile"], "*******0007");
+        assert_eq!(v["duration_seconds"], 1234567);
+        assert_eq!(v["n"], 42);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use record::{parse_flat_event, FlatEvent, Rejection};
-pub use source::{Framing, SourceObject};
+pub use source::{ExpansionLimits, Framing, SourceObject};
 
 /// A record that could not be used, kept with its position and masked text.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ impl ParsedObject {
 
 /// Parses one export object's bytes. Never fails: an unreadable object becomes one
 /// quarantined record, and each bad record is quarantined on its own while the rest land.
-pub fn parse_object(object: SourceObject, bytes: &[u8]) -> ParsedObject {
+pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::ExpansionLimits) -> ParsedObject {
     let mut parsed = ParsedObject {
         object,
         framing: None,
@@ -52,7 +52,7 @@ pub fn parse_object(object: SourceObject, bytes: &[u8]) -> ParsedObject {
         quarantined: Vec::new(),
         unknown_fields: BTreeMap::new(),
     };
-    let text = match source::decompress(bytes) {
+    let text = match source::decompress(bytes, limits) {
         Ok((text, gzipped)) => {
             parsed.gzipped = gzipped;
             text
@@ -60,7 +60,7 @@ pub fn parse_object(object: SourceObject, bytes: &[u8]) -> ParsedObject {
         Err(e) => {
             parsed.quarantined.push(QuarantinedRecord {
                 line: 0,
-                rejection: Rejection::UnreadableObject(format!("corrupt gzip data: {e}")),
+                rejection: Rejection::UnreadableObject(e.to_string()),
                 record: String::new(),
             });
             return parsed;
@@ -86,9 +86,27 @@ pub fn parse_object(object: SourceObject, bytes: &[u8]) -> ParsedObject {
     parsed
 }
 
+/// The longest record kept whole in `quarantine.record`; a longer one keeps its first
+/// [`KEPT_PREFIX_BYTES`], its length and its SHA-256, so that one 200 MB line cannot make a
+/// row no client can fetch.
+pub const MAX_QUARANTINED_RECORD_BYTES: usize = 64 * 1024;
+const KEPT_PREFIX_BYTES: usize = 4096;
+
 /// A quarantined record as it can be stored: masked field by field when it is JSON, scrubbed
-/// as text when it is not.
+/// as text when it is not; cut when it is longer than [`MAX_QUARANTINED_RECORD_BYTES`].
 fn masked_record_text(raw: &[u8]) -> String {
+    use sha2::Digest;
+    if raw.len() > MAX_QUARANTINED_RECORD_BYTES {
+        let prefix = String::from_utf8_lossy(&raw[..KEPT_PREFIX_BYTES]);
+        // A number or address cut in two at the end would escape masking: drop its rest.
+        let prefix = prefix.trim_end_matches(|c: char| c.is_ascii_hexdigit() || "+-.:() ".contains(c));
+        let digest: String = sha2::Sha256::digest(raw).iter().map(|b| format!("{b:02x}")).collect();
+        return format!(
+            "{}... [cut: {} bytes in all, sha256 {digest}]",
+            mask::scrub_text(prefix.trim_start()),
+            raw.len()
+        );
+    }
     match serde_json::from_slice::<serde_json::Value>(raw) {
         Ok(mut value) => {
             mask::mask_json(&mut value);
@@ -110,6 +128,9 @@ pub struct IngestReport {
     /// (reason `unreadable_object`, line 0) and counts as no record, since its records are
     /// unknown.
     pub objects_unreadable: u64,
+    /// Entries of a local source that could not be listed (a symbolic-link loop, a name with
+    /// a newline), each with why; the rest of the source was ingested.
+    pub entries_skipped: Vec<String>,
     pub bytes_read: u64,
     /// Records split out of readable objects, valid or quarantined.
     pub records_read: u64,
@@ -165,6 +186,12 @@ impl fmt::Display for IngestReport {
             self.objects_read,
             self.bytes_read as f64 / 1e6
         )?;
+        if !self.entries_skipped.is_empty() {
+            writeln!(f, "  skipped entries: {} (cannot be listed; fix or remove them)", self.entries_skipped.len())?;
+            for entry in &self.entries_skipped {
+                writeln!(f, "    {entry}")?;
+            }
+        }
         if self.objects_unreadable > 0 {
             writeln!(
                 f,
@@ -217,7 +244,7 @@ mod tests {
             r#"{"event_id":"e3", "caller_number":"+15557654321""#, "\n",
             r#"{"event_id":"e4","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
         );
-        let parsed = parse_object(object(), text.as_bytes());
+        let parsed = parse_object(object(), text.as_bytes(), ExpansionLimits::default());
         assert_eq!(parsed.events.iter().map(|(e, l)| (e.event_id.as_str(), *l)).collect::<Vec<_>>(), vec![("e1", 1), ("e4", 4)]);
         assert_eq!(parsed.quarantined.len(), 2);
         assert_eq!(parsed.quarantined[0].line, 2);
@@ -229,8 +256,28 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_bad_record_keeps_a_masked_prefix_its_length_and_its_hash() {
+        let mut line = r#"{"event_id":"e1","caller_number":"+15551234567","note":""#.to_string();
+        line.push_str(&"x".repeat(200_000));
+        line.push_str("+15557654321\n");
+        let parsed = parse_object(object(), line.as_bytes(), ExpansionLimits::default());
+        let record = &parsed.quarantined[0].record;
+        let raw = line.trim_end().as_bytes();
+        let digest: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(raw).iter().map(|b| format!("{b:02x}")).collect()
+        };
+        assert!(record.len() < 4300, "{}", record.len());
+        assert!(record.ends_with(&format!("[cut: {} bytes in all, sha256 {digest}]", raw.len())), "{record}");
+        assert!(record.starts_with(r#"{"event_id":"e1","caller_number":"+*******4567""#), "{record}");
+        // The cut never leaves part of a number unmasked.
+        let cut = format!("{}{}", "1".repeat(4090), "+15551234567");
+        assert!(!masked_record_text(format!("{cut}{}", "y".repeat(70_000)).as_bytes()).contains("+1555"));
+    }
+
+    #[test]
     fn corrupt_gzip_is_one_quarantined_record() {
-        let parsed = parse_object(object(), &[0x1f, 0x8b, 0, 1, 2, 3]);
+        let parsed = parse_object(object(), &[0x1f, 0x8b, 0, 1, 2, 3], ExpansionLimits::default());
         assert_eq!(parsed.quarantined.len(), 1);
         assert_eq!(parsed.quarantined[0].rejection.code(), "unreadable_object");
     }

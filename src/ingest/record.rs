@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::mask::mask_phone_number;
+use super::mask::{holds_personal_data, mask_field, mask_phone_number};
 
 /// `source_system` when the export does not say.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
@@ -52,6 +52,9 @@ pub enum Rejection {
     InvalidTimestamp(String),
     DurationNotInteger(String),
     DurationNegative(i64),
+    /// An id holds a phone number, URL or IP address: masking it could merge distinct ids,
+    /// storing it would expose it.
+    PersonalDataInId(&'static str),
     /// The whole object could not be read (corrupt gzip, unreadable bytes).
     UnreadableObject(String),
 }
@@ -67,6 +70,7 @@ impl Rejection {
             Rejection::InvalidTimestamp(_) => "invalid_timestamp",
             Rejection::DurationNotInteger(_) => "duration_not_integer",
             Rejection::DurationNegative(_) => "duration_negative",
+            Rejection::PersonalDataInId(_) => "personal_data_in_id",
             Rejection::UnreadableObject(_) => "unreadable_object",
         }
     }
@@ -74,7 +78,7 @@ impl Rejection {
     /// The field at fault, when there is one.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Rejection::MissingField(f) | Rejection::WrongType { field: f, .. } => Some(f),
+            Rejection::MissingField(f) | Rejection::WrongType { field: f, .. } | Rejection::PersonalDataInId(f) => Some(f),
             Rejection::InvalidTimestamp(_) => Some("timestamp"),
             Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
                 Some("duration_seconds")
@@ -100,6 +104,9 @@ impl fmt::Display for Rejection {
                 write!(f, "duration_seconds is not an integer: {v}")
             }
             Rejection::DurationNegative(v) => write!(f, "duration_seconds is negative: {v}"),
+            Rejection::PersonalDataInId(field) => {
+                write!(f, "{field} holds a phone number, URL or IP address, which an id may not")
+            }
             Rejection::UnreadableObject(e) => write!(f, "object cannot be read: {e}"),
         }
     }
@@ -393,34 +400,51 @@ impl RawFields<'_> {
         };
         let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
             .or(optional_text(self.raw_caller_number, "caller_number")?)
-            .map(|n| mask_phone_number(&n));
+            .map(|n| mask_phone_number(&mask_field(&n)));
         Ok(FlatEvent {
             event_id,
             interaction_id,
             event_timestamp,
-            interaction_type: optional_enum(self.interaction_type, "type")?,
-            direction: optional_enum(self.direction, "direction")?,
-            state: optional_enum(self.state, "state")?,
+            interaction_type: masked(optional_enum(self.interaction_type, "type")?),
+            direction: masked(optional_enum(self.direction, "direction")?),
+            state: masked(optional_enum(self.state, "state")?),
             duration_seconds,
             // Queue names are partition values and must round-trip exactly: not trimmed.
             queue_name: match self.queue_name {
                 None | Some(Flex::Null) => None,
                 Some(Flex::Str(s)) if s.is_empty() => None,
-                Some(Flex::Str(s)) => Some(s.into_owned()),
-                Some(v) => scalar_text(&v, "queue_name")?,
+                Some(Flex::Str(s)) => Some(mask_field(&s).into_owned()),
+                Some(v) => masked(scalar_text(&v, "queue_name")?),
             },
-            agent_id: optional_text(self.agent_id, "agent_id")?,
-            source_system: optional_text(self.source_system, "source_system")?
+            agent_id: masked(optional_text(self.agent_id, "agent_id")?),
+            source_system: masked(optional_text(self.source_system, "source_system")?)
                 .unwrap_or_else(|| DEFAULT_SOURCE_SYSTEM.to_string()),
             caller_number_masked: caller_number,
-            campaign_id: optional_text(self.campaign_id, "metadata.campaign_id")?,
+            campaign_id: masked(optional_text(self.campaign_id, "metadata.campaign_id")?),
             recording_url: optional_text(self.recording_url, "recording_url")?,
             created_at,
         })
     }
 }
 
+/// Text fields analysts read are masked ([`mask_field`]); unchanged values are not copied.
+fn masked(value: Option<String>) -> Option<String> {
+    value.map(|v| match mask_field(&v) {
+        std::borrow::Cow::Borrowed(_) => v,
+        std::borrow::Cow::Owned(m) => m,
+    })
+}
+
+/// An id, trimmed; one holding personal data is refused (masking could merge two ids).
 fn required_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
+    let id = unchecked_id(value, field)?;
+    if holds_personal_data(&id) {
+        return Err(Rejection::PersonalDataInId(field));
+    }
+    Ok(id)
+}
+
+fn unchecked_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
     match value {
         None | Some(Flex::Null) => Err(Rejection::MissingField(field)),
         Some(Flex::Str(s)) => {

@@ -8,7 +8,6 @@
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
@@ -64,14 +63,35 @@ impl SourceObject {
     }
 }
 
+/// The export objects under a source, and the entries that could not be listed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<SourceObject>,
+    /// Local entries skipped, each with why: a symbolic-link loop, a name the object store
+    /// cannot represent (a newline in it), an unreadable folder.
+    pub skipped: Vec<String>,
+}
+
 /// Lists every export object under `location`, oldest first (then by name), skipping hidden
-/// and marker files (`.…`, `_…`) such as `_SUCCESS` and `.DS_Store`.
+/// and marker files (`.…`, `_…`) such as `_SUCCESS` and `.DS_Store`. On a local folder, an
+/// entry that cannot be listed is skipped and reported, and the rest is listed; elsewhere a
+/// listing error fails the listing (it is the service's answer, not one entry's).
 pub async fn list_source_objects(
     store: &dyn ObjectStore,
     location: &Location,
     prefix: &Path,
-) -> Result<Vec<SourceObject>, object_store::Error> {
-    let listed: Vec<ObjectMeta> = store.list(Some(prefix)).try_collect().await?;
+) -> Result<Listing, object_store::Error> {
+    let local = location.url().scheme() == "file";
+    let mut listed: Vec<ObjectMeta> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut entries = store.list(Some(prefix));
+    while let Some(entry) = futures::StreamExt::next(&mut entries).await {
+        match entry {
+            Ok(meta) => listed.push(meta),
+            Err(e) if local => skipped.push(e.to_string().escape_debug().to_string()),
+            Err(e) => return Err(e),
+        }
+    }
     let mut objects: Vec<SourceObject> = listed
         .into_iter()
         // Only the parts below the source prefix count: the prefix itself may be hidden
@@ -84,7 +104,7 @@ pub async fn list_source_objects(
         .map(|meta| SourceObject::from_meta(location, prefix, meta))
         .collect();
     objects.sort_by(|a, b| (a.last_modified, &a.url).cmp(&(b.last_modified, &b.url)));
-    Ok(objects)
+    Ok(Listing { objects, skipped })
 }
 
 /// How an object's text is cut into records.
@@ -116,15 +136,50 @@ pub struct RecordSpan {
     pub end: usize,
 }
 
-/// Takes off gzip (possibly several members) when the bytes start with its magic number.
-pub fn decompress(bytes: &[u8]) -> std::io::Result<(Vec<u8>, bool)> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 6);
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
-        Ok((out, true))
-    } else {
-        Ok((bytes.to_vec(), false))
+/// How far a compressed object may expand: past either bound it is refused (a gzip bomb:
+/// 12.5 MB expanding to 3.2 GB), not read into memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpansionLimits {
+    /// Bytes after decompression.
+    pub max_bytes: u64,
+    /// Decompressed size over compressed size. Exports of JSON compress 5-20 times.
+    pub max_ratio: u64,
+}
+
+impl Default for ExpansionLimits {
+    fn default() -> Self {
+        Self { max_bytes: 1 << 30, max_ratio: 100 }
     }
+}
+
+/// Why an object's bytes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    #[error("corrupt gzip data: {0}")]
+    Corrupt(#[from] std::io::Error),
+    #[error("gzip expands past {limit}: {compressed} compressed bytes gave more than {read} (a decompression bomb, or raise --max-expanded-mb / --max-expansion-ratio)")]
+    TooLarge { limit: String, compressed: usize, read: u64 },
+}
+
+/// Takes off gzip (possibly several members) when the bytes start with its magic number,
+/// reading at most as much as `limits` allow.
+pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(Vec<u8>, bool), DecompressError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok((bytes.to_vec(), false));
+    }
+    let by_ratio = (bytes.len() as u64).saturating_mul(limits.max_ratio);
+    let (allowed, limit) = if by_ratio < limits.max_bytes {
+        (by_ratio, format!("{}x its compressed size", limits.max_ratio))
+    } else {
+        (limits.max_bytes, format!("{} MB", limits.max_bytes >> 20))
+    };
+    // Grown as it is read: the size is unknown until the end.
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes).take(allowed.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > allowed {
+        return Err(DecompressError::TooLarge { limit, compressed: bytes.len(), read: allowed });
+    }
+    Ok((out, true))
 }
 
 /// Cuts an object's text into records.
@@ -299,8 +354,29 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(b"{\"a\":1}\n").unwrap();
         let gz = enc.finish().unwrap();
-        assert_eq!(decompress(&gz).unwrap(), (b"{\"a\":1}\n".to_vec(), true));
-        assert_eq!(decompress(b"{}").unwrap(), (b"{}".to_vec(), false));
-        assert!(decompress(&gz[..gz.len() / 2]).is_err());
+        let limits = ExpansionLimits::default();
+        assert_eq!(decompress(&gz, limits).unwrap(), (b"{\"a\":1}\n".to_vec(), true));
+        assert_eq!(decompress(b"{}", limits).unwrap(), (b"{}".to_vec(), false));
+        assert!(matches!(decompress(&gz[..gz.len() / 2], limits), Err(DecompressError::Corrupt(_))));
+    }
+
+    #[test]
+    fn expansion_past_the_limits_is_refused() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let line = b"{\"event_id\":\"e\",\"interaction_id\":\"i\",\"timestamp\":\"2024-03-04T09:00:00Z\"}\n";
+        for _ in 0..100_000 {
+            enc.write_all(line).unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        let expanded = (line.len() * 100_000) as u64;
+        let ratio = expanded / gz.len() as u64;
+        assert!(ratio > 100, "{ratio}");
+        let err = decompress(&gz, ExpansionLimits { max_bytes: 1 << 30, max_ratio: 100 }).unwrap_err().to_string();
+        assert!(err.contains("expands past 100x its compressed size"), "{err}");
+        let err = decompress(&gz, ExpansionLimits { max_bytes: 1 << 20, max_ratio: 10_000 }).unwrap_err().to_string();
+        assert!(err.contains("expands past 1 MB"), "{err}");
+        let limits = ExpansionLimits { max_bytes: expanded, max_ratio: ratio + 1 };
+        assert_eq!(decompress(&gz, limits).unwrap().0.len() as u64, expanded);
     }
 }

@@ -30,7 +30,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects;
-use crate::ingest::{parse_object, IngestReport, ParsedObject, SourceObject};
+use crate::ingest::{parse_object, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
 use crate::query::{self, QueryError};
 use crate::storage::{Location, StorageError};
 pub use compact::CompactOutcome;
@@ -90,6 +90,15 @@ fn delta_err(table: LakeTable) -> impl FnOnce(DeltaTableError) -> LakeError {
     }
 }
 
+/// What became of one listed object.
+enum Fetched {
+    Parsed(ParsedObject),
+    /// Deleted between listing and reading.
+    Gone,
+    /// A local object that cannot be read, with why.
+    Skipped(String),
+}
+
 /// Tunables of the write side.
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
@@ -102,6 +111,8 @@ pub struct LakeOptions {
     pub auto_compact: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// How far a gzipped object may expand before it is refused.
+    pub expansion: ExpansionLimits,
 }
 
 impl Default for LakeOptions {
@@ -112,6 +123,7 @@ impl Default for LakeOptions {
             compact_min_files: 16,
             auto_compact: true,
             progress: false,
+            expansion: ExpansionLimits::default(),
         }
     }
 }
@@ -320,10 +332,15 @@ impl Lake {
                 location: source.to_string(),
                 source: e,
             })?;
+        for entry in &listed.skipped {
+            warn!(source = %source, entry = %entry, "source entry skipped: it cannot be listed");
+        }
+        report.entries_skipped = listed.skipped;
         let mut tables = self.load_tables().await?;
         let done = self.ingested_versions(&tables.ingest_log).await?;
-        report.objects_listed = listed.len() as u64;
+        report.objects_listed = listed.objects.len() as u64;
         let todo: Vec<SourceObject> = listed
+            .objects
             .into_iter()
             .filter(|o| !done.contains(&o.version_key()))
             .collect();
@@ -339,6 +356,8 @@ impl Lake {
         let mut parsed_objects = futures::stream::iter(todo)
             .map(|object| {
                 let store = Arc::clone(&store);
+                let limits = self.options.expansion;
+                let local = source.url().scheme() == "file";
                 async move {
                     let bytes = match store.get(&object.path).await {
                         Ok(get) => get.bytes().await,
@@ -349,7 +368,12 @@ impl Lake {
                         // Deleted between listing and reading: nothing to ingest.
                         Err(object_store::Error::NotFound { .. }) => {
                             warn!(object = %object.url, "source object disappeared before it was read");
-                            return Ok(None);
+                            return Ok(Fetched::Gone);
+                        }
+                        // One unreadable local file (permissions, a name the store cannot
+                        // open) does not stop the pass; it is read again next pass.
+                        Err(e) if local => {
+                            return Ok(Fetched::Skipped(format!("{}: {e}", object.url).escape_debug().to_string()))
                         }
                         Err(source) => {
                             return Err(LakeError::ReadSource {
@@ -358,8 +382,8 @@ impl Lake {
                             })
                         }
                     };
-                    let parsed = tokio::task::spawn_blocking(move || parse_object(object, &bytes)).await?;
-                    Ok(Some(parsed))
+                    let parsed = tokio::task::spawn_blocking(move || parse_object(object, &bytes, limits)).await?;
+                    Ok(Fetched::Parsed(parsed))
                 }
             })
             .buffered(self.options.parallel_objects.max(1));
@@ -367,7 +391,15 @@ impl Lake {
         let mut pending: Vec<ParsedObject> = Vec::new();
         let mut pending_events = 0;
         while let Some(parsed) = parsed_objects.next().await {
-            let Some(parsed) = parsed? else { continue };
+            let parsed = match parsed? {
+                Fetched::Parsed(parsed) => parsed,
+                Fetched::Gone => continue,
+                Fetched::Skipped(entry) => {
+                    warn!(entry = %entry, "source object skipped: it cannot be read");
+                    report.entries_skipped.push(entry);
+                    continue;
+                }
+            };
             progress.inc(parsed.object.size);
             report.add_object(&parsed);
             for q in &parsed.quarantined {

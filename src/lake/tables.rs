@@ -243,7 +243,8 @@ pub fn quarantine_batch(
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, q)| q.line as i64))),
         strings(rows.iter().map(|(_, q)| Some(q.rejection.code()))),
         strings(rows.iter().map(|(_, q)| q.rejection.field())),
-        Arc::new(rows.iter().map(|(_, q)| Some(q.rejection.to_string())).collect::<StringArray>()),
+        // The reason can quote the value it refused: masked like the record beside it.
+        Arc::new(rows.iter().map(|(_, q)| Some(crate::ingest::mask::scrub_text(&q.rejection.to_string()))).collect::<StringArray>()),
         strings(rows.iter().map(|(_, q)| Some(q.record.as_str()))),
     ];
     RecordBatch::try_new(LakeTable::Quarantine.schema(), columns)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -415,6 +415,9 @@ impl CclakeFlightSql {
                     Ok(None) => None,
                     Ok(Some(Err(e))) => Some((Err(FlightError::Tonic(Box::new(query_status(e)))), (stream, true))),
                     Ok(Some(Ok(batch))) => {
+                        if let Err(status) = check_row_sizes(&batch) {
+                            return Some((Err(FlightError::Tonic(Box::new(status))), (stream, true)));
+                        }
                         let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
                         Some((batch, (stream, false)))
                     }
@@ -457,6 +460,37 @@ impl CclakeFlightSql {
             }
         }
         Ok(tables)
+    }
+}
+
+/// The largest row a result may hold. Batches are sent in messages of about 2 MB (the
+/// encoder splits them by rows), but one row cannot be split, and clients refuse messages past
+/// their limit: 4 MB for gRPC Java (JDBC), 16 MB for ADBC's Go driver.
+pub const MAX_ROW_BYTES: usize = 4_000_000;
+
+/// Refuses a batch holding a row larger than [`MAX_ROW_BYTES`], with a message that says
+/// what to do, instead of a message the client cannot receive.
+fn check_row_sizes(batch: &RecordBatch) -> Result<(), Status> {
+    if batch.get_array_memory_size() <= MAX_ROW_BYTES || batch.num_rows() == 0 {
+        return Ok(());
+    }
+    let mut row_bytes = vec![0usize; batch.num_rows()];
+    for column in batch.columns() {
+        // Variable-width values dominate a row's size; `length` reads them from the offsets.
+        let Ok(lengths) = arrow::compute::kernels::length::length(column) else { continue };
+        let Ok(lengths) = arrow::compute::cast(&lengths, &DataType::Int64) else { continue };
+        let lengths = lengths.as_primitive::<arrow::datatypes::Int64Type>();
+        for (row, length) in lengths.iter().enumerate() {
+            row_bytes[row] += length.unwrap_or(0).max(0) as usize;
+        }
+    }
+    match row_bytes.iter().enumerate().max_by_key(|(_, bytes)| **bytes) {
+        Some((_, &bytes)) if bytes > MAX_ROW_BYTES => Err(Status::resource_exhausted(format!(
+            "a row of the result holds {:.1} MB, more than the {} MB one Flight message may carry: select part of the large value (substr, length)",
+            bytes as f64 / 1e6,
+            MAX_ROW_BYTES / 1_000_000
+        ))),
+        _ => Ok(()),
     }
 }
 

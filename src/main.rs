@@ -184,6 +184,14 @@ impl ExpansionArgs {
     }
 }
 
+/// The process's peak resident memory (VmHWM), where the system says it (Linux).
+fn peak_memory_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -281,6 +289,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
             let report = lake.ingest(&source).await?;
             writeln!(out, "{report}")?;
+            if let Some(mb) = peak_memory_mb() {
+                writeln!(out, "peak memory: {mb} MB")?;
+            }
         }
         Command::Query { lake, sql, format, views } => {
             let lake = Lake::open(&lake.lake).await?;

@@ -185,6 +185,7 @@ pub fn mask_json(value: &mut Value) {
                     Value::Number(n) if PHONE_FIELDS.contains(&key.as_str()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
                     }
+                    Value::Number(_) if NUMERIC_FIELDS.contains(&key.as_str()) => {}
                     Value::Number(n) if !NUMERIC_FIELDS.contains(&key.as_str()) && looks_like_phone_number(&n.to_string()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
                     }

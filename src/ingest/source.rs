@@ -81,17 +81,14 @@ pub async fn list_source_objects(
     location: &Location,
     prefix: &Path,
 ) -> Result<Listing, object_store::Error> {
-    let local = location.url().scheme() == "file";
-    let mut listed: Vec<ObjectMeta> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut entries = store.list(Some(prefix));
-    while let Some(entry) = futures::StreamExt::next(&mut entries).await {
-        match entry {
-            Ok(meta) => listed.push(meta),
-            Err(e) if local => skipped.push(e.to_string().escape_debug().to_string()),
-            Err(e) => return Err(e),
+    let (listed, skipped) = match location.url().to_file_path() {
+        Ok(root) if location.url().scheme() == "file" => {
+            tokio::task::spawn_blocking(move || list_local(&root))
+                .await
+                .map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?
         }
-    }
+        _ => (futures::TryStreamExt::try_collect(store.list(Some(prefix))).await?, Vec::new()),
+    };
     let mut objects: Vec<SourceObject> = listed
         .into_iter()
         // Only the parts below the source prefix count: the prefix itself may be hidden
@@ -105,6 +102,73 @@ pub async fn list_source_objects(
         .collect();
     objects.sort_by(|a, b| (a.last_modified, &a.url).cmp(&(b.last_modified, &b.url)));
     Ok(Listing { objects, skipped })
+}
+
+/// Lists the files under a local folder as `LocalFileSystem::list` would (same locations,
+/// sizes, times and e-tags, so the ingest log recognises them), except that an entry it
+/// cannot take is skipped and reported instead of ending the listing: a symbolic-link loop,
+/// a name no object path can hold (a newline, a CR, a tab), an unreadable folder.
+pub fn list_local(root: &std::path::Path) -> (Vec<ObjectMeta>, Vec<String>) {
+    let mut objects = Vec::new();
+    let mut skipped = Vec::new();
+    let mut skip = |what: String| skipped.push(what.escape_debug().to_string());
+    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                skip(e.to_string());
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let location = match Path::from_absolute_path(entry.path()) {
+            Ok(location) => location,
+            Err(e) => {
+                skip(format!("{}: {e}", entry.path().display()));
+                continue;
+            }
+        };
+        if !is_valid_file_path(&location) {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(metadata) => objects.push(local_meta(&metadata, location)),
+            // Deleted while listing: nothing to ingest.
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
+            Err(e) => skip(format!("{}: {e}", entry.path().display())),
+        }
+    }
+    (objects, skipped)
+}
+
+/// `LocalFileSystem` leaves out its in-progress uploads (`name#1`).
+fn is_valid_file_path(path: &Path) -> bool {
+    match path.filename() {
+        Some(name) => match name.split_once('#') {
+            Some((_, suffix)) if !suffix.is_empty() => !suffix.bytes().all(|b| b.is_ascii_digit()),
+            _ => true,
+        },
+        None => false,
+    }
+}
+
+/// An object's metadata as `LocalFileSystem` gives it (its e-tag: inode, mtime, size).
+fn local_meta(metadata: &std::fs::Metadata, location: Path) -> ObjectMeta {
+    let modified = metadata.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let micros = modified.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros();
+    ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size: metadata.len(),
+        e_tag: Some(format!("{inode:x}-{micros:x}-{:x}", metadata.len())),
+        version: None,
+    }
 }
 
 /// How an object's text is cut into records.
@@ -192,8 +256,7 @@ pub fn split_records(text: &[u8]) -> (Framing, Vec<RecordSpan>) {
     match text[first] {
         b'[' => (Framing::JsonArray, split_array(text, first)),
         b'{' => {
-            let line_end = memchr(b'\n', &text[first..]).map_or(text.len(), |i| first + i);
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&text[first..line_end]).is_ok() {
+            if looks_like_ndjson(&text[first..]) {
                 (Framing::Ndjson, split_lines(text))
             } else {
                 (Framing::JsonStream, split_stream(text, first))
@@ -201,6 +264,28 @@ pub fn split_records(text: &[u8]) -> (Framing, Vec<RecordSpan>) {
         }
         _ => (Framing::Ndjson, split_lines(text)),
     }
+}
+
+/// NDJSON when one of the first lines that start with `{` is a whole JSON value on its own:
+/// a broken first line (cut, or 20 MB of garbage) must not turn the rest of the object into
+/// one unterminated "value". Pretty-printed objects never have a whole one on a line at the
+/// first column.
+fn looks_like_ndjson(text: &[u8]) -> bool {
+    const LINES_TRIED: usize = 10;
+    let mut start = 0;
+    let mut tried = 0;
+    while start < text.len() && tried < LINES_TRIED {
+        let end = memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+        let line = &text[start..end];
+        if line.first() == Some(&b'{') {
+            tried += 1;
+            if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
+                return true;
+            }
+        }
+        start = end + 1;
+    }
+    false
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -341,11 +426,35 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_first_line_does_not_swallow_the_rest() {
+        let (f, r) = records("{\"a\": \"unterminated\n{\"a\":2}\n{\"a\":3}\n");
+        assert_eq!(f, Framing::Ndjson);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[1], (2, "{\"a\":2}".into()));
+    }
+
+    #[test]
     fn pretty_printed_objects_form_a_stream() {
         let (f, r) = records("{\n  \"a\": 1\n}\n{\n  \"a\": 2\n}\n");
         assert_eq!(f, Framing::JsonStream);
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].0, 4);
+    }
+
+    #[tokio::test]
+    async fn the_local_listing_matches_the_object_store_s() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/x.jsonl"), "{}").unwrap();
+        std::fs::write(dir.path().join("y.json"), "[]").unwrap();
+        let store = object_store::local::LocalFileSystem::new();
+        let prefix = Path::from_absolute_path(dir.path()).unwrap();
+        let mut expected: Vec<ObjectMeta> = futures::TryStreamExt::try_collect(store.list(Some(&prefix))).await.unwrap();
+        let (mut listed, skipped) = list_local(dir.path());
+        expected.sort_by(|a, b| a.location.cmp(&b.location));
+        listed.sort_by(|a, b| a.location.cmp(&b.location));
+        assert_eq!(listed, expected);
+        assert!(skipped.is_empty());
     }
 
     #[test]

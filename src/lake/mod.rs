@@ -644,6 +644,12 @@ async fn has_objects_under(location: &Location, segments: &[&str]) -> Result<boo
     for segment in segments {
         prefix = prefix.join(*segment);
     }
+    // A local entry that cannot be listed is skipped here as in a pass.
+    if let (Ok(root), "file") = (location.url().to_file_path(), location.url().scheme()) {
+        let root = segments.iter().fold(root, |path, segment| path.join(segment));
+        let (objects, _) = tokio::task::spawn_blocking(move || crate::ingest::source::list_local(&root)).await?;
+        return Ok(!objects.is_empty());
+    }
     match store.list(Some(&prefix)).next().await {
         None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
         Some(Ok(_)) => Ok(true),

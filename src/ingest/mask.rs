@@ -227,8 +227,12 @@ fn scrub(text: &str, strict: bool) -> String {
         Regex::new(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|[0-9A-Fa-f]*:[0-9A-Fa-f:]*:[0-9A-Fa-f.]*")
             .expect("static regex")
     });
+    static UUID: OnceLock<Regex> = OnceLock::new();
     let phone = PHONE_CANDIDATE
         .get_or_init(|| Regex::new(r"\+?\d[\d ().-]{5,}\d").expect("static regex"));
+    let uuid = UUID.get_or_init(|| {
+        Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").expect("static regex")
+    });
     let text = url_pattern().replace_all(text, REDACTED_URL);
     let text = ip.replace_all(&text, |caps: &regex::Captures<'_>| {
         let m = &caps[0];
@@ -238,13 +242,16 @@ fn scrub(text: &str, strict: bool) -> String {
             m.to_string()
         }
     });
+    // Runs of digits and dashes inside a UUID (`4a00-0069-98d7`) are hex, not numbers.
+    let uuids: Vec<(usize, usize)> = uuid.find_iter(&text).map(|m| (m.start(), m.end())).collect();
     phone
         .replace_all(&text, |caps: &regex::Captures<'_>| {
             let m = &caps[0];
             let formatted = m.starts_with('+') || m.contains(|c: char| !c.is_ascii_digit());
-            let start = caps.get(0).map_or(0, |g| g.start());
+            let (start, end) = caps.get(0).map_or((0, 0), |g| (g.start(), g.end()));
             let scheme = text[..start].ends_with("tel:") || text[..start].ends_with("sip:");
-            if looks_like_phone_number(m) && (!strict || formatted || scheme) {
+            let in_uuid = uuids.iter().any(|&(from, to)| start < to && from < end);
+            if !in_uuid && looks_like_phone_number(m) && (!strict || formatted || scheme) {
                 mask_phone_number(m)
             } else {
                 m.to_string()
@@ -320,6 +327,8 @@ mod tests {
         assert_eq!(mask_field("10.0.0.7"), REDACTED_IP);
         assert_eq!(mask_field("＋１５５５１２３０００４"), "+*******0004");
         assert_eq!(mask_field("7f3c2a10-0000-4000-8000-000000000001"), "7f3c2a10-0000-4000-8000-000000000001");
+        assert_eq!(mask_field("8ac7dbe4-627c-4a00-0069-98d7f1900000"), "8ac7dbe4-627c-4a00-0069-98d7f1900000");
+        assert_eq!(scrub_text("id 8ac7dbe4-627c-4a00-0069-98d7f1900000 +15551230004"), "id 8ac7dbe4-627c-4a00-0069-98d7f1900000 +*******0004");
         assert_eq!(mask_field("2024-03-04T09:00:00Z"), "2024-03-04T09:00:00Z");
         assert!(holds_personal_data("+15551230004") && holds_personal_data("http://x.example/a"));
         assert!(!holds_personal_data("e-000123") && !holds_personal_data("1234567890"));

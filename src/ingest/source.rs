@@ -221,9 +221,13 @@ impl Default for ExpansionLimits {
 pub enum DecompressError {
     #[error("corrupt gzip data: {0}")]
     Corrupt(#[from] std::io::Error),
-    #[error("gzip expands past {limit}: {compressed} compressed bytes gave more than {read} (a decompression bomb, or raise --max-expanded-mb / --max-expansion-ratio)")]
+    #[error("gzip expands past {limit}: {compressed} compressed bytes gave {read} bytes or more (a decompression bomb; else raise --max-expanded-mb / --max-expansion-ratio)")]
     TooLarge { limit: String, compressed: usize, read: u64 },
 }
+
+/// Output past which the ratio is checked as decompression goes, on the compressed bytes
+/// read so far: a bomb is refused after this much, not after the whole allowance.
+const RATIO_CHECKED_FROM: usize = 64 << 20;
 
 /// Takes off gzip (possibly several members) when the bytes start with its magic number,
 /// reading at most as much as `limits` allow.
@@ -231,19 +235,46 @@ pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(Vec<u8>, boo
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok((bytes.to_vec(), false));
     }
-    let by_ratio = (bytes.len() as u64).saturating_mul(limits.max_ratio);
-    let (allowed, limit) = if by_ratio < limits.max_bytes {
-        (by_ratio, format!("{}x its compressed size", limits.max_ratio))
-    } else {
-        (limits.max_bytes, format!("{} MB", limits.max_bytes >> 20))
-    };
+    let ratio_limit = || format!("{}x its compressed size", limits.max_ratio);
+    let too_large = |limit: String, read: usize| DecompressError::TooLarge { limit, compressed: bytes.len(), read: read as u64 };
+    let consumed = std::cell::Cell::new(0usize);
+    let counted = CountingReader { inner: bytes, read: &consumed };
+    let mut decoder = flate2::read::MultiGzDecoder::new(counted);
     // Grown as it is read: the size is unknown until the end.
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes).take(allowed.saturating_add(1)).read_to_end(&mut out)?;
-    if out.len() as u64 > allowed {
-        return Err(DecompressError::TooLarge { limit, compressed: bytes.len(), read: allowed });
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = decoder.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() as u64 > limits.max_bytes {
+            return Err(too_large(format!("{} MB", limits.max_bytes >> 20), out.len()));
+        }
+        let allowed = (consumed.get() as u64).saturating_mul(limits.max_ratio);
+        if out.len() >= RATIO_CHECKED_FROM && out.len() as u64 > allowed {
+            return Err(too_large(ratio_limit(), out.len()));
+        }
+    }
+    if out.len() as u64 > (bytes.len() as u64).saturating_mul(limits.max_ratio) {
+        return Err(too_large(ratio_limit(), out.len()));
     }
     Ok((out, true))
+}
+
+/// Counts the compressed bytes the decoder has taken.
+struct CountingReader<'a> {
+    inner: &'a [u8],
+    read: &'a std::cell::Cell<usize>,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n);
+        Ok(n)
+    }
 }
 
 /// Cuts an object's text into records.
@@ -487,5 +518,16 @@ mod tests {
         assert!(err.contains("expands past 1 MB"), "{err}");
         let limits = ExpansionLimits { max_bytes: expanded, max_ratio: ratio + 1 };
         assert_eq!(decompress(&gz, limits).unwrap().0.len() as u64, expanded);
+
+        // A bomb is refused once the ratio shows, not after the whole allowance: 100 gzip
+        // members of 1 MB of zeros each (100 MB from ~100 KB) stop at 64 MB.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let member = enc.finish().unwrap();
+        let bomb = member.repeat(100);
+        match decompress(&bomb, ExpansionLimits { max_bytes: 1 << 30, max_ratio: 100 }) {
+            Err(DecompressError::TooLarge { read, .. }) => assert!(read < 66 << 20, "{read}"),
+            other => panic!("{:?}", other.map(|(out, _)| out.len())),
+        }
     }
 }

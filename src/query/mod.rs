@@ -65,24 +65,26 @@ pub fn read_only_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// The configuration of every read-only session: strings are plain `Utf8` everywhere (the
-/// type results, `information_schema` and Flight SQL metadata all report), not `Utf8View`.
-fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new()
+/// The configuration of every read-only session: DataFusion's options from `DATAFUSION_*`
+/// environment variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`, ...), then cclake's:
+/// strings are plain `Utf8` everywhere (the type results, `information_schema` and Flight
+/// SQL metadata all report), not `Utf8View`.
+fn session_config() -> Result<SessionConfig, DataFusionError> {
+    let mut config = SessionConfig::from_env()?
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_create_default_catalog_and_schema(true)
         .with_information_schema(true);
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
-    config
+    Ok(config)
 }
 
 /// A session with each table registered under `cclake.cc_analytics`.
 pub async fn read_only_session(
     tables: Vec<(&str, DeltaTable)>,
 ) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new_with_config(session_config());
+    let ctx = SessionContext::new_with_config(session_config()?);
     let state = Arc::new(ctx.state());
     for (name, delta) in tables {
         let delta_error = |source| QueryError::Delta {

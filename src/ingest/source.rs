@@ -221,7 +221,8 @@ impl Default for ExpansionLimits {
 pub enum DecompressError {
     #[error("corrupt gzip data: {0}")]
     Corrupt(#[from] std::io::Error),
-    #[error("gzip expands past {limit}: {compressed} compressed bytes gave {read} bytes or more (a decompression bomb; else raise --max-expanded-mb / --max-expansion-ratio)")]
+    // Sizes in MB: a run of 7 digits would read as a phone number to the masking.
+    #[error("gzip expands past {limit}: {:.2} MB compressed gave {:.2} MB or more (a decompression bomb; else raise --max-expanded-mb / --max-expansion-ratio)", *.compressed as f64 / 1e6, *.read as f64 / 1e6)]
     TooLarge { limit: String, compressed: usize, read: u64 },
 }
 

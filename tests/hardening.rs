@@ -70,6 +70,8 @@ async fn scalar_functions_stay_inside_the_memory_limit_and_long_queries_do_not_s
         ("SELECT length(regexp_replace(repeat('a', 100000), '', repeat('b', 10000), 'g'))", "regexp_replace"),
         ("SELECT cardinality(range(0, 1000000000))", "range"),
         ("SELECT cardinality(generate_series(1, 1000000000, 1))", "generate_series"),
+        ("SELECT cardinality(range(DATE '1970-01-01', DATE '9999-12-31', INTERVAL '1 second'))", "range"),
+        ("SELECT cardinality(range(TIMESTAMP '2024-01-01 00:00:00', TIMESTAMP '2024-12-31 00:00:00', INTERVAL '1 millisecond'))", "range"),
         ("SELECT cardinality(array_repeat(1, 1000000000))", "array_repeat"),
         ("SELECT cardinality(array_resize([1], 1000000000))", "array_resize"),
         ("SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))", "levenshtein"),
@@ -81,12 +83,14 @@ async fn scalar_functions_stay_inside_the_memory_limit_and_long_queries_do_not_s
     assert!(peak < 1024, "the server peaked at {peak} MB");
 
     // The guarded functions still compute what they did (values worked out by hand).
-    let batches = run(&mut ana, "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, levenshtein('kitten', 'sitting') AS d, cardinality(range(0, 10, 3)) AS c").await.unwrap();
+    let batches = run(&mut ana, "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, levenshtein('kitten', 'sitting') AS d, cardinality(range(0, 10, 3)) AS c, \
+        cardinality(range(DATE '2024-03-01', DATE '2024-03-08', INTERVAL '1 day')) AS w").await.unwrap();
     let row = &batches[0];
     assert_eq!(row.column(0).as_string::<i32>().value(0), "ababab");
     assert_eq!(row.column(1).as_string::<i32>().value(0), "007");
     assert_eq!(row.column(2).as_primitive::<arrow::datatypes::Int32Type>().value(0), 3);
     assert_eq!(row.column(3).as_primitive::<arrow::datatypes::UInt64Type>().value(0), 4);
+    assert_eq!(row.column(4).as_primitive::<arrow::datatypes::UInt64Type>().value(0), 7, "1 to 7 March, the stop excluded");
 
     // Two long queries keep both cores busy: each call is bounded, so each ends at its
     // deadline; meanwhile the auditor's SELECT 1 is answered and a third query of a table is

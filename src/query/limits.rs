@@ -221,11 +221,16 @@ impl Bounded {
     }
 }
 
-/// Bytes of `range` / `generate_series` over integer arguments: 8 bytes a value.
-/// Date and timestamp ranges are not bounded here.
+/// Bytes of `range` / `generate_series`: 8 bytes a value. Integers step by an integer; dates
+/// and timestamps (read as nanoseconds) by an interval (a month counted as 28 days, the
+/// shortest, so the count is never underestimated).
 fn range_cost(args: &[ColumnarValue], rows: usize) -> u128 {
-    let Some(values) = args.iter().map(integers).collect::<Option<Vec<PerRow>>>() else {
-        return 0;
+    let values = match args.iter().map(integers).collect::<Option<Vec<PerRow>>>() {
+        Some(values) => values,
+        None => match temporal_range(args) {
+            Some(values) => values,
+            None => return 0,
+        },
     };
     let at = |v: &PerRow, r: usize| if v.0.len() == 1 { v.0[0] } else { v.0.get(r).copied().unwrap_or(0) };
     (0..rows.max(1))
@@ -239,6 +244,39 @@ fn range_cost(args: &[ColumnarValue], rows: usize) -> u128 {
             (start.abs_diff(stop) as u128 / step + 1) * 8
         })
         .fold(0u128, u128::saturating_add)
+}
+
+/// Start, stop (nanoseconds) and step (a scalar interval, in nanoseconds) of a date or
+/// timestamp range; a range of another shape: `None`.
+fn temporal_range(args: &[ColumnarValue]) -> Option<Vec<PerRow>> {
+    const DAY: i64 = 86_400_000_000_000;
+    let [start, stop, ColumnarValue::Scalar(step)] = args else { return None };
+    let step = match step {
+        ScalarValue::IntervalMonthDayNano(Some(i)) => {
+            i64::from(i.months) * 28 * DAY + i64::from(i.days) * DAY + i.nanoseconds
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => i64::from(i.days) * DAY + i64::from(i.milliseconds) * 1_000_000,
+        ScalarValue::IntervalYearMonth(Some(months)) => i64::from(*months) * 28 * DAY,
+        _ => return None,
+    };
+    let nanos = |value: &ColumnarValue| -> Option<PerRow> {
+        let array = as_array(value).ok()?;
+        let per_unit = match array.data_type() {
+            DataType::Date32 => DAY,
+            DataType::Date64 => 1_000_000,
+            DataType::Timestamp(unit, _) => match unit {
+                arrow::datatypes::TimeUnit::Second => 1_000_000_000,
+                arrow::datatypes::TimeUnit::Millisecond => 1_000_000,
+                arrow::datatypes::TimeUnit::Microsecond => 1_000,
+                arrow::datatypes::TimeUnit::Nanosecond => 1,
+            },
+            _ => return None,
+        };
+        let values = arrow::compute::cast(&array, &DataType::Int64).ok()?;
+        let values = values.as_primitive::<Int64Type>();
+        Some(PerRow((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i).saturating_mul(per_unit) }).collect()))
+    };
+    Some(vec![nanos(start)?, nanos(stop)?, PerRow(vec![step])])
 }
 
 /// `1.5 GB`, `256 MB`, `12 KB`, `800 bytes`.

@@ -42,7 +42,8 @@ enum Cost {
     /// `regexp_replace(string, pattern, replacement [, flags])`: an empty match between
     /// every two characters may become `replacement`.
     RegexpReplace,
-    /// `range` / `generate_series(start, stop [, step])` over integers: 8 bytes a value.
+    /// `range` / `generate_series(start, stop [, step])` over integers, dates or timestamps:
+    /// 8 bytes a value.
     Range,
     /// `array_repeat(element, count)`.
     ArrayRepeat,

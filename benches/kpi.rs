@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cclake::generate::{generate, GenerateOptions};
 use cclake::query::read_model::{load_views, ReadModel};
-use cclake::server::access::Role;
+use cclake::access::Role;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn kpi(c: &mut Criterion) {

@@ -15,36 +15,45 @@
 //!  ingest/mask       — masks phone numbers, URLs and IP addresses (PII never lands)
 //!        │
 //!        ▼
-//!  lake/tables       — the four Delta tables and their Arrow schemas
+//!  model             — the four Delta tables as definitions: schema, partitions, sensitivity
+//!  lake/tables       — rows of those tables built from ingested events
 //!  lake/upsert       — idempotent upsert by event_id: latest delivery wins
 //!  lake/compact      — compaction of small micro-batch files into sorted large files
 //!  lake/mod (Lake)   — one ingest pass: skip done objects, commit batches, log sources
 //!        │
 //!        ▼
-//!  query             — read-only DataFusion sessions over the lake's tables
+//!  query             — read-only DataFusion sessions over the lake's tables (`query::sql`)
 //!  query/read_model  — per-role sessions on fresh snapshots, views from sql/views/*.sql
 //!        │
 //!        ▼
-//!  server            — Arrow Flight SQL (tonic): handshake, tokens, roles, TLS, limits
-//!  server/access     — users (argon2) and roles from the TOML config; bearer tokens
+//!  access            — users (argon2), roles and what each may read (from the tables'
+//!                      sensitivity), bearer tokens, sign-in throttling; below query and server
+//!  server            — Arrow Flight SQL (tonic): handshake, statements, metadata, TLS, limits
 //! ```
+//!
+//! Dependencies only point down this map, never up: `model` (table definitions, the
+//! `Delivery` ordering) and `storage` are below everything; `lake` (the writer) uses
+//! `ingest`, `model` and `storage`, never `query`; `query` uses `lake` to open tables,
+//! `model` and `access`; `server` sits on top.
 //!
 //! `generate` writes synthetic exports (with optional faults) for the demo, tests and benches.
 //! The binary (`src/main.rs`) only parses the command line and calls [`Lake`].
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), cclake::LakeError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let lake = cclake::Lake::open_or_create("lake/").await?;   // Lake::open: an existing lake only
 //! let report = lake.ingest("exports/").await?;
 //! println!("{report}");
-//! let batches = lake.sql("SELECT queue_name, count(*) FROM fact_interactions GROUP BY 1").await?;
+//! let batches = cclake::query::sql(&lake, "SELECT queue_name, count(*) FROM fact_interactions GROUP BY 1").await?;
 //! # Ok(()) }
 //! ```
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod access;
 pub mod generate;
 pub mod ingest;
 pub mod lake;
+pub mod model;
 pub mod query;
 pub mod server;
 pub mod storage;

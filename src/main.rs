@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use cclake::generate::{generate, GenerateOptions};
 use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
-use cclake::server::access::{AccessConfig, Role};
+use cclake::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
 use cclake::storage::Location;
 use cclake::{Lake, LakeOptions, OutputFormat};

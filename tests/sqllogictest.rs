@@ -12,7 +12,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::query::{run_sql, QueryError};
-use cclake::server::access::Role;
+use cclake::access::Role;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 struct Cclake {

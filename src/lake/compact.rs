@@ -1,5 +1,6 @@
 //! Compaction: many small micro-batch files in a partition become few large files, sorted by
-//! `event_timestamp`, in commits that change no row (Delta `dataChange = false`).
+//! the table's sort columns (`event_timestamp` for the event tables, see [`crate::model`]),
+//! in commits that change no row (Delta `dataChange = false`).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
@@ -11,7 +12,7 @@ use deltalake::{FilterOp, FilterValue};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::tables::LakeTable;
+use crate::model::LakeTable;
 use super::upsert::writer_properties;
 
 /// Files of up to this size are written by compaction.
@@ -86,7 +87,7 @@ pub async fn compact_table(
         let first = key.first().cloned().flatten();
         groups.entry(first).or_default().push(key.get(1).cloned().flatten());
     }
-    let sorted = matches!(table, LakeTable::FactInteractions | LakeTable::CallRecordings);
+    let sort_columns = table.sort_columns();
     if columns.is_empty() {
         groups = BTreeMap::from([(None, Vec::new())]);
     }
@@ -102,10 +103,10 @@ pub async fn compact_table(
                 filters.push((*col, FilterOp::In, FilterValue::Set(values)));
             }
         }
-        let optimize_type = if sorted {
-            OptimizeType::ZOrder(vec!["event_timestamp".to_string()])
-        } else {
+        let optimize_type = if sort_columns.is_empty() {
             OptimizeType::Compact
+        } else {
+            OptimizeType::ZOrder(sort_columns.iter().map(|c| c.to_string()).collect())
         };
         let (next, metrics) = delta
             .optimize()

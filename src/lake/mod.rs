@@ -16,9 +16,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
@@ -31,10 +32,9 @@ use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects;
 use crate::ingest::{parse_object, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
-use crate::query::{self, QueryError};
 use crate::storage::{Location, StorageError};
 pub use compact::CompactOutcome;
-pub use tables::LakeTable;
+pub use crate::model::LakeTable;
 use tables::Delivered;
 pub use upsert::UpsertOutcome;
 
@@ -61,8 +61,8 @@ pub enum LakeError {
     #[error("cannot build Arrow rows: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// Boxed: DataFusion's errors are large and this enum travels through every result.
-    #[error(transparent)]
-    Query(Box<QueryError>),
+    #[error("reading the ingest log: {0}")]
+    DataFusion(Box<DataFusionError>),
     #[error("a parse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("no cclake lake at {location}: {missing} missing (`cclake ingest --source EXPORTS --lake {location}` makes one)")]
@@ -77,9 +77,9 @@ pub enum LakeError {
     SourceOverlapsLake { source_location: String, lake: String },
 }
 
-impl From<QueryError> for LakeError {
-    fn from(e: QueryError) -> Self {
-        LakeError::Query(Box::new(e))
+impl From<DataFusionError> for LakeError {
+    fn from(e: DataFusionError) -> Self {
+        LakeError::DataFusion(Box::new(e))
     }
 }
 
@@ -267,21 +267,6 @@ impl Lake {
         })
     }
 
-    /// A read-only SQL session over the newest snapshot of every table.
-    pub async fn session(&self) -> Result<SessionContext, LakeError> {
-        let mut tables = Vec::new();
-        for table in LakeTable::ALL {
-            tables.push((table.name(), self.table(table).await?));
-        }
-        Ok(query::read_only_session(tables).await?)
-    }
-
-    /// Runs read-only SQL over the lake.
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
-        let ctx = self.session().await?;
-        Ok(query::run_sql(&ctx, sql).await?)
-    }
-
     /// The object versions already ingested: (url, size, last modified, etag).
     async fn ingested_versions(
         &self,
@@ -291,12 +276,15 @@ impl Lake {
         if ingest_log.get_file_uris().map_err(delta_err(LakeTable::IngestLog))?.next().is_none() {
             return Ok(done);
         }
-        let ctx = query::read_only_session(vec![("ingest_log", ingest_log.clone())]).await?;
-        let batches = query::run_sql(
-            &ctx,
-            "SELECT source_object, source_size, source_modified_at, source_etag FROM ingest_log",
-        )
-        .await?;
+        // Read here, with a context of its own: the writer does not need the read side.
+        let ctx = SessionContext::new();
+        let state = ctx.state();
+        let provider = ingest_log.table_provider().with_session(Arc::new(state)).await?;
+        let batches = ctx
+            .read_table(provider)?
+            .select_columns(&["source_object", "source_size", "source_modified_at", "source_etag"])?
+            .collect()
+            .await?;
         for b in &batches {
             // Cast: DataFusion may hand strings back as views, timestamps with any unit.
             let column = |i: usize, to: &DataType| cast(b.column(i), to);
@@ -488,7 +476,7 @@ impl Lake {
                 latest
                     .entry(event.event_id.as_str())
                     .and_modify(|kept| {
-                        if delivered.delivery_order() > kept.delivery_order() {
+                        if delivered.delivery() > kept.delivery() {
                             *kept = delivered;
                         }
                     })
@@ -521,8 +509,7 @@ impl Lake {
                 fact_rows.push(*row);
                 return true;
             };
-            let (t, object, line) = &existing.delivery;
-            let order = row.delivery_order().cmp(&(*t, object.as_str(), *line));
+            let order = row.delivery().cmp(&existing.delivery);
             if order == std::cmp::Ordering::Greater {
                 if !replaced_partitions.contains(&existing.partition) {
                     replaced_partitions.push(existing.partition.clone());

@@ -1,144 +1,21 @@
-//! The lake's four Delta tables: their Arrow schemas, partition columns, and how rows are
-//! built from ingested events.
+//! How the rows of the lake's tables (defined in [`crate::model`]) are built from ingested
+//! events.
 //!
 //! Every row of `fact_interactions` and `call_recordings` carries its delivery
-//! (`source_object`, `source_modified_at`, `source_line`): the upsert compares them so the
-//! latest delivery wins whatever order objects are read in, and a re-run after a crash
-//! changes nothing.
+//! ([`crate::model::Delivery`]): the upsert compares them so the latest delivery wins
+//! whatever order objects are read in, and a re-run after a crash changes nothing.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::ingest::{FlatEvent, ParsedObject, QuarantinedRecord, SourceObject};
+use arrow::datatypes::{DataType, Field, Schema};
 
-/// One of the lake's tables: its folder name under the lake root, schema and partitioning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LakeTable {
-    FactInteractions,
-    CallRecordings,
-    Quarantine,
-    IngestLog,
-}
-
-impl LakeTable {
-    pub const ALL: [LakeTable; 4] = [
-        LakeTable::FactInteractions,
-        LakeTable::CallRecordings,
-        LakeTable::Quarantine,
-        LakeTable::IngestLog,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LakeTable::FactInteractions => "fact_interactions",
-            LakeTable::CallRecordings => "call_recordings",
-            LakeTable::Quarantine => "quarantine",
-            LakeTable::IngestLog => "ingest_log",
-        }
-    }
-
-    pub fn partition_columns(self) -> &'static [&'static str] {
-        match self {
-            LakeTable::FactInteractions => &["event_date", "queue_name"],
-            LakeTable::CallRecordings => &["event_date"],
-            LakeTable::Quarantine | LakeTable::IngestLog => &[],
-        }
-    }
-
-    pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
-        let schemas = SCHEMAS.get_or_init(|| {
-            [
-                fact_interactions_schema(),
-                call_recordings_schema(),
-                quarantine_schema(),
-                ingest_log_schema(),
-            ]
-        });
-        schemas[self as usize].clone()
-    }
-}
-
-fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-fn delivery_fields() -> [Field; 3] {
-    [
-        Field::new("source_object", DataType::Utf8, false),
-        Field::new("source_modified_at", timestamp(), false),
-        Field::new("source_line", DataType::Int64, false),
-    ]
-}
-
-fn fact_interactions_schema() -> SchemaRef {
-    let mut fields = vec![
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("interaction_id", DataType::Utf8, false),
-        Field::new("event_timestamp", timestamp(), false),
-        Field::new("interaction_type", DataType::Utf8, true),
-        Field::new("direction", DataType::Utf8, true),
-        Field::new("state", DataType::Utf8, true),
-        Field::new("duration_seconds", DataType::Int64, true),
-        Field::new("queue_name", DataType::Utf8, true),
-        Field::new("agent_id", DataType::Utf8, true),
-        Field::new("source_system", DataType::Utf8, false),
-        Field::new("created_at", timestamp(), false),
-        Field::new("event_date", DataType::Date32, false),
-        Field::new("caller_number_masked", DataType::Utf8, true),
-        Field::new("campaign_id", DataType::Utf8, true),
-        // 64-bit hash of event_id: finding which partitions already hold a batch's events
-        // reads this one narrow column instead of the string ids.
-        Field::new("event_key", DataType::Int64, false),
-    ];
-    fields.extend(delivery_fields());
-    Arc::new(Schema::new(fields))
-}
-
-fn call_recordings_schema() -> SchemaRef {
-    let mut fields = vec![
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("interaction_id", DataType::Utf8, false),
-        Field::new("event_timestamp", timestamp(), false),
-        Field::new("recording_url", DataType::Utf8, true),
-        Field::new("event_date", DataType::Date32, false),
-        Field::new("event_key", DataType::Int64, false),
-    ];
-    fields.extend(delivery_fields());
-    Arc::new(Schema::new(fields))
-}
-
-fn quarantine_schema() -> SchemaRef {
-    let mut fields = delivery_fields().to_vec();
-    fields.extend([
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("field", DataType::Utf8, true),
-        Field::new("detail", DataType::Utf8, false),
-        Field::new("record", DataType::Utf8, false),
-    ]);
-    Arc::new(Schema::new(fields))
-}
-
-fn ingest_log_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("source_object", DataType::Utf8, false),
-        Field::new("source_size", DataType::Int64, false),
-        Field::new("source_etag", DataType::Utf8, false),
-        Field::new("source_modified_at", timestamp(), false),
-        Field::new("format", DataType::Utf8, true),
-        Field::new("gzipped", DataType::Boolean, false),
-        Field::new("records_read", DataType::Int64, false),
-        Field::new("records_valid", DataType::Int64, false),
-        Field::new("records_quarantined", DataType::Int64, false),
-        Field::new("fact_version", DataType::Int64, false),
-        Field::new("committed_at", timestamp(), false),
-    ]))
-}
+use crate::model::{Delivery, LakeTable};
 
 /// FNV-1a: stable across releases and platforms, which a stored key must be. Collisions only
 /// widen the set of partitions an upsert reads; the match itself is on `event_id`.
@@ -160,9 +37,9 @@ pub struct Delivered<'a> {
 }
 
 impl Delivered<'_> {
-    /// "Latest delivery wins": object's last-modified time, then its name, then position.
-    pub fn delivery_order(&self) -> (i64, &str, i64) {
-        (self.object.last_modified, &self.object.url, self.line as i64)
+    /// Where the event was delivered; the greatest delivery of an event wins.
+    pub fn delivery(&self) -> Delivery<'_> {
+        Delivery { modified_at: self.object.last_modified, object: self.object.url.as_str().into(), line: self.line as i64 }
     }
 }
 

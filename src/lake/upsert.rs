@@ -24,14 +24,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::tables::LakeTable;
+use crate::model::{Delivery, LakeTable};
 
-/// The delivery comparison: the source row is a later delivery than the target row.
-const SOURCE_IS_NEWER: &str = "source.source_modified_at > target.source_modified_at \
-    OR (source.source_modified_at = target.source_modified_at \
-        AND (source.source_object > target.source_object \
-             OR (source.source_object = target.source_object \
-                 AND source.source_line > target.source_line)))";
 
 /// What one upsert did, for the summary, logs and tests that pin pruning down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,9 +74,7 @@ fn qualified(relation: &str, name: &str) -> Expr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub partition: Vec<ScalarValue>,
-    /// (source_modified_at µs, source_object, source_line): compared with
-    /// [`super::tables::Delivered::delivery_order`].
-    pub delivery: (i64, String, i64),
+    pub delivery: Delivery<'static>,
 }
 
 fn table_is_empty(delta: &DeltaTable) -> Result<bool, DeltaTableError> {
@@ -172,7 +164,11 @@ pub async fn stored_events(
             let partition = (4..batch.num_columns())
                 .map(|c| ScalarValue::try_from_array(batch.column(c), row))
                 .collect::<Result<Vec<_>, _>>()?;
-            let delivery = (modified.value(row), objects.value(row).to_string(), lines.value(row));
+            let delivery = Delivery {
+                modified_at: modified.value(row),
+                object: objects.value(row).to_string().into(),
+                line: lines.value(row),
+            };
             stored.insert(ids.value(row).to_string(), StoredEvent { partition, delivery });
         }
     }
@@ -280,13 +276,13 @@ pub async fn upsert_events(
         .with_writer_properties(writer_properties());
     if recordings {
         merge = merge.when_matched_delete(|delete| {
-            delete.predicate(format!("({SOURCE_IS_NEWER}) AND source.recording_url IS NULL"))
+            delete.predicate(format!("({}) AND source.recording_url IS NULL", Delivery::SOURCE_IS_NEWER))
         })?;
     }
     merge = merge.when_matched_update(|update| {
         columns
             .iter()
-            .fold(update.predicate(SOURCE_IS_NEWER), |u, c| {
+            .fold(update.predicate(Delivery::SOURCE_IS_NEWER), |u, c| {
                 u.update(c.as_str(), col(format!("source.{c}")))
             })
     })?;
@@ -331,7 +327,7 @@ pub async fn insert_quarantined(
     let ctx = SessionContext::new();
     let columns: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
     let source = ctx.read_batch(batch)?;
-    let predicate = ["source_object", "source_modified_at", "source_line"]
+    let predicate = Delivery::COLUMNS
         .iter()
         .map(|c| qualified("target", c).eq(qualified("source", c)))
         .reduce(Expr::and)

@@ -14,6 +14,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 
+use crate::lake::Lake;
+use crate::model::LakeTable;
+
 pub mod executor;
 pub mod limits;
 pub mod plain_types;
@@ -36,6 +39,8 @@ pub enum QueryError {
     },
     #[error("views: {0}")]
     Views(String),
+    #[error(transparent)]
+    Lake(Box<crate::lake::LakeError>),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
     /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].
@@ -97,6 +102,23 @@ pub async fn read_only_session(
         ctx.register_table(name, plain_types::PlainTypesTable::wrap(provider))?;
     }
     Ok(ctx)
+}
+
+/// A read-only session over the newest snapshot of every table of `lake` (no views, no role:
+/// the embedding program reads what its process can read).
+pub async fn lake_session(lake: &Lake) -> Result<SessionContext, QueryError> {
+    let mut tables = Vec::new();
+    for table in LakeTable::ALL {
+        let delta = lake.table(table).await.map_err(|e| QueryError::Lake(Box::new(e)))?;
+        tables.push((table.name(), delta));
+    }
+    read_only_session(tables).await
+}
+
+/// Runs read-only SQL over `lake` and collects the result: the embedding API's one call.
+pub async fn sql(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let ctx = lake_session(lake).await?;
+    run_sql(&ctx, sql).await
 }
 
 /// Plans `sql` under [`read_only_options`] and collects the result.

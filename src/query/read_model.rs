@@ -22,8 +22,9 @@ use deltalake::DeltaTable;
 use tracing::warn;
 
 use super::QueryError;
-use crate::lake::{Lake, LakeTable};
-use crate::server::access::Role;
+use crate::lake::Lake;
+use crate::model::LakeTable;
+use crate::access::Role;
 
 /// A view: its name and the query it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use super::access::{AccessConfig, Principal, Role, ServerSettings, SignInThrottle, TokenRejection, TokenStore};
+use crate::access::{AccessConfig, Principal, Role, ServerSettings, SignInThrottle, TokenRejection, TokenStore};
 use super::metadata;
 use super::statements::{bind_values, number_placeholders, ParameterRow, ParameterStore, StatementHandle, BASE64_ANY_PADDING};
 use crate::query::executor::QueryExecutor;

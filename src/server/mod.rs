@@ -5,7 +5,6 @@
 //! Shutdown (the future given to [`serve`]): stop accepting, let a running ingest pass
 //! commit, then return.
 
-pub mod access;
 pub mod flight_sql;
 pub mod metadata;
 pub mod statements;
@@ -28,7 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::lake::Lake;
 use crate::query::read_model::ReadModel;
-use access::AccessConfig;
+use crate::access::AccessConfig;
 use flight_sql::CclakeFlightSql;
 
 /// Errors of starting and running the server.

@@ -1,5 +1,7 @@
 //! Who may connect and what they may read: users with argon2 password hashes and a role in
-//! the TOML config file, and the bearer tokens handed out by Handshake.
+//! the TOML config file; the tables each role reads, derived from each table's sensitivity
+//! in [`crate::model`]; the bearer tokens handed out by Handshake; and the pauses that
+//! failed sign-ins earn. Below both the query side and the server, which use it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +12,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+use crate::model::{LakeTable, Sensitivity};
 
 /// Errors of the config file and of authentication.
 #[derive(Debug, thiserror::Error)]
@@ -34,19 +38,25 @@ pub enum AccessError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Everything except `call_recordings` (not even in metadata listings).
+    /// The tables of [`Sensitivity::Analytics`]: everything except `call_recordings` (not
+    /// even in metadata listings).
     Analyst,
     /// Everything.
     Auditor,
 }
 
 impl Role {
-    /// Tables this role may not see.
-    pub fn hidden_tables(self) -> &'static [&'static str] {
+    /// Whether this role may read (and see listed) tables of this sensitivity.
+    pub fn may_read(self, sensitivity: Sensitivity) -> bool {
         match self {
-            Role::Analyst => &["call_recordings"],
-            Role::Auditor => &[],
+            Role::Analyst => sensitivity == Sensitivity::Analytics,
+            Role::Auditor => true,
         }
+    }
+
+    /// The lake's tables this role may not see, by name.
+    pub fn hidden_tables(self) -> Vec<&'static str> {
+        LakeTable::ALL.into_iter().filter(|t| !self.may_read(t.sensitivity())).map(LakeTable::name).collect()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -403,6 +413,12 @@ mod tests {
         assert_eq!(throttle.paused(&["user:bob".to_string()]), None, "other names are not paused");
         throttle.succeeded(&keys);
         assert_eq!(throttle.paused(&keys), None);
+    }
+
+    #[test]
+    fn what_a_role_reads_follows_the_tables_sensitivity() {
+        assert_eq!(Role::Analyst.hidden_tables(), vec!["call_recordings"]);
+        assert!(Role::Auditor.hidden_tables().is_empty());
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn kpi(c: &mut Criterion) {
     };
     let model = runtime.block_on(async {
         let lake = cclake::Lake::open(&lake_path).await.expect("lake");
-        Arc::new(ReadModel::new(Arc::new(lake), load_views(None).expect("views"), 1 << 31).await.expect("model"))
+        Arc::new(ReadModel::new(lake.catalog().clone(), load_views(None).expect("views"), 1 << 31).await.expect("model"))
     });
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/kpi"))
         .expect("benches/kpi")

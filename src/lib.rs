@@ -15,7 +15,9 @@
 //!  ingest/mask       — masks phone numbers, URLs and IP addresses (PII never lands)
 //!        │
 //!        ▼
-//!  model             — the four Delta tables as definitions: schema, partitions, sensitivity
+//!  model             — the four Delta tables as definitions: schema, partitions, sort
+//!                      columns, sensitivity; `Delivery`, the "latest delivery wins" order
+//!  catalog           — the tables opened by URL, read-only (creates nothing)
 //!  lake/tables       — rows of those tables built from ingested events
 //!  lake/upsert       — idempotent upsert by event_id: latest delivery wins
 //!  lake/compact      — compaction of small micro-batch files into sorted large files
@@ -32,9 +34,10 @@
 //! ```
 //!
 //! Dependencies only point down this map, never up: `model` (table definitions, the
-//! `Delivery` ordering) and `storage` are below everything; `lake` (the writer) uses
-//! `ingest`, `model` and `storage`, never `query`; `query` uses `lake` to open tables,
-//! `model` and `access`; `server` sits on top.
+//! `Delivery` ordering) and `storage` are below everything; `catalog` opens the tables by
+//! URL, read-only; `lake` (the writer) uses `ingest`, `catalog`, `model` and `storage`,
+//! never `query`; `query` uses `catalog`, `model` and `access`, never the writer; `server`
+//! sits on top.
 //!
 //! `generate` writes synthetic exports (with optional faults) for the demo, tests and benches.
 //! The binary (`src/main.rs`) only parses the command line and calls [`Lake`].
@@ -44,12 +47,16 @@
 //! let lake = cclake::Lake::open_or_create("lake/").await?;   // Lake::open: an existing lake only
 //! let report = lake.ingest("exports/").await?;
 //! println!("{report}");
-//! let batches = cclake::query::sql(&lake, "SELECT queue_name, count(*) FROM fact_interactions GROUP BY 1").await?;
+//! let batches = cclake::query::sql(lake.catalog(), "SELECT queue_name, count(*) FROM fact_interactions GROUP BY 1").await?;
+//! // Another process reads the same lake by URL, read-only:
+//! let catalog = cclake::catalog::Catalog::open("lake/").await?;
+//! let batches = cclake::query::sql(&catalog, "SELECT count(*) FROM quarantine").await?;
 //! # Ok(()) }
 //! ```
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod access;
+pub mod catalog;
 pub mod generate;
 pub mod ingest;
 pub mod lake;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use cclake::catalog::Catalog;
 use cclake::generate::{generate, GenerateOptions};
 use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
@@ -294,8 +295,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Query { lake, sql, format, views } => {
-            let lake = Lake::open(&lake.lake).await?;
-            let model = ReadModel::new(Arc::new(lake), load_views(views.as_deref())?, CLI_QUERY_MEMORY_BYTES).await?;
+            let catalog = Catalog::open(&lake.lake).await?;
+            let model = ReadModel::new(catalog, load_views(views.as_deref())?, CLI_QUERY_MEMORY_BYTES).await?;
             // Whoever can read the lake's files reads every table: the CLI runs as auditor.
             let ctx = model.session(Role::Auditor).await?;
             let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
@@ -318,23 +319,26 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             writeln!(out, "user {name} ({}) saved in {}", role.as_str(), config.display())?;
         }
         Command::Serve { lake, serve } => {
-            let options = ServeOptions {
+            let mut options = ServeOptions {
                 tls: serve.tls_cert.clone().zip(serve.tls_key.clone()),
                 allow_plaintext: serve.allow_plaintext,
-                ingest: serve.ingest_from.clone().map(|source| ScheduledIngest { source, interval: serve.interval }),
+                ingest: None,
             };
             // The address first: a taken port or a refused plaintext address is said at once.
             let listener = server::bind(serve.addr, &options).await?;
-            let lake_options = LakeOptions { progress: false, expansion: serve.expansion.limits(), ..Default::default() };
-            let lake = Lake::open_with(&lake.lake, lake_options).await?;
-            if let Some(scheduled) = &options.ingest {
-                lake.check_source(&Location::parse(&scheduled.source, false)?).await?;
+            // The read side opens the tables read-only; the writer only with --ingest-from.
+            let catalog = Catalog::open(&lake.lake).await?;
+            if let Some(source) = serve.ingest_from.clone() {
+                let lake_options = LakeOptions { progress: false, expansion: serve.expansion.limits(), ..Default::default() };
+                let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);
+                writer.check_source(&Location::parse(&source, false)?).await?;
+                options.ingest = Some(ScheduledIngest { lake: writer, source, interval: serve.interval });
             }
             let access = AccessConfig::load(&serve.config)?;
             if access.users.is_empty() {
                 return Err(format!("{} has no users: add one with `cclake user add`", serve.config.display()).into());
             }
-            let model = read_model(Arc::new(lake), &access, serve.views.as_deref()).await?;
+            let model = read_model(catalog, &access, serve.views.as_deref()).await?;
             run_server(model, access, listener, options, &mut out).await?;
         }
         Command::Demo { dir, interactions, addr, no_serve } => {
@@ -370,9 +374,9 @@ fn read_new_password(name: &str, from_stdin: bool) -> Result<String, Box<dyn std
     Ok(password)
 }
 
-async fn read_model(lake: Arc<Lake>, access: &AccessConfig, views: Option<&Path>) -> Result<Arc<ReadModel>, Box<dyn std::error::Error>> {
+async fn read_model(catalog: Catalog, access: &AccessConfig, views: Option<&Path>) -> Result<Arc<ReadModel>, Box<dyn std::error::Error>> {
     let memory = access.server.query_memory_limit_mb.max(64) * 1024 * 1024;
-    Ok(Arc::new(ReadModel::new(lake, load_views(views)?, memory).await?))
+    Ok(Arc::new(ReadModel::new(catalog, load_views(views)?, memory).await?))
 }
 
 /// Serves until SIGINT or SIGTERM; prints the bound address first (tests read it).
@@ -510,7 +514,7 @@ async fn demo(
     ];
     let config = dir.join("cclake.toml");
     let access = AccessConfig::load(&config)?;
-    let model = read_model(Arc::new(lake), &access, None).await?;
+    let model = read_model(lake.catalog().clone(), &access, None).await?;
     let ctx = model.session(Role::Auditor).await?;
     for (title, sql) in kpis {
         let (schema, stream) = cclake::query::stream_sql(&ctx, sql).await?;

@@ -14,7 +14,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
 /// Errors of turning a user's path or URL into a store.
@@ -32,6 +32,11 @@ pub enum StorageError {
     #[error("cannot configure the object store for '{url}': {source}")]
     Store {
         url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot list objects under {location}: {source}")]
+    List {
+        location: String,
         source: object_store::Error,
     },
 }
@@ -158,6 +163,96 @@ impl std::fmt::Display for Location {
     }
 }
 
+
+/// Whether any object lies under `location` joined with `segments` (a "folder" exists). A
+/// local entry that cannot be listed is skipped, as in an ingest pass.
+pub async fn has_objects_under(location: &Location, segments: &[&str]) -> Result<bool, StorageError> {
+    if let (Ok(root), "file") = (location.url().to_file_path(), location.url().scheme()) {
+        let root = segments.iter().fold(root, |path, segment| path.join(segment));
+        let shown = root.display().to_string();
+        let (objects, _) = tokio::task::spawn_blocking(move || list_local(&root))
+            .await
+            .map_err(|e| StorageError::LocalFolder { path: shown, source: std::io::Error::other(e) })?;
+        return Ok(!objects.is_empty());
+    }
+    let (store, mut prefix) = location.object_store()?;
+    for segment in segments {
+        prefix = prefix.join(*segment);
+    }
+    match futures::StreamExt::next(&mut store.list(Some(&prefix))).await {
+        None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
+        Some(Ok(_)) => Ok(true),
+        Some(Err(source)) => Err(StorageError::List { location: location.to_string(), source }),
+    }
+}
+
+/// Lists the files under a local folder as `LocalFileSystem::list` would (same locations,
+/// sizes, times and e-tags, so the ingest log recognises them), except that an entry it
+/// cannot take is skipped and reported instead of ending the listing: a symbolic-link loop,
+/// a name no object path can hold (a newline, a CR, a tab), an unreadable folder.
+pub fn list_local(root: &std::path::Path) -> (Vec<ObjectMeta>, Vec<String>) {
+    let mut objects = Vec::new();
+    let mut skipped = Vec::new();
+    let mut skip = |what: String| skipped.push(what.escape_debug().to_string());
+    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                skip(e.to_string());
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let location = match Path::from_absolute_path(entry.path()) {
+            Ok(location) => location,
+            Err(e) => {
+                skip(format!("{}: {e}", entry.path().display()));
+                continue;
+            }
+        };
+        if !is_valid_file_path(&location) {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(metadata) => objects.push(local_meta(&metadata, location)),
+            // Deleted while listing: nothing to ingest.
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
+            Err(e) => skip(format!("{}: {e}", entry.path().display())),
+        }
+    }
+    (objects, skipped)
+}
+
+/// `LocalFileSystem` leaves out its in-progress uploads (`name#1`).
+fn is_valid_file_path(path: &Path) -> bool {
+    match path.filename() {
+        Some(name) => match name.split_once('#') {
+            Some((_, suffix)) if !suffix.is_empty() => !suffix.bytes().all(|b| b.is_ascii_digit()),
+            _ => true,
+        },
+        None => false,
+    }
+}
+
+/// An object's metadata as `LocalFileSystem` gives it (its e-tag: inode, mtime, size).
+fn local_meta(metadata: &std::fs::Metadata, location: Path) -> ObjectMeta {
+    let modified = metadata.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let micros = modified.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros();
+    ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size: metadata.len(),
+        e_tag: Some(format!("{inode:x}-{micros:x}-{:x}", metadata.len())),
+        version: None,
+    }
+}
+
 /// `memory://NAME/` stores live as long as the process, shared by name, so a test can write
 /// exports and a lake to the same named store and open it again.
 pub fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
@@ -176,6 +271,23 @@ pub fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_local_listing_matches_the_object_store_s() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/x.jsonl"), "{}").unwrap();
+        std::fs::write(dir.path().join("y.json"), "[]").unwrap();
+        let store = object_store::local::LocalFileSystem::new();
+        let prefix = Path::from_absolute_path(dir.path()).unwrap();
+        let mut expected: Vec<ObjectMeta> = futures::TryStreamExt::try_collect(store.list(Some(&prefix))).await.unwrap();
+        let (mut listed, skipped) = list_local(dir.path());
+        expected.sort_by(|a, b| a.location.cmp(&b.location));
+        listed.sort_by(|a, b| a.location.cmp(&b.location));
+        assert_eq!(listed, expected);
+        assert!(skipped.is_empty());
+    }
+
 
     #[test]
     fn relative_path_becomes_absolute_file_url() {

@@ -8,7 +8,7 @@ use arrow::datatypes::Int64Type;
 use crate::support::*;
 
 async fn scalar(lake: &cclake::Lake, sql: &str) -> i64 {
-    let batches = cclake::query::sql(lake, sql).await.unwrap();
+    let batches = cclake::query::sql(lake.catalog(), sql).await.unwrap();
     let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
     column.as_primitive::<Int64Type>().value(0)
 }
@@ -55,7 +55,7 @@ async fn a_micro_batch_reads_only_the_partitions_it_touches() {
 
     // A micro-batch: one redelivered event (corrected) and one new event.
     let first = "SELECT event_id, interaction_id, CAST(event_timestamp AS VARCHAR), queue_name FROM fact_interactions ORDER BY event_id LIMIT 1";
-    let batches = cclake::query::sql(&lake, first).await.unwrap();
+    let batches = cclake::query::sql(lake.catalog(), first).await.unwrap();
     let b = &batches[0];
     let text = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap().as_string::<i32>().value(0).to_string();
     let (event_id, interaction_id, ts, queue) = (text(0), text(1), text(2), text(3));

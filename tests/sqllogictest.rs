@@ -68,7 +68,7 @@ async fn main() {
     let lake = cclake::Lake::open_or_create(lake_path.to_str().expect("utf-8")).await.expect("lake");
     lake.ingest(exports.to_str().expect("utf-8")).await.expect("ingest");
     let views = load_views(Some(&support::repo().join("sql/views"))).expect("views");
-    let model = Arc::new(ReadModel::new(Arc::new(lake), views, 1 << 30).await.expect("read model"));
+    let model = Arc::new(ReadModel::new(lake.catalog().clone(), views, 1 << 30).await.expect("read model"));
 
     let mut files: Vec<_> = std::fs::read_dir(support::repo().join("sql"))
         .expect("sql folder")

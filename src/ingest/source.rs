@@ -83,7 +83,7 @@ pub async fn list_source_objects(
 ) -> Result<Listing, object_store::Error> {
     let (listed, skipped) = match location.url().to_file_path() {
         Ok(root) if location.url().scheme() == "file" => {
-            tokio::task::spawn_blocking(move || list_local(&root))
+            tokio::task::spawn_blocking(move || crate::storage::list_local(&root))
                 .await
                 .map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?
         }
@@ -102,73 +102,6 @@ pub async fn list_source_objects(
         .collect();
     objects.sort_by(|a, b| (a.last_modified, &a.url).cmp(&(b.last_modified, &b.url)));
     Ok(Listing { objects, skipped })
-}
-
-/// Lists the files under a local folder as `LocalFileSystem::list` would (same locations,
-/// sizes, times and e-tags, so the ingest log recognises them), except that an entry it
-/// cannot take is skipped and reported instead of ending the listing: a symbolic-link loop,
-/// a name no object path can hold (a newline, a CR, a tab), an unreadable folder.
-pub fn list_local(root: &std::path::Path) -> (Vec<ObjectMeta>, Vec<String>) {
-    let mut objects = Vec::new();
-    let mut skipped = Vec::new();
-    let mut skip = |what: String| skipped.push(what.escape_debug().to_string());
-    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(true) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                skip(e.to_string());
-                continue;
-            }
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let location = match Path::from_absolute_path(entry.path()) {
-            Ok(location) => location,
-            Err(e) => {
-                skip(format!("{}: {e}", entry.path().display()));
-                continue;
-            }
-        };
-        if !is_valid_file_path(&location) {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(metadata) => objects.push(local_meta(&metadata, location)),
-            // Deleted while listing: nothing to ingest.
-            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
-            Err(e) => skip(format!("{}: {e}", entry.path().display())),
-        }
-    }
-    (objects, skipped)
-}
-
-/// `LocalFileSystem` leaves out its in-progress uploads (`name#1`).
-fn is_valid_file_path(path: &Path) -> bool {
-    match path.filename() {
-        Some(name) => match name.split_once('#') {
-            Some((_, suffix)) if !suffix.is_empty() => !suffix.bytes().all(|b| b.is_ascii_digit()),
-            _ => true,
-        },
-        None => false,
-    }
-}
-
-/// An object's metadata as `LocalFileSystem` gives it (its e-tag: inode, mtime, size).
-fn local_meta(metadata: &std::fs::Metadata, location: Path) -> ObjectMeta {
-    let modified = metadata.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
-    #[cfg(not(unix))]
-    let inode = 0u64;
-    let micros = modified.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros();
-    ObjectMeta {
-        location,
-        last_modified: modified.into(),
-        size: metadata.len(),
-        e_tag: Some(format!("{inode:x}-{micros:x}-{:x}", metadata.len())),
-        version: None,
-    }
 }
 
 /// How an object's text is cut into records.
@@ -471,22 +404,6 @@ mod tests {
         assert_eq!(f, Framing::JsonStream);
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].0, 4);
-    }
-
-    #[tokio::test]
-    async fn the_local_listing_matches_the_object_store_s() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        std::fs::write(dir.path().join("a/b/x.jsonl"), "{}").unwrap();
-        std::fs::write(dir.path().join("y.json"), "[]").unwrap();
-        let store = object_store::local::LocalFileSystem::new();
-        let prefix = Path::from_absolute_path(dir.path()).unwrap();
-        let mut expected: Vec<ObjectMeta> = futures::TryStreamExt::try_collect(store.list(Some(&prefix))).await.unwrap();
-        let (mut listed, skipped) = list_local(dir.path());
-        expected.sort_by(|a, b| a.location.cmp(&b.location));
-        listed.sort_by(|a, b| a.location.cmp(&b.location));
-        assert_eq!(listed, expected);
-        assert!(skipped.is_empty());
     }
 
     #[test]

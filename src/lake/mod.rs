@@ -24,7 +24,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,7 +32,8 @@ use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects;
 use crate::ingest::{parse_object, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
-use crate::storage::{Location, StorageError};
+use crate::catalog::{Catalog, CatalogError};
+use crate::storage::{has_objects_under, Location, StorageError};
 pub use compact::CompactOutcome;
 pub use crate::model::LakeTable;
 use tables::Delivered;
@@ -65,8 +66,9 @@ pub enum LakeError {
     DataFusion(Box<DataFusionError>),
     #[error("a parse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    #[error("no cclake lake at {location}: {missing} missing (`cclake ingest --source EXPORTS --lake {location}` makes one)")]
-    NoLake { location: String, missing: String },
+    /// Opening the tables; a location holding no lake is [`CatalogError::NoLake`].
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("source {source_location} does not exist")]
     SourceMissing { source_location: String },
     #[error("no export objects under {source_location}: nothing to ingest (check --source)")]
@@ -131,7 +133,7 @@ impl Default for LakeOptions {
 /// A cclake lake: four Delta tables under one root.
 #[derive(Debug)]
 pub struct Lake {
-    root: Location,
+    catalog: Catalog,
     options: LakeOptions,
     /// One writer per process: passes and compactions take turns.
     write_lock: tokio::sync::Mutex<()>,
@@ -147,23 +149,13 @@ struct Tables {
 
 impl Lake {
     /// Opens the existing lake at a local path or URL. Creates nothing: a path that holds no
-    /// lake (a typo, an unmounted bucket) is [`LakeError::NoLake`].
+    /// lake (a typo, an unmounted bucket) is [`CatalogError::NoLake`].
     pub async fn open(location: &str) -> Result<Self, LakeError> {
         Self::open_with(location, LakeOptions::default()).await
     }
 
     pub async fn open_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
-        let lake = Self::at(Location::parse(location, false)?, options);
-        let mut missing = Vec::new();
-        for table in LakeTable::ALL {
-            if !lake.table_exists(table).await? {
-                missing.push(format!("{}/_delta_log", table.name()));
-            }
-        }
-        if !missing.is_empty() {
-            return Err(LakeError::NoLake { location: location.to_string(), missing: missing.join(", ") });
-        }
-        Ok(lake)
+        Ok(Self::at(Catalog::open(location).await?, options))
     }
 
     /// Opens the lake at a local path or URL, creating its tables when missing: the write
@@ -173,57 +165,44 @@ impl Lake {
     }
 
     pub async fn open_or_create_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
-        let lake = Self::at(Location::parse(location, true)?, options);
+        let lake = Self::at(Catalog::at(Location::parse(location, true)?), options);
         for table in LakeTable::ALL {
             lake.load_or_create(table).await?;
         }
         Ok(lake)
     }
 
-    fn at(root: Location, options: LakeOptions) -> Self {
+    fn at(catalog: Catalog, options: LakeOptions) -> Self {
         Self {
-            root,
+            catalog,
             options,
             write_lock: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Whether `table` has a Delta log under the root. Reads a listing; creates nothing.
-    async fn table_exists(&self, table: LakeTable) -> Result<bool, LakeError> {
-        has_objects_under(&self.root, &[table.name(), "_delta_log"]).await
+    pub fn root(&self) -> &Location {
+        self.catalog.root()
     }
 
-    pub fn root(&self) -> &Location {
-        &self.root
+    /// The lake's tables, read-only: what the read side opens.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     pub fn options(&self) -> &LakeOptions {
         &self.options
     }
 
-    fn table_builder(&self, table: LakeTable) -> Result<DeltaTableBuilder, LakeError> {
-        let location = self.root.join(table.name());
-        let mut builder =
-            DeltaTableBuilder::from_url(location.url().clone()).map_err(delta_err(table))?;
-        if location.is_memory() {
-            let (store, _) = location.object_store()?;
-            builder = builder.with_storage_backend(store, location.url().clone());
-        }
-        Ok(builder)
-    }
-
     /// The newest snapshot of one table.
     pub async fn table(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
-        self.table_builder(table)?
-            .load()
-            .await
-            .map_err(delta_err(table))
+        Ok(self.catalog.table(table).await?)
     }
 
     async fn load_or_create(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
         // A local table folder must exist before Delta will look into it.
-        Location::parse(self.root.join(table.name()).url().as_str(), true)?;
+        Location::parse(self.root().join(table.name()).url().as_str(), true)?;
         let exists = self
+            .catalog
             .table_builder(table)?
             .build()
             .map_err(delta_err(table))?
@@ -231,7 +210,7 @@ impl Lake {
             .await
             .map_err(delta_err(table))?;
         let loaded = if exists {
-            self.table_builder(table)?.load().await
+            self.catalog.table_builder(table)?.load().await
         } else {
             Err(DeltaTableError::NotATable(table.name().to_string()))
         };
@@ -243,7 +222,7 @@ impl Lake {
                     .as_ref()
                     .try_into_kernel()
                     .map_err(|e| delta_err(table)(e.into()))?;
-                let uninitialized = self.table_builder(table)?.build().map_err(delta_err(table))?;
+                let uninitialized = self.catalog.table_builder(table)?.build().map_err(delta_err(table))?;
                 uninitialized
                     .create()
                     .with_table_name(table.name())
@@ -441,7 +420,7 @@ impl Lake {
     /// lake's own files as exports).
     pub async fn check_source(&self, source: &Location) -> Result<(), LakeError> {
         // An empty source is fine here: a scheduled pass may find its folder still empty.
-        check_source_location(source, &self.root, false).await
+        check_source_location(source, self.root(), false).await
     }
 
     fn progress_bar(&self, total_bytes: u64) -> ProgressBar {
@@ -622,25 +601,6 @@ impl Lake {
         let _writer = self.write_lock.lock().await;
         let mut tables = self.load_tables().await?;
         self.compact_tables(&mut tables, 2).await
-    }
-}
-
-/// Whether any object lies under `location` joined with `segments` (a "folder" exists).
-async fn has_objects_under(location: &Location, segments: &[&str]) -> Result<bool, LakeError> {
-    let (store, mut prefix) = location.object_store()?;
-    for segment in segments {
-        prefix = prefix.join(*segment);
-    }
-    // A local entry that cannot be listed is skipped here as in a pass.
-    if let (Ok(root), "file") = (location.url().to_file_path(), location.url().scheme()) {
-        let root = segments.iter().fold(root, |path, segment| path.join(segment));
-        let (objects, _) = tokio::task::spawn_blocking(move || crate::ingest::source::list_local(&root)).await?;
-        return Ok(!objects.is_empty());
-    }
-    match store.list(Some(&prefix)).next().await {
-        None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
-        Some(Ok(_)) => Ok(true),
-        Some(Err(source)) => Err(LakeError::ListSource { location: location.to_string(), source }),
     }
 }
 

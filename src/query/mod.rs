@@ -14,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 
-use crate::lake::Lake;
+use crate::catalog::Catalog;
 use crate::model::LakeTable;
 
 pub mod executor;
@@ -40,7 +40,7 @@ pub enum QueryError {
     #[error("views: {0}")]
     Views(String),
     #[error(transparent)]
-    Lake(Box<crate::lake::LakeError>),
+    Catalog(Box<crate::catalog::CatalogError>),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
     /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].
@@ -104,20 +104,22 @@ pub async fn read_only_session(
     Ok(ctx)
 }
 
-/// A read-only session over the newest snapshot of every table of `lake` (no views, no role:
-/// the embedding program reads what its process can read).
-pub async fn lake_session(lake: &Lake) -> Result<SessionContext, QueryError> {
+/// A read-only session over the newest snapshot of every table of a lake (no views, no
+/// role: the embedding program reads what its process can read). `Lake::catalog` gives the
+/// catalog of a lake just written; `Catalog::open` opens one by URL.
+pub async fn catalog_session(catalog: &Catalog) -> Result<SessionContext, QueryError> {
     let mut tables = Vec::new();
     for table in LakeTable::ALL {
-        let delta = lake.table(table).await.map_err(|e| QueryError::Lake(Box::new(e)))?;
+        let delta = catalog.table(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
         tables.push((table.name(), delta));
     }
     read_only_session(tables).await
 }
 
-/// Runs read-only SQL over `lake` and collects the result: the embedding API's one call.
-pub async fn sql(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let ctx = lake_session(lake).await?;
+/// Runs read-only SQL over a lake's tables and collects the result: the embedding API's one
+/// call.
+pub async fn sql(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let ctx = catalog_session(catalog).await?;
     run_sql(&ctx, sql).await
 }
 

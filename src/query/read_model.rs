@@ -22,7 +22,7 @@ use deltalake::DeltaTable;
 use tracing::warn;
 
 use super::QueryError;
-use crate::lake::Lake;
+use crate::catalog::Catalog;
 use crate::model::LakeTable;
 use crate::access::Role;
 
@@ -82,7 +82,7 @@ type PlannedCatalogs = HashMap<Role, (Vec<Option<i64>>, SessionState)>;
 /// Tables and views over a lake, handed out as read-only sessions per role.
 #[derive(Debug)]
 pub struct ReadModel {
-    lake: Arc<Lake>,
+    catalog: Catalog,
     views: Vec<ViewDefinition>,
     /// The last snapshot of each table, updated incrementally, and when it was refreshed.
     tables: tokio::sync::Mutex<Snapshots>,
@@ -95,17 +95,17 @@ pub struct ReadModel {
 
 impl ReadModel {
     pub async fn new(
-        lake: Arc<Lake>,
+        catalog: Catalog,
         views: Vec<ViewDefinition>,
         memory_limit_bytes: usize,
     ) -> Result<Self, QueryError> {
         let mut tables = Vec::new();
         for table in LakeTable::ALL {
-            let delta = lake.table(table).await.map_err(|e| QueryError::Views(e.to_string()))?;
+            let delta = catalog.table(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
             tables.push((table, delta));
         }
         let model = Self {
-            lake,
+            catalog,
             views,
             tables: tokio::sync::Mutex::new((tables, None)),
             planned: tokio::sync::Mutex::new(HashMap::new()),
@@ -121,8 +121,8 @@ impl ReadModel {
         Ok(model)
     }
 
-    pub fn lake(&self) -> &Arc<Lake> {
-        &self.lake
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     pub fn views(&self) -> &[ViewDefinition] {

@@ -47,9 +47,10 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The write side embedded in the server: an ingest pass every `interval`.
+/// The write side embedded in the server: an ingest pass into `lake` every `interval`.
 #[derive(Debug, Clone)]
 pub struct ScheduledIngest {
+    pub lake: Arc<Lake>,
     pub source: String,
     pub interval: Duration,
 }
@@ -101,7 +102,7 @@ pub async fn serve(
 
     let stop = CancellationToken::new();
     let ingest_task = options.ingest.clone().map(|schedule| {
-        let lake = Arc::clone(model.lake());
+        let lake = Arc::clone(&schedule.lake);
         let stop = stop.clone();
         tokio::spawn(run_ingest_schedule(lake, schedule, stop))
     });

@@ -236,7 +236,7 @@ impl Generator {
             event.insert("duration_seconds".into(), json!(d as f64));
         } else if roll < 0.06 {
             // Same instant, written with a +02:00 offset.
-            let ts = event["timestamp"].as_str().and_then(crate::ingest::record::parse_timestamp);
+            let ts = event["timestamp"].as_str().and_then(crate::ingest::coerce::parse_timestamp);
             if let (Some(ts), Some(offset)) = (ts, chrono::FixedOffset::east_opt(2 * 3600)) {
                 let local = DateTime::<Utc>::from_timestamp_micros(ts).unwrap_or_default();
                 event.insert("timestamp".into(), json!(local.with_timezone(&offset).to_rfc3339()));
@@ -324,7 +324,7 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> std::io::Result<Manife
         let day = (i as i64 * days) / options.interactions.max(1) as i64;
         let it = g.interaction(first_day + day * DAY);
         for event in [it.started, it.ended] {
-            let ts = event["timestamp"].as_str().and_then(crate::ingest::record::parse_timestamp).unwrap_or(first_day);
+            let ts = event["timestamp"].as_str().and_then(crate::ingest::coerce::parse_timestamp).unwrap_or(first_day);
             let w = (((ts - first_day) / (4 * HOUR)).max(0) as usize).min(windows);
             if event["state"] == "completed" && completed.len() < 200_000 {
                 completed.push(event.clone());
@@ -377,7 +377,7 @@ fn write_faults(
     let mut corrections = Vec::new();
     for (i, original) in completed.iter().step_by(step).take(60).enumerate() {
         let mut e = original.clone();
-        let ts = e["timestamp"].as_str().and_then(crate::ingest::record::parse_timestamp).unwrap_or(first_day);
+        let ts = e["timestamp"].as_str().and_then(crate::ingest::coerce::parse_timestamp).unwrap_or(first_day);
         let duration = match &e["duration_seconds"] {
             Value::String(s) => s.parse::<f64>().unwrap_or(0.0) as i64,
             v => v.as_f64().unwrap_or(0.0) as i64,

@@ -11,7 +11,9 @@
 //!        │  storage   — turns a path or URL into an object store plus a prefix
 //!        ▼
 //!  ingest/source     — lists export objects, un-gzips, splits NDJSON / arrays into records
-//!  ingest/record     — parses one flat event, coerces types, says why a record is unusable
+//!  ingest/coerce     — shared by every format: JSON scalars as they arrived, coercion of
+//!                      numbers and timestamps, masked text fields and ids, Rejection
+//!  ingest/record     — parses one flat event with those helpers
 //!  ingest/mask       — masks phone numbers, URLs and IP addresses (PII never lands)
 //!        │
 //!        ▼

@@ -2,6 +2,7 @@
 //! with their reasons) out. Nothing here writes to the lake; [`crate::Lake`] commits what
 //! this stage produces.
 
+pub mod coerce;
 pub mod mask;
 pub mod record;
 pub mod source;
@@ -10,7 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-pub use record::{parse_flat_event, FlatEvent, Rejection};
+pub use coerce::Rejection;
+pub use record::{parse_flat_event, FlatEvent};
 pub use source::{ExpansionLimits, Framing, SourceObject};
 
 /// A record that could not be used, kept with its position and masked text.

@@ -4,11 +4,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::mask::{holds_personal_data, mask_field, mask_phone_number};
+use super::coerce::{
+    coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection,
+};
+use super::mask::{mask_field, mask_phone_number};
 
 /// `source_system` when the export does not say.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
@@ -39,76 +41,6 @@ impl FlatEvent {
     /// Days since the epoch of the event's UTC date: the `event_date` partition.
     pub fn event_date(&self) -> i32 {
         self.event_timestamp.div_euclid(86_400_000_000) as i32
-    }
-}
-
-/// Why a record cannot be used. `code()` groups them in the ingest summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    InvalidJson(String),
-    NotAnObject,
-    MissingField(&'static str),
-    WrongType { field: &'static str, found: &'static str },
-    InvalidTimestamp(String),
-    DurationNotInteger(String),
-    DurationNegative(i64),
-    /// An id holds a phone number, URL or IP address: masking it could merge distinct ids,
-    /// storing it would expose it.
-    PersonalDataInId(&'static str),
-    /// The whole object could not be read (corrupt gzip, unreadable bytes).
-    UnreadableObject(String),
-}
-
-impl Rejection {
-    /// A stable code for summaries and the quarantine table's `reason` column.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::InvalidJson(_) => "invalid_json",
-            Rejection::NotAnObject => "not_an_object",
-            Rejection::MissingField(_) => "missing_field",
-            Rejection::WrongType { .. } => "wrong_type",
-            Rejection::InvalidTimestamp(_) => "invalid_timestamp",
-            Rejection::DurationNotInteger(_) => "duration_not_integer",
-            Rejection::DurationNegative(_) => "duration_negative",
-            Rejection::PersonalDataInId(_) => "personal_data_in_id",
-            Rejection::UnreadableObject(_) => "unreadable_object",
-        }
-    }
-
-    /// The field at fault, when there is one.
-    pub fn field(&self) -> Option<&'static str> {
-        match self {
-            Rejection::MissingField(f) | Rejection::WrongType { field: f, .. } | Rejection::PersonalDataInId(f) => Some(f),
-            Rejection::InvalidTimestamp(_) => Some("timestamp"),
-            Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
-                Some("duration_seconds")
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::InvalidJson(e) => write!(f, "invalid JSON: {e}"),
-            Rejection::NotAnObject => write!(f, "record is not a JSON object"),
-            Rejection::MissingField(field) => write!(f, "{field} is missing or empty"),
-            Rejection::WrongType { field, found } => {
-                write!(f, "{field} has the wrong type: found {found}")
-            }
-            Rejection::InvalidTimestamp(v) => {
-                write!(f, "timestamp is not an ISO-8601 date-time: {v:?}")
-            }
-            Rejection::DurationNotInteger(v) => {
-                write!(f, "duration_seconds is not an integer: {v}")
-            }
-            Rejection::DurationNegative(v) => write!(f, "duration_seconds is negative: {v}"),
-            Rejection::PersonalDataInId(field) => {
-                write!(f, "{field} holds a phone number, URL or IP address, which an id may not")
-            }
-            Rejection::UnreadableObject(e) => write!(f, "object cannot be read: {e}"),
-        }
     }
 }
 
@@ -144,81 +76,6 @@ pub fn parse_flat_event(json: &[u8]) -> ParsedRecord {
                 unknown_fields,
             }
         }
-    }
-}
-
-/// A JSON scalar as it arrived, before coercion.
-#[derive(Debug, Clone, PartialEq)]
-enum Flex<'a> {
-    Null,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Object,
-    Array,
-}
-
-impl Flex<'_> {
-    fn type_name(&self) -> &'static str {
-        match self {
-            Flex::Null => "null",
-            Flex::Bool(_) => "boolean",
-            Flex::Int(_) | Flex::UInt(_) => "integer",
-            Flex::Float(_) => "number",
-            Flex::Str(_) => "string",
-            Flex::Object => "object",
-            Flex::Array => "array",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Flex<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FlexVisitor;
-        impl<'de> Visitor<'de> for FlexVisitor {
-            type Value = Flex<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Flex::Null)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Flex::Null)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Flex::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Flex::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Flex::UInt(v))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Flex::Float(v))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Flex::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Flex::Str(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Flex::Str(Cow::Owned(v)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Flex::Object)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Flex::Array)
-            }
-        }
-        d.deserialize_any(FlexVisitor)
     }
 }
 
@@ -427,169 +284,10 @@ impl RawFields<'_> {
     }
 }
 
-/// Text fields analysts read are masked ([`mask_field`]); unchanged values are not copied.
-fn masked(value: Option<String>) -> Option<String> {
-    value.map(|v| match mask_field(&v) {
-        std::borrow::Cow::Borrowed(_) => v,
-        std::borrow::Cow::Owned(m) => m,
-    })
-}
-
-/// An id, trimmed; one holding personal data is refused (masking could merge two ids).
-fn required_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
-    let id = unchecked_id(value, field)?;
-    if holds_personal_data(&id) {
-        return Err(Rejection::PersonalDataInId(field));
-    }
-    Ok(id)
-}
-
-fn unchecked_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
-    match value {
-        None | Some(Flex::Null) => Err(Rejection::MissingField(field)),
-        Some(Flex::Str(s)) => {
-            let s = s.trim();
-            if s.is_empty() {
-                Err(Rejection::MissingField(field))
-            } else {
-                Ok(s.to_string())
-            }
-        }
-        Some(Flex::Int(i)) => Ok(i.to_string()),
-        Some(Flex::UInt(u)) => Ok(u.to_string()),
-        Some(other) => Err(Rejection::WrongType {
-            field,
-            found: other.type_name(),
-        }),
-    }
-}
-
-/// Scalars become text (a drifted number or boolean is still the value); objects and arrays
-/// cannot be.
-fn scalar_text(value: &Flex<'_>, field: &'static str) -> Result<Option<String>, Rejection> {
-    match value {
-        Flex::Null => Ok(None),
-        Flex::Str(s) => {
-            let s = s.trim();
-            Ok((!s.is_empty()).then(|| s.to_string()))
-        }
-        Flex::Int(i) => Ok(Some(i.to_string())),
-        Flex::UInt(u) => Ok(Some(u.to_string())),
-        Flex::Float(f) => Ok(Some(f.to_string())),
-        Flex::Bool(b) => Ok(Some(b.to_string())),
-        Flex::Object | Flex::Array => Err(Rejection::WrongType {
-            field,
-            found: value.type_name(),
-        }),
-    }
-}
-
-fn optional_text(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
-    match value {
-        None => Ok(None),
-        Some(v) => scalar_text(&v, field),
-    }
-}
-
-/// Enumerations (`type`, `direction`, `state`) are lower case in flat events and detail
-/// records but upper case in EventBridge events: normalised to lower case.
-fn optional_enum(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
-    Ok(optional_text(value, field)?.map(|s| s.to_lowercase()))
-}
-
-fn coerce_duration(value: &Flex<'_>) -> Result<i64, Rejection> {
-    let from_float = |f: f64, shown: String| {
-        if !f.is_finite() || f.fract() != 0.0 {
-            Err(Rejection::DurationNotInteger(shown))
-        } else if f < 0.0 {
-            Err(Rejection::DurationNegative(f as i64))
-        } else if f > i64::MAX as f64 {
-            Err(Rejection::DurationNotInteger(shown))
-        } else {
-            Ok(f as i64)
-        }
-    };
-    match value {
-        Flex::Int(i) if *i < 0 => Err(Rejection::DurationNegative(*i)),
-        Flex::Int(i) => Ok(*i),
-        Flex::UInt(u) => i64::try_from(*u).map_err(|_| Rejection::DurationNotInteger(u.to_string())),
-        Flex::Float(f) => from_float(*f, f.to_string()),
-        Flex::Str(s) => {
-            let t = s.trim();
-            if let Ok(i) = t.parse::<i64>() {
-                if i < 0 {
-                    Err(Rejection::DurationNegative(i))
-                } else {
-                    Ok(i)
-                }
-            } else if let Ok(f) = t.parse::<f64>() {
-                from_float(f, format!("{t:?}"))
-            } else {
-                Err(Rejection::DurationNotInteger(format!("{:?}", truncate(t))))
-            }
-        }
-        other => Err(Rejection::DurationNotInteger(other.type_name().to_string())),
-    }
-}
-
-fn coerce_timestamp(value: &Flex<'_>, field: &'static str) -> Result<i64, Rejection> {
-    match value {
-        Flex::Str(s) => parse_timestamp(s.trim())
-            .ok_or_else(|| Rejection::InvalidTimestamp(truncate(s).to_string())),
-        // Epoch numbers: milliseconds when large (EventBridge's eventTime), else seconds.
-        Flex::Int(i) => Ok(epoch_to_micros(*i as f64)),
-        Flex::UInt(u) => Ok(epoch_to_micros(*u as f64)),
-        Flex::Float(f) if f.is_finite() => Ok(epoch_to_micros(*f)),
-        other => Err(Rejection::WrongType {
-            field,
-            found: other.type_name(),
-        }),
-    }
-}
-
-fn epoch_to_micros(v: f64) -> i64 {
-    if v.abs() >= 1e11 {
-        (v * 1_000.0) as i64
-    } else {
-        (v * 1_000_000.0) as i64
-    }
-}
-
-/// ISO-8601 / RFC 3339 with `Z` or an offset, with or without fractions or seconds, `T` or
-/// space, any letter case; an offset without colon; a local time without offset is taken as
-/// UTC.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc).timestamp_micros());
-    }
-    let mut normal = s.to_ascii_uppercase().replacen(' ', "T", 1);
-    if normal.ends_with('Z') {
-        normal.pop();
-        normal.push_str("+00:00");
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(&normal, format) {
-            return Some(t.with_timezone(&Utc).timestamp_micros());
-        }
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(&normal, format) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    None
-}
-
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::coerce::parse_timestamp;
 
     fn parse(json: &str) -> Result<FlatEvent, Rejection> {
         parse_flat_event(json.as_bytes()).outcome

@@ -170,7 +170,8 @@ pub async fn has_objects_under(location: &Location, segments: &[&str]) -> Result
     if let (Ok(root), "file") = (location.url().to_file_path(), location.url().scheme()) {
         let root = segments.iter().fold(root, |path, segment| path.join(segment));
         let shown = root.display().to_string();
-        let (objects, _) = tokio::task::spawn_blocking(move || list_local(&root))
+        // The first object answers: a large source is not walked whole.
+        let (objects, _) = tokio::task::spawn_blocking(move || list_local_up_to(&root, 1))
             .await
             .map_err(|e| StorageError::LocalFolder { path: shown, source: std::io::Error::other(e) })?;
         return Ok(!objects.is_empty());
@@ -191,10 +192,18 @@ pub async fn has_objects_under(location: &Location, segments: &[&str]) -> Result
 /// cannot take is skipped and reported instead of ending the listing: a symbolic-link loop,
 /// a name no object path can hold (a newline, a CR, a tab), an unreadable folder.
 pub fn list_local(root: &std::path::Path) -> (Vec<ObjectMeta>, Vec<String>) {
+    list_local_up_to(root, usize::MAX)
+}
+
+/// [`list_local`], stopping once `limit` objects are found.
+fn list_local_up_to(root: &std::path::Path, limit: usize) -> (Vec<ObjectMeta>, Vec<String>) {
     let mut objects = Vec::new();
     let mut skipped = Vec::new();
     let mut skip = |what: String| skipped.push(what.escape_debug().to_string());
     for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(true) {
+        if objects.len() >= limit {
+            break;
+        }
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {

@@ -81,7 +81,15 @@ async fn ingest_and_query_on_s3_compatible_storage() {
         let body = std::fs::read(repo().join("testdata/exports").join(name)).unwrap();
         store.put(&format!("exports/{name}").as_str().into(), body.into()).await.unwrap();
         if name.starts_with("late/") {
-            tokio::time::sleep(Duration::from_millis(1100)).await;
+            // S3 times have one-second resolution: what follows must be stamped a later
+            // second than this object's, so wait for the clock to pass it (no fixed sleep).
+            let path = format!("exports/{name}");
+            let stamped = store.head(&path.as_str().into()).await.unwrap().last_modified.timestamp();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 <= stamped {
+                assert!(std::time::Instant::now() < deadline, "the clock never passed {stamped}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     let env_owned = server.env();

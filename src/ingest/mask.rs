@@ -84,21 +84,27 @@ pub fn normalize_digits(text: &str) -> Cow<'_, str> {
 /// scheme or separators (`555-123-4567`) to be taken for one here. Unchanged values are
 /// borrowed.
 pub fn mask_field(value: &str) -> Cow<'_, str> {
-    if !holds_personal_data(value) {
+    // Called on every text field of every event: ASCII text with no digit, `:` or `.` can
+    // hold no phone number, IP address or URL, and skips the regular expressions.
+    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.') {
         return Cow::Borrowed(value);
     }
     let normalized = normalize_digits(value);
     if normalized.trim().parse::<IpAddr>().is_ok() {
         return Cow::Owned(REDACTED_IP.to_string());
     }
-    Cow::Owned(scrub(&normalized, true))
+    let scrubbed = scrub(&normalized, true);
+    if scrubbed == normalized {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(scrubbed)
+    }
 }
 
 /// Whether `value` holds a URL, an IP address or a phone number (as [`mask_field`] reads
 /// them): such a value may not be an id, since masking would merge distinct ids.
 pub fn holds_personal_data(value: &str) -> bool {
-    let normalized = normalize_digits(value);
-    normalized.trim().parse::<IpAddr>().is_ok() || scrub(&normalized, true) != normalized
+    matches!(mask_field(value), Cow::Owned(_))
 }
 
 /// Masks every digit but the last four with `*`, keeping the punctuation so the shape stays

@@ -25,11 +25,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Opens the existing lake at a local path or URL: every table must have its Delta log.
+    /// Opens the existing lake at a local path or URL: the tables of every lake (those of
+    /// the first release) must have their Delta logs. A table added by a later release is
+    /// created by the next ingest; until then readers see it empty ([`Catalog::snapshot`]).
     pub async fn open(location: &str) -> Result<Self, CatalogError> {
         let catalog = Self::at(Location::parse(location, false)?);
         let mut missing = Vec::new();
-        for table in LakeTable::ALL {
+        for table in LakeTable::IN_EVERY_LAKE {
             if !catalog.table_exists(table).await? {
                 missing.push(format!("{}/_delta_log", table.name()));
             }
@@ -63,6 +65,14 @@ impl Catalog {
             builder = builder.with_storage_backend(store, location.url().clone());
         }
         Ok(builder)
+    }
+
+    /// The newest snapshot of one table, or none when the table has not been created yet.
+    pub async fn snapshot(&self, table: LakeTable) -> Result<Option<DeltaTable>, CatalogError> {
+        if !self.table_exists(table).await? {
+            return Ok(None);
+        }
+        self.table(table).await.map(Some)
     }
 
     /// The newest snapshot of one table.

@@ -67,6 +67,10 @@ async fn main() {
     let lake_path = dir.path().join("lake");
     let lake = cclake::Lake::open_or_create(lake_path.to_str().expect("utf-8")).await.expect("lake");
     lake.ingest(exports.to_str().expect("utf-8")).await.expect("ingest");
+    // The Genesys shapes go into the same lake, as a second source.
+    let genesys = dir.path().join("genesys");
+    support::copy_genesys_fixtures(&genesys, &[]);
+    lake.ingest(genesys.to_str().expect("utf-8")).await.expect("ingest genesys");
     let views = load_views(Some(&support::repo().join("sql/views"))).expect("views");
     let model = Arc::new(ReadModel::new(lake.catalog().clone(), views, 1 << 30).await.expect("read model"));
 

@@ -27,6 +27,13 @@ pub enum Rejection {
     PersonalDataInId(&'static str),
     /// The whole object could not be read (corrupt gzip, unreadable bytes).
     UnreadableObject(String),
+    /// A date-time field of an export other than the flat event.
+    InvalidTime { field: &'static str, value: String },
+    /// A count or duration that is not an integer.
+    NotAnInteger { field: &'static str, value: String },
+    /// A page of `entities` that says neither by its URIs nor by its fields which export it
+    /// is (queues, users, wrap-up codes).
+    UnknownExport(String),
 }
 
 impl Rejection {
@@ -42,13 +49,20 @@ impl Rejection {
             Rejection::DurationNegative(_) => "duration_negative",
             Rejection::PersonalDataInId(_) => "personal_data_in_id",
             Rejection::UnreadableObject(_) => "unreadable_object",
+            Rejection::InvalidTime { .. } => "invalid_timestamp",
+            Rejection::NotAnInteger { .. } => "not_an_integer",
+            Rejection::UnknownExport(_) => "unknown_export",
         }
     }
 
     /// The field at fault, when there is one.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Rejection::MissingField(f) | Rejection::WrongType { field: f, .. } | Rejection::PersonalDataInId(f) => Some(f),
+            Rejection::MissingField(f)
+            | Rejection::WrongType { field: f, .. }
+            | Rejection::PersonalDataInId(f)
+            | Rejection::InvalidTime { field: f, .. }
+            | Rejection::NotAnInteger { field: f, .. } => Some(f),
             Rejection::InvalidTimestamp(_) => Some("timestamp"),
             Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
                 Some("duration_seconds")
@@ -78,6 +92,11 @@ impl fmt::Display for Rejection {
                 write!(f, "{field} holds a phone number, URL or IP address, which an id may not")
             }
             Rejection::UnreadableObject(e) => write!(f, "object cannot be read: {e}"),
+            Rejection::InvalidTime { field, value } => {
+                write!(f, "{field} is not an ISO-8601 date-time or epoch number: {value:?}")
+            }
+            Rejection::NotAnInteger { field, value } => write!(f, "{field} is not an integer: {value}"),
+            Rejection::UnknownExport(why) => write!(f, "unknown export: {why}"),
         }
     }
 }
@@ -310,7 +329,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     None
 }
 
-fn truncate(s: &str) -> &str {
+pub(crate) fn truncate(s: &str) -> &str {
     match s.char_indices().nth(40) {
         Some((i, _)) => &s[..i],
         None => s,

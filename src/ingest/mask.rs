@@ -86,7 +86,7 @@ pub fn normalize_digits(text: &str) -> Cow<'_, str> {
 pub fn mask_field(value: &str) -> Cow<'_, str> {
     // Called on every text field of every event: ASCII text with no digit, `:` or `.` can
     // hold no phone number, IP address or URL, and skips the regular expressions.
-    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.') {
+    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.' || b == b'@') {
         return Cow::Borrowed(value);
     }
     let normalized = normalize_digits(value);
@@ -163,6 +163,36 @@ fn is_date_like(value: &str) -> bool {
         && b[..4].iter().chain(&b[5..7]).chain(&b[8..10]).all(u8::is_ascii_digit)
 }
 
+/// An e-mail address keeps its domain: `jane.doe@example.com` → `***@example.com`.
+const MASKED_EMAIL_USER: &str = "***@$domain";
+
+fn email_pattern() -> &'static Regex {
+    static PATTERN: OnceLock<Regex> = OnceLock::new();
+    PATTERN.get_or_init(|| {
+        Regex::new(r"[A-Za-z0-9._%+'-]+@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})").expect("static regex")
+    })
+}
+
+/// Masks a field that holds the customer's side of a conversation (`ani`, `remote`,
+/// `participantName`, `addressFrom`, a flow's `entryReason`): unlike [`mask_field`], a bare
+/// run of 7 to 15 digits is taken for a phone number here, since these fields hold numbers
+/// in every written form; a `tel:`/`sip:` number keeps its last four digits and loses its
+/// host; e-mail addresses keep only their domain.
+pub fn mask_contact(value: &str) -> Cow<'_, str> {
+    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.' || b == b'@') {
+        return Cow::Borrowed(value);
+    }
+    if looks_like_phone_number(value) {
+        return Cow::Owned(mask_phone_number(value));
+    }
+    let scrubbed = scrub_text(value);
+    if scrubbed == value {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(scrubbed)
+    }
+}
+
 fn url_pattern() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
     PATTERN.get_or_init(|| {
@@ -174,6 +204,15 @@ fn url_pattern() -> &'static Regex {
 /// Fields of a flat event that are numbers and never personal data: kept as numbers in
 /// quarantined records.
 const NUMERIC_FIELDS: &[&str] = &["duration_seconds", "timestamp", "event_timestamp", "created_at"];
+
+/// Numbers that are times, durations or counts by their key (`eventTime` in epoch
+/// milliseconds, `interactingDurationMs`, Genesys's `t*`/`n*` metric values sit under
+/// `value` beside a `name`, which is not a phone field either).
+fn is_numeric_field(key: &str) -> bool {
+    NUMERIC_FIELDS.contains(&key)
+        || ["ms", "time", "timestamp", "date", "count", "total", "seconds"].iter().any(|s| key.ends_with(s))
+        || matches!(key, "value" | "pagesize" | "pagenumber" | "pagecount" | "totalhits" | "version")
+}
 
 /// Masks one JSON value in place: phone-number fields are masked, URL and IP fields redacted,
 /// and any other string that looks like a phone number, URL or IP address is treated the
@@ -191,8 +230,8 @@ pub fn mask_json(value: &mut Value) {
                     Value::Number(n) if PHONE_FIELDS.contains(&key.as_str()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
                     }
-                    Value::Number(_) if NUMERIC_FIELDS.contains(&key.as_str()) => {}
-                    Value::Number(n) if !NUMERIC_FIELDS.contains(&key.as_str()) && looks_like_phone_number(&n.to_string()) => {
+                    Value::Number(_) if is_numeric_field(&key) => {}
+                    Value::Number(n) if looks_like_phone_number(&n.to_string()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
                     }
                     Value::String(s) if key.contains("url") => *s = REDACTED_URL.to_string(),
@@ -240,6 +279,7 @@ fn scrub(text: &str, strict: bool) -> String {
         Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").expect("static regex")
     });
     let text = url_pattern().replace_all(text, REDACTED_URL);
+    let text = email_pattern().replace_all(&text, MASKED_EMAIL_USER);
     let text = ip.replace_all(&text, |caps: &regex::Captures<'_>| {
         let m = &caps[0];
         if m.parse::<IpAddr>().is_ok() {

@@ -3,16 +3,22 @@
 //! this stage produces.
 
 pub mod coerce;
+pub mod formats;
 pub mod mask;
-pub mod record;
+pub mod rows;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
+
+use crate::model::{Delivery, LakeTable};
+use rows::TableRows;
+
 pub use coerce::Rejection;
-pub use record::{parse_flat_event, FlatEvent};
+pub use formats::flat_event::{parse_flat_event, FlatEvent};
 pub use source::{ExpansionLimits, Framing, SourceObject};
 
 /// A record that could not be used, kept with its position and masked text.
@@ -20,6 +26,8 @@ pub use source::{ExpansionLimits, Framing, SourceObject};
 pub struct QuarantinedRecord {
     /// 1-based line the record starts on (0 when the whole object was unreadable).
     pub line: u64,
+    /// Where in the record, for an item of a page: `conversations[3]`, `entities[0]`.
+    pub position: Option<String>,
     pub rejection: Rejection,
     /// The record's text with PII masked.
     pub record: String,
@@ -31,15 +39,29 @@ pub struct ParsedObject {
     pub object: SourceObject,
     pub framing: Option<Framing>,
     pub gzipped: bool,
-    /// Valid events with the line each came from.
+    /// Valid flat events with the line each came from.
     pub events: Vec<(FlatEvent, u64)>,
+    /// Rows of the other formats' tables, each row with its delivery.
+    pub rows: BTreeMap<LakeTable, RecordBatch>,
+    /// Valid records (conversations, events, entities, flat events) by format.
+    pub valid_by_format: BTreeMap<&'static str, u64>,
     pub quarantined: Vec<QuarantinedRecord>,
     pub unknown_fields: BTreeMap<String, u64>,
 }
 
 impl ParsedObject {
+    /// Records read: page items count one each.
     pub fn records(&self) -> u64 {
-        (self.events.len() + self.quarantined.len()) as u64
+        self.valid_records() + self.quarantined.len() as u64
+    }
+
+    pub fn valid_records(&self) -> u64 {
+        self.valid_by_format.values().sum()
+    }
+
+    /// Rows this object adds to the next commit, for batching.
+    pub fn row_count(&self) -> usize {
+        self.events.len() + self.rows.values().map(RecordBatch::num_rows).sum::<usize>()
     }
 }
 
@@ -51,6 +73,8 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         framing: None,
         gzipped: false,
         events: Vec::new(),
+        rows: BTreeMap::new(),
+        valid_by_format: BTreeMap::new(),
         quarantined: Vec::new(),
         unknown_fields: BTreeMap::new(),
     };
@@ -62,6 +86,7 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         Err(e) => {
             parsed.quarantined.push(QuarantinedRecord {
                 line: 0,
+                position: None,
                 rejection: Rejection::UnreadableObject(e.to_string()),
                 record: String::new(),
             });
@@ -70,22 +95,81 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
     };
     let (framing, spans) = source::split_records(&text);
     parsed.framing = Some(framing);
+    let mut rows = TableRows::default();
     for span in spans {
         let raw = &text[span.start..span.end];
+        let delivery = Delivery {
+            modified_at: parsed.object.last_modified,
+            object: parsed.object.url.as_str().into(),
+            line: span.line as i64,
+        };
+        if formats::may_be_tree_format(raw) {
+            if let Ok(record) = serde_json::from_slice::<serde_json::Value>(raw) {
+                if let Some(format) = formats::tree_format_of(&record) {
+                    for item in format.decode(&record) {
+                        match item.outcome {
+                            Ok(record_rows) => {
+                                rows.push_record(&record_rows, &delivery);
+                                *parsed.valid_by_format.entry(format.name()).or_default() += 1;
+                            }
+                            Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
+                                line: span.line,
+                                position: item.position,
+                                rejection,
+                                record: masked_json_text(item.item),
+                            }),
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
         let record = parse_flat_event(raw);
         for field in record.unknown_fields {
             *parsed.unknown_fields.entry(field).or_default() += 1;
         }
         match record.outcome {
-            Ok(event) => parsed.events.push((event, span.line)),
+            Ok(event) => {
+                parsed.events.push((event, span.line));
+                *parsed.valid_by_format.entry("flat_event").or_default() += 1;
+            }
             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
                 line: span.line,
+                position: None,
                 record: masked_record_text(raw),
                 rejection,
             }),
         }
     }
+    match rows.finish() {
+        Ok(batches) => parsed.rows = batches,
+        // The builders follow the schemas by construction; should that ever break, the
+        // object is refused whole rather than half-stored.
+        Err(e) => {
+            parsed.rows.clear();
+            parsed.valid_by_format.clear();
+            parsed.events.clear();
+            parsed.quarantined = vec![QuarantinedRecord {
+                line: 0,
+                position: None,
+                rejection: Rejection::UnreadableObject(format!("rows do not fit the tables: {e}")),
+                record: String::new(),
+            }];
+        }
+    }
     parsed
+}
+
+/// A quarantined item of a tree format, masked field by field (and cut like any record).
+fn masked_json_text(item: &serde_json::Value) -> String {
+    let mut value = item.clone();
+    mask::mask_json(&mut value);
+    let text = value.to_string();
+    if text.len() > MAX_QUARANTINED_RECORD_BYTES {
+        masked_record_text(text.as_bytes())
+    } else {
+        text
+    }
 }
 
 /// The longest record kept whole in `quarantine.record`; a longer one keeps its first
@@ -142,6 +226,12 @@ pub struct IngestReport {
     /// Records (not unreadable objects) sent to `quarantine`.
     pub records_quarantined: u64,
     pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Valid records by format (`flat_event`, `conversation_detail`, `eventbridge`,
+    /// `dimension`); a page's items count one each.
+    pub valid_by_format: BTreeMap<String, u64>,
+    /// Rows committed to the tables other than `fact_interactions` (conversations, events,
+    /// dimensions), by table: the latest delivery of each key or aggregate.
+    pub rows_committed: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
     /// Delta commits made to `fact_interactions`.
     pub commits: u64,
@@ -171,7 +261,10 @@ impl IngestReport {
             };
             *self.quarantined_by_reason.entry(reason).or_default() += 1;
         }
-        self.records_read += parsed.events.len() as u64;
+        self.records_read += parsed.valid_records();
+        for (format, n) in &parsed.valid_by_format {
+            *self.valid_by_format.entry(format.to_string()).or_default() += n;
+        }
         for (field, n) in &parsed.unknown_fields {
             *self.unknown_fields.entry(field.clone()).or_default() += n;
         }
@@ -206,8 +299,16 @@ impl fmt::Display for IngestReport {
             "records: {} read, {} upserted, {} quarantined",
             self.records_read, self.records_upserted, self.records_quarantined
         )?;
+        if self.valid_by_format.keys().any(|f| f != "flat_event") {
+            for (format, n) in &self.valid_by_format {
+                writeln!(f, "  valid {format}: {n}")?;
+            }
+        }
         for (reason, n) in &self.quarantined_by_reason {
             writeln!(f, "  quarantined {reason}: {n}")?;
+        }
+        for (table, n) in &self.rows_committed {
+            writeln!(f, "  rows written to {table}: {n}")?;
         }
         if !self.unknown_fields.is_empty() {
             writeln!(f, "unknown fields (ignored):")?;

@@ -9,6 +9,7 @@
 //! would have written.
 
 pub mod compact;
+pub mod merge;
 pub mod tables;
 pub mod upsert;
 
@@ -36,6 +37,8 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
 pub use compact::CompactOutcome;
 pub use crate::model::LakeTable;
+use crate::model::MergePolicy;
+use arrow::array::RecordBatch;
 use tables::Delivered;
 pub use upsert::UpsertOutcome;
 
@@ -139,12 +142,17 @@ pub struct Lake {
     write_lock: tokio::sync::Mutex<()>,
 }
 
-/// The tables as of the start of a pass, replaced by each commit's result.
-struct Tables {
-    fact: DeltaTable,
-    recordings: DeltaTable,
-    quarantine: DeltaTable,
-    ingest_log: DeltaTable,
+/// The tables as of the start of a pass, each replaced by its commits' results.
+struct Tables(HashMap<LakeTable, DeltaTable>);
+
+impl Tables {
+    fn get(&self, table: LakeTable) -> Result<&DeltaTable, LakeError> {
+        self.0.get(&table).ok_or_else(|| delta_err(table)(DeltaTableError::NotATable(table.name().into())))
+    }
+
+    fn set(&mut self, table: LakeTable, delta: DeltaTable) {
+        self.0.insert(table, delta);
+    }
 }
 
 impl Lake {
@@ -238,12 +246,12 @@ impl Lake {
     }
 
     async fn load_tables(&self) -> Result<Tables, LakeError> {
-        Ok(Tables {
-            fact: self.table(LakeTable::FactInteractions).await?,
-            recordings: self.table(LakeTable::CallRecordings).await?,
-            quarantine: self.table(LakeTable::Quarantine).await?,
-            ingest_log: self.table(LakeTable::IngestLog).await?,
-        })
+        let mut tables = HashMap::new();
+        for table in LakeTable::ALL {
+            // A lake written by an earlier release lacks the newer tables: created here.
+            tables.insert(table, self.load_or_create(table).await?);
+        }
+        Ok(Tables(tables))
     }
 
     /// The object versions already ingested: (url, size, last modified, etag).
@@ -304,7 +312,7 @@ impl Lake {
         }
         report.entries_skipped = listed.skipped;
         let mut tables = self.load_tables().await?;
-        let done = self.ingested_versions(&tables.ingest_log).await?;
+        let done = self.ingested_versions(tables.get(LakeTable::IngestLog)?).await?;
         report.objects_listed = listed.objects.len() as u64;
         let todo: Vec<SourceObject> = listed
             .objects
@@ -380,7 +388,7 @@ impl Lake {
                     "record quarantined"
                 );
             }
-            pending_events += parsed.events.len();
+            pending_events += parsed.row_count();
             pending.push(parsed);
             if pending_events >= self.options.batch_rows {
                 self.commit_batch(&mut tables, &pending, &mut report).await?;
@@ -474,7 +482,7 @@ impl Lake {
             HashMap::new()
         } else {
             let keys = tables::event_keys(&rows)?;
-            upsert::stored_events(&tables.fact, fact, keys)
+            upsert::stored_events(tables.get(fact)?, fact, keys)
                 .await
                 .map_err(delta_err(fact))?
         };
@@ -500,14 +508,14 @@ impl Lake {
 
         if !fact_rows.is_empty() {
             let (next, outcome) = upsert::upsert_events(
-                tables.fact.clone(),
+                tables.get(fact)?.clone(),
                 fact,
                 tables::fact_batch(&fact_rows)?,
                 Some(replaced_partitions),
             )
             .await
             .map_err(delta_err(fact))?;
-            tables.fact = next;
+            tables.set(fact, next);
             debug!(?outcome, "fact_interactions upserted");
             report.commits += u64::from(outcome.committed);
             report.fact_files_scanned += outcome.files_scanned as u64;
@@ -517,42 +525,46 @@ impl Lake {
         if !rows.is_empty() {
             let recordings = LakeTable::CallRecordings;
             let (next, outcome) = upsert::upsert_events(
-                tables.recordings.clone(),
+                tables.get(recordings)?.clone(),
                 recordings,
                 tables::recordings_batch(&rows)?,
                 None,
             )
             .await
             .map_err(delta_err(recordings))?;
-            tables.recordings = next;
+            tables.set(recordings, next);
             debug!(?outcome, "call_recordings upserted");
         }
+
+        self.commit_rows(tables, objects, report).await?;
 
         let quarantined: Vec<_> = objects
             .iter()
             .flat_map(|p| p.quarantined.iter().map(move |q| (&p.object, q)))
             .collect();
         if !quarantined.is_empty() {
-            tables.quarantine = upsert::insert_quarantined(
-                tables.quarantine.clone(),
+            let next = upsert::insert_quarantined(
+                tables.get(LakeTable::Quarantine)?.clone(),
                 tables::quarantine_batch(&quarantined)?,
             )
             .await
             .map_err(delta_err(LakeTable::Quarantine))?;
+            tables.set(LakeTable::Quarantine, next);
         }
 
-        let fact_version = tables.fact.version().unwrap_or(0) as i64;
+        let fact_version = tables.get(fact)?.version().unwrap_or(0) as i64;
         let events = fact_rows.len();
         let committed_at = chrono::Utc::now().timestamp_micros();
         let log_rows: Vec<&ParsedObject> = objects.iter().collect();
-        tables.ingest_log = tables
-            .ingest_log
+        let next = tables
+            .get(LakeTable::IngestLog)?
             .clone()
             .write(vec![tables::ingest_log_batch(&log_rows, fact_version, committed_at)?])
             .with_save_mode(SaveMode::Append)
             .with_writer_properties(upsert::writer_properties())
             .await
             .map_err(delta_err(LakeTable::IngestLog))?;
+        tables.set(LakeTable::IngestLog, next);
         info!(
             objects = objects.len(),
             events,
@@ -563,22 +575,66 @@ impl Lake {
         Ok(())
     }
 
+    /// Commits the rows of the tables fed by formats other than the flat event, each by its
+    /// table's merge policy: aggregates (conversations) are replaced whole, keyed rows
+    /// (events, dimensions) upserted. Append-only tables are written by `commit_batch`.
+    async fn commit_rows(&self, tables: &mut Tables, objects: &[ParsedObject], report: &mut IngestReport) -> Result<(), LakeError> {
+        let mut rows: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
+        for parsed in objects {
+            for (table, batch) in &parsed.rows {
+                rows.entry(*table).or_default().push(batch.clone());
+            }
+        }
+        let mut rows: HashMap<LakeTable, RecordBatch> = rows
+            .into_iter()
+            .map(|(table, batches)| Ok((table, arrow::compute::concat_batches(&table.schema(), &batches)?)))
+            .collect::<Result<_, arrow::error::ArrowError>>()?;
+        let mut roots = Vec::new();
+        for table in LakeTable::ALL {
+            if let MergePolicy::ReplaceAggregate { root, key } = table.merge_policy() {
+                if !roots.contains(&(root, key)) {
+                    roots.push((root, key));
+                }
+            }
+        }
+        for (root, key) in roots {
+            let outcome = merge::replace_aggregates(&mut tables.0, root, key, &rows)
+                .await
+                .map_err(|(table, e)| delta_err(table)(e))?;
+            if outcome.aggregates_written + outcome.aggregates_older > 0 {
+                debug!(?outcome, root = root.name(), "aggregates replaced");
+            }
+            for (table, n) in outcome.rows_written {
+                *report.rows_committed.entry(table.name().to_string()).or_default() += n as u64;
+                rows.remove(&table);
+            }
+            rows.remove(&root);
+        }
+        for table in LakeTable::ALL {
+            let Some(batch) = rows.remove(&table) else { continue };
+            let MergePolicy::UpsertLatest { key, .. } = table.merge_policy() else { continue };
+            let latest = merge::latest_by_key(&batch, key).map_err(delta_err(table))?;
+            let (next, outcome) = upsert::upsert_events(tables.get(table)?.clone(), table, latest, None)
+                .await
+                .map_err(delta_err(table))?;
+            tables.set(table, next);
+            *report.rows_committed.entry(table.name().to_string()).or_default() +=
+                (outcome.rows_inserted + outcome.rows_updated) as u64;
+        }
+        Ok(())
+    }
+
     async fn compact_tables(
         &self,
         tables: &mut Tables,
         min_files: usize,
     ) -> Result<CompactOutcome, LakeError> {
         let mut total = CompactOutcome::default();
-        for (table, delta) in [
-            (LakeTable::FactInteractions, &mut tables.fact),
-            (LakeTable::CallRecordings, &mut tables.recordings),
-            (LakeTable::Quarantine, &mut tables.quarantine),
-            (LakeTable::IngestLog, &mut tables.ingest_log),
-        ] {
-            let (next, outcome) = compact::compact_table(delta.clone(), table, min_files)
+        for table in LakeTable::ALL {
+            let (next, outcome) = compact::compact_table(tables.get(table)?.clone(), table, min_files)
                 .await
                 .map_err(delta_err(table))?;
-            *delta = next;
+            tables.set(table, next);
             if outcome.partitions_compacted > 0 {
                 info!(
                     table = table.name(),

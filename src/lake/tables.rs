@@ -17,15 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::model::{Delivery, LakeTable};
 
-/// FNV-1a: stable across releases and platforms, which a stored key must be. Collisions only
-/// widen the set of partitions an upsert reads; the match itself is on `event_id`.
+/// The stored hash of an `event_id` ([`crate::model::key_hash`]).
 pub fn event_key(event_id: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in event_id.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+    crate::model::key_hash(event_id)
 }
 
 /// An event together with where it was delivered.
@@ -121,7 +115,17 @@ pub fn quarantine_batch(
         strings(rows.iter().map(|(_, q)| Some(q.rejection.code()))),
         strings(rows.iter().map(|(_, q)| q.rejection.field())),
         // The reason can quote the value it refused: masked like the record beside it.
-        Arc::new(rows.iter().map(|(_, q)| Some(crate::ingest::mask::scrub_text(&q.rejection.to_string()))).collect::<StringArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|(_, q)| {
+                    let reason = crate::ingest::mask::scrub_text(&q.rejection.to_string());
+                    Some(match &q.position {
+                        Some(position) => format!("{position}: {reason}"),
+                        None => reason,
+                    })
+                })
+                .collect::<StringArray>(),
+        ),
         strings(rows.iter().map(|(_, q)| Some(q.record.as_str()))),
     ];
     RecordBatch::try_new(LakeTable::Quarantine.schema(), columns)
@@ -141,7 +145,7 @@ pub fn ingest_log_batch(
         strings(objects.iter().map(|p| p.framing.map(|f| f.as_str()))),
         Arc::new(objects.iter().map(|p| Some(p.gzipped)).collect::<BooleanArray>()),
         Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.records() as i64))),
-        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.events.len() as i64))),
+        Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.valid_records() as i64))),
         Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.quarantined.len() as i64))),
         Arc::new(Int64Array::from_iter_values(objects.iter().map(|_| fact_version))),
         Arc::new(utc(objects.iter().map(|_| committed_at).collect())),

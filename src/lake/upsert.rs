@@ -1,7 +1,8 @@
-//! Idempotent upsert by `event_id` into a partitioned Delta table, in one atomic commit.
+//! Idempotent upsert by key ([`MergePolicy::UpsertLatest`]: `event_id` for events, the id of
+//! a dimension) into a Delta table, in one atomic commit.
 //!
-//! 1. Find the partitions that already hold any of the batch's events by joining the batch's
-//!    `event_key`s with the table's `event_key` column: one narrow column is read, and
+//! 1. Find the partitions that already hold any of the batch's keys by joining the batch's
+//!    key hashes (`event_key`) with the table's: one narrow column is read, and
 //!    partition values come from the Delta log. This is also how an event whose corrected
 //!    timestamp or queue moved it to another partition is found.
 //! 2. No such partition: every event is new, and the batch is appended.
@@ -24,7 +25,15 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use crate::model::{Delivery, LakeTable};
+use crate::model::{Delivery, LakeTable, MergePolicy};
+
+/// The key, key-hash and presence columns of an upsert table.
+fn upsert_columns(table: LakeTable) -> Result<(&'static str, Option<&'static str>, Option<&'static str>), DeltaTableError> {
+    match table.merge_policy() {
+        MergePolicy::UpsertLatest { key, key_hash, present_when } => Ok((key, key_hash, present_when)),
+        other => Err(DeltaTableError::Generic(format!("{} is not upserted by key but {other:?}", table.name()))),
+    }
+}
 
 
 /// What one upsert did, for the summary, logs and tests that pin pruning down.
@@ -89,8 +98,8 @@ async fn session_with_target(delta: &DeltaTable) -> Result<SessionContext, Delta
 }
 
 /// The partitions (values of `table`'s partition columns) holding any of `keys` (a batch
-/// with one `event_key` column). Reads only the `event_key` column; partition values come
-/// from the Delta log.
+/// with the table's key-hash column, or its key column when it has no hash). Reads only that
+/// column; partition values come from the Delta log.
 pub async fn partitions_holding(
     delta: &DeltaTable,
     table: LakeTable,
@@ -99,6 +108,12 @@ pub async fn partitions_holding(
     if table_is_empty(delta)? {
         return Ok(Vec::new());
     }
+    if table.partition_columns().is_empty() {
+        // One partition, the whole table (dimensions: small).
+        return Ok(vec![Vec::new()]);
+    }
+    let (key, key_hash, _) = upsert_columns(table)?;
+    let join_column = key_hash.unwrap_or(key);
     let ctx = session_with_target(delta).await?;
     ctx.register_batch("batch_keys", keys)?;
     let select = table
@@ -108,7 +123,7 @@ pub async fn partitions_holding(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT DISTINCT {select} FROM target t JOIN batch_keys k ON t.event_key = k.event_key"
+        "SELECT DISTINCT {select} FROM target t JOIN batch_keys k ON t.\"{join_column}\" = k.\"{join_column}\""
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
     let mut partitions = Vec::new();
@@ -138,8 +153,10 @@ pub async fn stored_events(
     }
     let ctx = session_with_target(delta).await?;
     let partition_cols = table.partition_columns();
+    let (key, key_hash, _) = upsert_columns(table)?;
+    let join_column = key_hash.unwrap_or(key);
     let mut columns = vec![
-        col("event_id"),
+        col(key),
         col("source_modified_at"),
         col("source_object"),
         col("source_line"),
@@ -149,7 +166,7 @@ pub async fn stored_events(
         .table("target")
         .await?
         .filter(partitions_filter(None, partition_cols, &partitions))?
-        .join(ctx.read_batch(keys)?, JoinType::LeftSemi, &["event_key"], &["event_key"], None)?
+        .join(ctx.read_batch(keys)?, JoinType::LeftSemi, &[join_column], &[join_column], None)?
         .select(columns)?
         .collect()
         .await?;
@@ -217,15 +234,17 @@ fn balanced_or(mut terms: Vec<Expr>) -> Expr {
     }
 }
 
-/// The `event_key` column of a batch, as the lookups take it.
-pub fn key_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-    batch.project(&[batch.schema().index_of("event_key")?])
+/// The key-hash column of a batch (the key column when the table has no hash), as the
+/// lookups take it.
+pub fn key_batch(table: LakeTable, batch: &RecordBatch) -> Result<RecordBatch, DeltaTableError> {
+    let (key, key_hash, _) = upsert_columns(table)?;
+    Ok(batch.project(&[batch.schema().index_of(key_hash.unwrap_or(key))?])?)
 }
 
-/// Upserts a batch of `fact_interactions` or `call_recordings` rows (at most one row per
-/// `event_id`). `matched` are the partitions already holding some of the batch's events,
-/// when the caller knows them. For `call_recordings`, a winning row without `recording_url`
-/// deletes the event's recording row and is itself not stored.
+/// Upserts a batch of rows of an [`MergePolicy::UpsertLatest`] table (at most one row per
+/// key). `matched` are the partitions already holding some of the batch's keys, when the
+/// caller knows them. With a `present_when` column, a winning row where it is null deletes
+/// the key's row and is itself not stored.
 pub async fn upsert_events(
     delta: DeltaTable,
     table: LakeTable,
@@ -233,13 +252,16 @@ pub async fn upsert_events(
     matched: Option<Vec<Vec<ScalarValue>>>,
 ) -> Result<(DeltaTable, UpsertOutcome), DeltaTableError> {
     let partition_cols = table.partition_columns();
+    let (key, _, present_when) = upsert_columns(table)?;
     let matched = match matched {
         Some(known) => known,
-        None => partitions_holding(&delta, table, key_batch(&batch)?).await?,
+        None => partitions_holding(&delta, table, key_batch(table, &batch)?).await?,
     };
-    let recordings = table == LakeTable::CallRecordings;
     if matched.is_empty() {
-        let batch = if recordings { with_recording_url(&batch)? } else { batch };
+        let batch = match present_when {
+            Some(column) => rows_present(&batch, column)?,
+            None => batch,
+        };
         if batch.num_rows() == 0 {
             return Ok((delta, UpsertOutcome::default()));
         }
@@ -260,8 +282,8 @@ pub async fn upsert_events(
 
     let ctx = SessionContext::new();
     let source = ctx.read_batch(batch.clone())?;
-    let predicate = qualified("target", "event_id")
-        .eq(qualified("source", "event_id"))
+    let predicate = qualified("target", key)
+        .eq(qualified("source", key))
         .and(partitions_filter(Some("target"), partition_cols, &matched));
     let columns: Vec<String> = batch
         .schema()
@@ -274,9 +296,9 @@ pub async fn upsert_events(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_writer_properties(writer_properties());
-    if recordings {
+    if let Some(column) = present_when {
         merge = merge.when_matched_delete(|delete| {
-            delete.predicate(format!("({}) AND source.recording_url IS NULL", Delivery::SOURCE_IS_NEWER))
+            delete.predicate(format!("({}) AND source.\"{column}\" IS NULL", Delivery::SOURCE_IS_NEWER))
         })?;
     }
     merge = merge.when_matched_update(|update| {
@@ -287,10 +309,9 @@ pub async fn upsert_events(
             })
     })?;
     merge = merge.when_not_matched_insert(|insert| {
-        let insert = if recordings {
-            insert.predicate("source.recording_url IS NOT NULL")
-        } else {
-            insert
+        let insert = match present_when {
+            Some(column) => insert.predicate(format!("source.\"{column}\" IS NOT NULL")),
+            None => insert,
         };
         columns
             .iter()
@@ -302,9 +323,9 @@ pub async fn upsert_events(
     Ok((delta, outcome))
 }
 
-fn with_recording_url(batch: &RecordBatch) -> Result<RecordBatch, DeltaTableError> {
-    let urls = batch.column(batch.schema().index_of("recording_url")?);
-    let keep = arrow::compute::is_not_null(urls)?;
+fn rows_present(batch: &RecordBatch, column: &str) -> Result<RecordBatch, DeltaTableError> {
+    let values = batch.column(batch.schema().index_of(column)?);
+    let keep = arrow::compute::is_not_null(values)?;
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }
 

@@ -85,13 +85,19 @@ fn session_config() -> Result<SessionConfig, DataFusionError> {
     Ok(config)
 }
 
-/// A session with each table registered under `cclake.cc_analytics`.
+/// A session with each table registered under `cclake.cc_analytics`; a table not created yet
+/// (a lake from an earlier release) is an empty table of its schema.
 pub async fn read_only_session(
-    tables: Vec<(&str, DeltaTable)>,
+    tables: Vec<(LakeTable, Option<DeltaTable>)>,
 ) -> Result<SessionContext, QueryError> {
     let ctx = SessionContext::new_with_config(session_config()?);
     let state = Arc::new(ctx.state());
-    for (name, delta) in tables {
+    for (table, delta) in tables {
+        let name = table.name();
+        let Some(delta) = delta else {
+            ctx.register_table(name, Arc::new(datafusion::datasource::empty::EmptyTable::new(table.schema())))?;
+            continue;
+        };
         let delta_error = |source| QueryError::Delta {
             table: name.to_string(),
             source,
@@ -110,8 +116,8 @@ pub async fn read_only_session(
 pub async fn catalog_session(catalog: &Catalog) -> Result<SessionContext, QueryError> {
     let mut tables = Vec::new();
     for table in LakeTable::ALL {
-        let delta = catalog.table(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
-        tables.push((table.name(), delta));
+        let delta = catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
+        tables.push((table, delta));
     }
     read_only_session(tables).await
 }

@@ -75,7 +75,7 @@ pub fn load_views(dir: Option<&Path>) -> Result<Vec<ViewDefinition>, QueryError>
 const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Each table's last snapshot, and when the snapshots were last refreshed.
-type Snapshots = (Vec<(LakeTable, DeltaTable)>, Option<Instant>);
+type Snapshots = (Vec<(LakeTable, Option<DeltaTable>)>, Option<Instant>);
 /// A role's planned catalog and the table versions it was planned from.
 type PlannedCatalogs = HashMap<Role, (Vec<Option<i64>>, SessionState)>;
 
@@ -101,7 +101,7 @@ impl ReadModel {
     ) -> Result<Self, QueryError> {
         let mut tables = Vec::new();
         for table in LakeTable::ALL {
-            let delta = catalog.table(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
+            let delta = catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
             tables.push((table, delta));
         }
         let model = Self {
@@ -133,21 +133,28 @@ impl ReadModel {
     /// refresh interval), with the tables and views `role` may read, and a memory pool of
     /// its own.
     pub async fn session(&self, role: Role) -> Result<SessionContext, QueryError> {
-        let snapshots: Vec<(LakeTable, DeltaTable)> = {
+        let snapshots: Vec<(LakeTable, Option<DeltaTable>)> = {
             let mut guard = self.tables.lock().await;
             let (tables, refreshed) = &mut *guard;
             if refreshed.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL) {
                 for (table, delta) in tables.iter_mut() {
-                    delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
-                        table: table.name().to_string(),
-                        source,
-                    })?;
+                    match delta {
+                        Some(delta) => delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
+                            table: table.name().to_string(),
+                            source,
+                        })?,
+                        // Created by an ingest since (a lake from an earlier release)?
+                        None => {
+                            *delta = self.catalog.snapshot(*table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?
+                        }
+                    }
                 }
                 *refreshed = Some(Instant::now());
             }
             tables.clone()
         };
-        let versions: Vec<Option<i64>> = snapshots.iter().map(|(_, d)| d.version().map(|v| v as i64)).collect();
+        let versions: Vec<Option<i64>> =
+            snapshots.iter().map(|(_, d)| d.as_ref().and_then(|d| d.version()).map(|v| v as i64)).collect();
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
@@ -170,14 +177,10 @@ impl ReadModel {
     async fn plan_catalog(
         &self,
         role: Role,
-        snapshots: Vec<(LakeTable, DeltaTable)>,
+        snapshots: Vec<(LakeTable, Option<DeltaTable>)>,
     ) -> Result<SessionContext, QueryError> {
         let hidden = role.hidden_tables();
-        let visible = snapshots
-            .into_iter()
-            .filter(|(table, _)| !hidden.contains(&table.name()))
-            .map(|(table, delta)| (table.name(), delta))
-            .collect();
+        let visible = snapshots.into_iter().filter(|(table, _)| !hidden.contains(&table.name())).collect();
         let ctx = super::read_only_session(visible).await?;
         super::limits::bound_functions(&ctx, self.memory_limit_bytes);
         self.register_views(&ctx, role).await;

@@ -65,6 +65,34 @@ pub const FIXTURE_DELIVERIES: &[(&str, &str)] = &[
     ("corrections/2024-03-06.jsonl", "2024-03-06T12:00:00Z"),
 ];
 
+/// When each Genesys-shaped fixture was delivered, as in testdata/README.md.
+pub const GENESYS_DELIVERIES: &[(&str, &str)] = &[
+    ("details/2024-03-04/async-job-0905.json", "2024-03-04T09:05:00Z"),
+    ("details/2024-03-04/query-1300.json", "2024-03-04T13:00:00Z"),
+    ("details/2024-03-05/conversations.jsonl.gz", "2024-03-05T06:00:00Z"),
+    ("dimensions/queues-2024-03-04.json", "2024-03-04T08:00:00Z"),
+    ("dimensions/queues-2024-03-05.json", "2024-03-05T08:00:00Z"),
+    ("dimensions/users.json", "2024-03-04T08:00:00Z"),
+    ("dimensions/wrapupcodes.json", "2024-03-04T08:00:00Z"),
+    ("eventbridge/events-0910.jsonl", "2024-03-04T09:10:00Z"),
+    ("eventbridge/events-1400.jsonl", "2024-03-04T14:00:00Z"),
+];
+
+/// Copies the Genesys-shaped fixtures (`testdata/genesys`) named in `only` (all when empty)
+/// to `dest` with their delivery times.
+pub fn copy_genesys_fixtures(dest: &Path, only: &[&str]) {
+    for (name, delivered) in GENESYS_DELIVERIES {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let to = dest.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join("testdata/genesys").join(name), &to).unwrap();
+        set_delivered(&to, delivered);
+    }
+    assert_eq!(walk(&repo().join("testdata/genesys")).len(), GENESYS_DELIVERIES.len(), "every fixture needs a delivery time");
+}
+
 /// Copies `testdata/exports` to `dest` and sets each file's delivery time.
 pub fn copy_fixtures(dest: &Path) {
     for (name, delivered) in FIXTURE_DELIVERIES {

@@ -7,10 +7,10 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::coerce::{
+use crate::ingest::coerce::{
     coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection,
 };
-use super::mask::{mask_field, mask_phone_number};
+use crate::ingest::mask::{mask_field, mask_phone_number};
 
 /// `source_system` when the export does not say.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
@@ -144,7 +144,7 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
                             raw.unknown.extend(meta.unknown);
                             continue;
                         }
-                        name if super::mask::PHONE_FIELDS.contains(&name) => {
+                        name if crate::ingest::mask::PHONE_FIELDS.contains(&name) => {
                             let value: Flex<'de> = map.next_value()?;
                             if raw.raw_caller_number.is_none() {
                                 raw.raw_caller_number = Some(value);

@@ -1,0 +1,36 @@
+-- One row per queue name and UTC day (all media), Genesys's definitions (GENESYS.md, KPIs):
+-- offered = sum(nOffered); answered, abandoned, handled = count of tAnswered, tAbandon,
+-- tHandle (every agent session that has one, a forced wrap-up after a missed alert too);
+-- AHT = sum(tHandle) / count(tHandle); ASA = sum(tAnswered) / count(tAnswered); service
+-- level = answered within the target / (answered + abandoned); abandon rate = abandoned /
+-- offered. Offered is not answered + abandoned: flow-outs leave the queue too. Each metric
+-- counts on the day of its emitDate.
+SELECT
+  queue_name,
+  date,
+  n_offered,
+  n_answered,
+  n_abandoned,
+  n_handled,
+  n_transferred,
+  t_handle_ms,
+  t_answered_ms,
+  CAST(t_handle_ms AS DOUBLE) / 1000.0 / nullif(n_handled, 0) AS aht_seconds,
+  CAST(t_answered_ms AS DOUBLE) / 1000.0 / nullif(n_answered, 0) AS asa_seconds,
+  CAST(n_answered_in_target AS DOUBLE) / nullif(n_answered + n_abandoned, 0) AS service_level,
+  CAST(n_abandoned AS DOUBLE) / nullif(n_offered, 0) AS abandon_rate
+FROM (
+  SELECT
+    queue_name,
+    emit_day AS date,
+    coalesce(sum(value) FILTER (WHERE name = 'nOffered'), 0) AS n_offered,
+    count(*) FILTER (WHERE name = 'tAnswered') AS n_answered,
+    count(*) FILTER (WHERE name = 'tAnswered' AND value <= service_level_target_ms) AS n_answered_in_target,
+    count(*) FILTER (WHERE name = 'tAbandon') AS n_abandoned,
+    count(*) FILTER (WHERE name = 'tHandle') AS n_handled,
+    coalesce(sum(value) FILTER (WHERE name = 'nTransferred'), 0) AS n_transferred,
+    coalesce(sum(value) FILTER (WHERE name = 'tHandle'), 0) AS t_handle_ms,
+    coalesce(sum(value) FILTER (WHERE name = 'tAnswered'), 0) AS t_answered_ms
+  FROM queue_session_metrics
+  GROUP BY queue_name, emit_day
+) daily

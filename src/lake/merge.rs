@@ -1,0 +1,294 @@
+//! The merge policies of [`crate::model::MergePolicy`] applied to rows of any table, read
+//! from the table definitions: latest delivery per key within a batch, and the replacement
+//! of whole aggregates (every row of a conversation in every table of it).
+//!
+//! Replacing an aggregate, for the keys of one commit batch:
+//! 1. keep each key's latest delivery in the batch ([`Delivery`]'s order);
+//! 2. read the stored delivery of those keys from the root table (`conversations`); a batch
+//!    delivery older than the stored one goes nowhere, an equal one is applied again (an
+//!    interrupted pass may have written only some of the aggregate's tables);
+//! 3. in each table of the aggregate, one Delta commit (`replaceWhere`) removes every row of
+//!    those keys, in their partitions only, and writes the new rows: no row of an earlier
+//!    version stays, whatever order the versions were read in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{cast, filter_record_batch, take_record_batch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{col, lit, Expr};
+use datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::upsert::writer_properties;
+use crate::model::{Delivery, LakeTable};
+
+/// The delivery of every row of a batch that carries [`Delivery::COLUMNS`].
+fn deliveries(batch: &RecordBatch) -> Result<Vec<Delivery<'static>>, DeltaTableError> {
+    let column = |name: &str, to: &DataType| -> Result<Arc<dyn Array>, DeltaTableError> {
+        Ok(cast(batch.column(batch.schema().index_of(name)?), to)?)
+    };
+    let objects = column("source_object", &DataType::Utf8)?;
+    let modified = column("source_modified_at", &DataType::Int64)?;
+    let lines = column("source_line", &DataType::Int64)?;
+    let (objects, modified, lines) =
+        (objects.as_string::<i32>(), modified.as_primitive::<Int64Type>(), lines.as_primitive::<Int64Type>());
+    Ok((0..batch.num_rows())
+        .map(|i| Delivery { modified_at: modified.value(i), object: objects.value(i).to_string().into(), line: lines.value(i) })
+        .collect())
+}
+
+fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> {
+    let keys = cast(batch.column(batch.schema().index_of(key)?), &DataType::Utf8)?;
+    Ok(keys.as_string::<i32>().clone())
+}
+
+/// At most one row per `key`: the latest delivery of each (a tie keeps the first row).
+pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, DeltaTableError> {
+    let winners = latest_deliveries(batch, key)?;
+    let ids = keys(batch, key)?;
+    let all = deliveries(batch)?;
+    let mut seen = BTreeSet::new();
+    let indices: UInt32Array = (0..batch.num_rows())
+        .filter(|&i| winners.get(ids.value(i)) == Some(&all[i]) && seen.insert(ids.value(i)))
+        .map(|i| i as u32)
+        .collect();
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Each key's latest delivery in a batch.
+fn latest_deliveries(batch: &RecordBatch, key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
+    let ids = keys(batch, key)?;
+    let mut latest: HashMap<String, Delivery<'static>> = HashMap::new();
+    for (i, delivery) in deliveries(batch)?.into_iter().enumerate() {
+        let id = ids.value(i);
+        match latest.get_mut(id) {
+            Some(kept) if delivery > *kept => *kept = delivery,
+            Some(_) => {}
+            None => {
+                latest.insert(id.to_string(), delivery);
+            }
+        }
+    }
+    Ok(latest)
+}
+
+/// Where and by which delivery each of `ids` is stored in `table` now.
+async fn stored(
+    delta: &DeltaTable,
+    table: LakeTable,
+    key: &str,
+    ids: Vec<String>,
+) -> Result<HashMap<String, (Delivery<'static>, Vec<ScalarValue>)>, DeltaTableError> {
+    let mut found = HashMap::new();
+    if ids.is_empty() || delta.version().is_none() || delta.get_file_uris()?.next().is_none() {
+        return Ok(found);
+    }
+    let ctx = SessionContext::new();
+    delta.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("target", delta.table_provider().await?)?;
+    let schema = Arc::new(Schema::new(vec![Field::new("batch_key", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(ids))])?;
+    let partitions = table.partition_columns();
+    let mut columns = vec![col(key)];
+    columns.extend(Delivery::COLUMNS.iter().map(|c| col(*c)));
+    columns.extend(partitions.iter().map(|c| col(*c)));
+    let rows = ctx
+        .table("target")
+        .await?
+        .join(ctx.read_batch(batch)?, datafusion::common::JoinType::LeftSemi, &[key], &["batch_key"], None)?
+        .select(columns)?
+        .collect()
+        .await?;
+    for batch in &rows {
+        let ids = keys(batch, key)?;
+        for (i, delivery) in deliveries(batch)?.into_iter().enumerate() {
+            let partition = (1 + Delivery::COLUMNS.len()..batch.num_columns())
+                .map(|c| ScalarValue::try_from_array(batch.column(c), i))
+                .collect::<Result<Vec<_>, _>>()?;
+            found.insert(ids.value(i).to_string(), (delivery, partition));
+        }
+    }
+    Ok(found)
+}
+
+/// What replacing a batch's aggregates did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaceOutcome {
+    /// Aggregates whose delivery in the batch won (new ones included).
+    pub aggregates_written: usize,
+    /// Of those, aggregates the lake already held: their earlier rows were removed.
+    pub aggregates_replaced: usize,
+    /// Aggregates left as stored: the lake holds a later delivery.
+    pub aggregates_older: usize,
+    /// Rows written, by table.
+    pub rows_written: Vec<(LakeTable, usize)>,
+}
+
+/// Applies a batch's aggregates rooted at `root` (rows of each member table in `rows`) to
+/// the lake, replacing earlier versions. `tables` holds every member's newest snapshot and
+/// receives the committed ones.
+pub async fn replace_aggregates(
+    tables: &mut HashMap<LakeTable, DeltaTable>,
+    root: LakeTable,
+    key: &str,
+    rows: &HashMap<LakeTable, RecordBatch>,
+) -> Result<ReplaceOutcome, (LakeTable, DeltaTableError)> {
+    let mut outcome = ReplaceOutcome::default();
+    let Some(root_rows) = rows.get(&root) else { return Ok(outcome) };
+    let mut winners = latest_deliveries(root_rows, key).map_err(|e| (root, e))?;
+    let delta = tables.get(&root).ok_or((root, DeltaTableError::NotATable(root.name().into())))?;
+    let stored = stored(delta, root, key, winners.keys().cloned().collect()).await.map_err(|e| (root, e))?;
+    winners.retain(|id, delivery| match stored.get(id) {
+        Some((kept, _)) if *delivery < *kept => {
+            outcome.aggregates_older += 1;
+            false
+        }
+        _ => true,
+    });
+    if winners.is_empty() {
+        return Ok(outcome);
+    }
+    outcome.aggregates_written = winners.len();
+    outcome.aggregates_replaced = winners.keys().filter(|id| stored.contains_key(*id)).count();
+
+    // The partitions to clear: where the winners' rows go, and where earlier versions lie.
+    let partition_columns = root.partition_columns();
+    let mut partitions: BTreeSet<Vec<String>> = BTreeSet::new();
+    let root_kept = rows_of_winners(root_rows, key, &winners).map_err(|e| (root, e))?;
+    for i in 0..root_kept.num_rows() {
+        partitions.insert(partition_values(&root_kept, partition_columns, i).map_err(|e| (root, e))?);
+    }
+    for (id, (_, values)) in &stored {
+        if winners.contains_key(id) {
+            partitions.insert(values.iter().map(|v| v.to_string()).collect());
+        }
+    }
+    let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(partition_columns, &partitions, key, &winners));
+
+    for member in root.aggregate_members() {
+        let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
+        let kept = match rows.get(&member) {
+            Some(batch) => rows_of_winners(batch, key, &winners).map_err(|e| (member, e))?,
+            None => RecordBatch::new_empty(member.schema()),
+        };
+        let written = kept.num_rows();
+        let next = match &replace {
+            Some(predicate) => {
+                delta
+                    .write(vec![kept])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate.clone())
+                    .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
+                    .with_writer_properties(writer_properties())
+                    .await
+            }
+            None if written == 0 => Ok(delta),
+            None => {
+                delta
+                    .write(vec![kept])
+                    .with_save_mode(SaveMode::Append)
+                    .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
+                    .with_writer_properties(writer_properties())
+                    .await
+            }
+        }
+        .map_err(|e| (member, e))?;
+        tables.insert(member, next);
+        outcome.rows_written.push((member, written));
+    }
+    Ok(outcome)
+}
+
+/// The rows of `batch` that belong to a winning delivery of their key.
+fn rows_of_winners(
+    batch: &RecordBatch,
+    key: &str,
+    winners: &HashMap<String, Delivery<'static>>,
+) -> Result<RecordBatch, DeltaTableError> {
+    let ids = keys(batch, key)?;
+    let keep: BooleanArray =
+        deliveries(batch)?.iter().enumerate().map(|(i, d)| Some(winners.get(ids.value(i)) == Some(d))).collect();
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
+fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result<Vec<String>, DeltaTableError> {
+    columns
+        .iter()
+        .map(|c| Ok(ScalarValue::try_from_array(batch.column(batch.schema().index_of(c)?), row)?.to_string()))
+        .collect()
+}
+
+/// `p IN (...) AND key IN (...)`: the partitions bound the files Delta reads and rewrites.
+/// Partition values are compared as text, which is how Delta stores them.
+fn replace_predicate(
+    columns: &[&str],
+    partitions: &BTreeSet<Vec<String>>,
+    key: &str,
+    winners: &HashMap<String, Delivery<'static>>,
+) -> Expr {
+    let mut predicate = col(key).in_list(winners.keys().map(|k| lit(k.as_str())).collect(), false);
+    for (i, column) in columns.iter().enumerate() {
+        let values: BTreeSet<&str> = partitions.iter().map(|p| p[i].as_str()).collect();
+        let values = values.into_iter().map(|v| lit(v).cast_to_date()).collect();
+        predicate = col(*column).in_list(values, false).and(predicate);
+    }
+    predicate
+}
+
+trait CastToDate {
+    fn cast_to_date(self) -> Expr;
+}
+
+impl CastToDate for Expr {
+    /// The aggregates' partitions are dates (the model's test pins that down).
+    fn cast_to_date(self) -> Expr {
+        Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(self), DataType::Date32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+
+    fn batch(rows: &[(&str, i64, &str, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("source_object", DataType::Utf8, false),
+            Field::new("source_modified_at", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("source_line", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)).with_timezone("UTC")),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_latest_delivery_of_each_key_is_kept() {
+        let b = batch(&[("a", 1, "x", 1), ("a", 2, "w", 1), ("b", 1, "x", 2), ("a", 2, "w", 1), ("b", 1, "x", 1)]);
+        let latest = latest_by_key(&b, "id").unwrap();
+        let ids = keys(&latest, "id").unwrap();
+        let got: Vec<(String, Delivery<'static>)> =
+            deliveries(&latest).unwrap().into_iter().enumerate().map(|(i, d)| (ids.value(i).to_string(), d)).collect();
+        // Newer time wins over a greater name; the later line wins at equal time and object;
+        // an exact duplicate is kept once.
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Delivery { modified_at: 2, object: "w".into(), line: 1 }),
+                ("b".to_string(), Delivery { modified_at: 1, object: "x".into(), line: 2 }),
+            ]
+        );
+    }
+}

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use cclake::catalog::Catalog;
+use cclake::generate::genesys::{generate_genesys, GenesysOptions};
 use cclake::generate::{generate, GenerateOptions};
 use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
@@ -29,12 +30,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write synthetic flat-event exports (and `_manifest.json`) to a local folder.
+    /// Write synthetic exports (and a manifest of what a correct lake reports) to a local
+    /// folder: flat events, Genesys conversation details (with queue, user and wrap-up code
+    /// exports), EventBridge events, or all of them.
     Generate {
         /// Folder to write the exports into.
         #[arg(long, env = "CCLAKE_OUT")]
         out: PathBuf,
-        /// Number of interactions (two events each).
+        /// Which export shapes to write.
+        #[arg(long, env = "CCLAKE_SHAPE", value_enum, default_value_t = Shape::Flat)]
+        shape: Shape,
+        /// Number of interactions (two flat events each) or conversations (Genesys shapes).
         #[arg(long, env = "CCLAKE_INTERACTIONS", default_value_t = 5000)]
         interactions: usize,
         /// Number of days the interactions spread over.
@@ -113,6 +119,19 @@ enum Command {
         #[arg(long, env = "CCLAKE_NO_SERVE")]
         no_serve: bool,
     },
+}
+
+/// Export shapes `cclake generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Shape {
+    /// Flat interaction events.
+    Flat,
+    /// Genesys conversation-detail pages, and queue, user and wrap-up code exports.
+    Details,
+    /// EventBridge envelopes of streaming detail events.
+    Eventbridge,
+    /// Every shape, in one folder.
+    All,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,10 +287,25 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let progress = std::io::stderr().is_terminal();
     let mut out = stdout();
     match cli.command {
-        Command::Generate { out: folder, interactions, days, seed, faults } => {
-            let options = GenerateOptions { interactions, days, seed, faults, ..Default::default() };
-            let manifest = generate(&folder, &options)?;
-            writeln!(out, "{}", manifest.summary(&folder))?;
+        Command::Generate { out: folder, shape, interactions, days, seed, faults } => {
+            if matches!(shape, Shape::Flat | Shape::All) {
+                let options = GenerateOptions { interactions, days, seed, faults, ..Default::default() };
+                let manifest = generate(&folder, &options)?;
+                writeln!(out, "{}", manifest.summary(&folder))?;
+            }
+            if shape != Shape::Flat {
+                let options = GenesysOptions {
+                    conversations: interactions,
+                    details: shape != Shape::Eventbridge,
+                    eventbridge: shape != Shape::Details,
+                    days,
+                    seed,
+                    ..Default::default()
+                };
+                std::fs::create_dir_all(&folder)?;
+                let manifest = generate_genesys(&folder, &options)?;
+                writeln!(out, "{}", manifest.summary(&folder))?;
+            }
         }
         Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact, expansion } => {
             // Checked before the lake is opened, since opening creates it: swapped flags or a
@@ -501,13 +535,22 @@ async fn demo(
         let manifest = generate(&exports, &options)?;
         writeln!(out, "{}", manifest.summary(&exports))?;
     }
+    if !exports.join("_genesys_manifest.json").exists() {
+        let options = GenesysOptions { conversations: interactions, ..Default::default() };
+        let manifest = generate_genesys(&exports, &options)?;
+        writeln!(out, "{}", manifest.summary(&exports))?;
+    }
     let lake_dir = dir.join("lake");
     let lake_path = lake_dir.to_string_lossy().into_owned();
     let lake = Lake::open_or_create_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
     let report = lake.ingest(&exports.to_string_lossy()).await?;
     writeln!(out, "{report}")?;
     let kpis = [
-        ("Queue KPIs by day (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
+        ("Genesys queue KPIs by day (view queue_daily_metrics)", "SELECT date, queue_name, n_offered AS offered, \
+            n_answered AS answered, n_abandoned AS abandoned, round(aht_seconds, 1) AS aht_s, round(asa_seconds, 1) AS asa_s, \
+            round(service_level, 3) AS service_level, round(abandon_rate, 3) AS abandon_rate \
+            FROM queue_daily_metrics ORDER BY date, queue_name LIMIT 10"),
+        ("Flat-event queue KPIs by day (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
             round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds \
             FROM kpi_queue_daily ORDER BY date, queue_name LIMIT 10"),
         ("Quarantine by reason", "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1"),
@@ -529,7 +572,7 @@ async fn demo(
     let access = AccessConfig::load(&config)?;
     let bound = listener.local_addr()?;
     let url = format!("grpc://{bound}");
-    let query_sql = "SELECT * FROM kpi_queue_daily ORDER BY date LIMIT 5";
+    let query_sql = "SELECT * FROM queue_daily_metrics ORDER BY date LIMIT 5";
     writeln!(
         out,
         "\nServing the demo lake over Flight SQL (read-only) on {url} as analyst `{DEMO_USER}`, password `{password}`\n\

@@ -256,7 +256,7 @@ fn plaintext_on_a_network_address_needs_a_flag() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-plaintext"));
 }
 
-async fn count(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
+pub async fn count(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
     let info = client.execute(sql.into(), None).await.unwrap();
     let (_, rows) = fetch(client, info).await;
     arrow::compute::cast(rows[0].column(0), &arrow::datatypes::DataType::Int64)

@@ -7,6 +7,7 @@ mod cli;
 mod fixtures;
 mod flight;
 mod generated;
+mod genesys;
 mod hardening;
 mod interop;
 mod s3;

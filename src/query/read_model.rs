@@ -42,6 +42,12 @@ const BUILT_IN_VIEWS: &[(&str, &str)] = &[
     ("kpi_queue_daily", include_str!("../../sql/views/kpi_queue_daily.sql")),
     ("kpi_agent_daily", include_str!("../../sql/views/kpi_agent_daily.sql")),
     ("kpi_queue_hourly", include_str!("../../sql/views/kpi_queue_hourly.sql")),
+    ("queue_names", include_str!("../../sql/views/queue_names.sql")),
+    ("queue_session_metrics", include_str!("../../sql/views/queue_session_metrics.sql")),
+    ("queue_daily_metrics", include_str!("../../sql/views/queue_daily_metrics.sql")),
+    ("queue_interval_metrics", include_str!("../../sql/views/queue_interval_metrics.sql")),
+    ("agent_daily_metrics", include_str!("../../sql/views/agent_daily_metrics.sql")),
+    ("conversations_live", include_str!("../../sql/views/conversations_live.sql")),
 ];
 
 /// Reads every `*.sql` file of `dir` as a view; without a folder, the built-in views.
@@ -216,5 +222,23 @@ impl ReadModel {
             }
             pending = still;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_view_file_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/views");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        let mut built_in: Vec<String> = BUILT_IN_VIEWS.iter().map(|(n, _)| n.to_string()).collect();
+        files.sort();
+        built_in.sort();
+        assert_eq!(files, built_in);
     }
 }

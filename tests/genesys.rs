@@ -1,0 +1,287 @@
+//! Genesys Cloud exports (conversation details, EventBridge events, queue/user/wrap-up code
+//! exports) through the real CLI and the real Flight SQL server: replacement whatever the
+//! delivery order, EventBridge re-deliveries, dimension changes, PII in every field, kill -9
+//! during a details ingest, and the generator's independent KPIs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::flight::{add_user, client, count as flight_count, FlightServer};
+use crate::support::*;
+
+const GENESYS_TABLES: &[&str] = &[
+    "SELECT * FROM conversations ORDER BY conversation_id",
+    "SELECT * FROM participant_sessions ORDER BY conversation_id, participant_id, session_id",
+    "SELECT * FROM session_segments ORDER BY conversation_id, participant_id, session_id, segment_index",
+    "SELECT * FROM session_metrics ORDER BY conversation_id, participant_id, session_id, name, emit_date, value",
+    "SELECT * FROM conversation_events ORDER BY event_id",
+    "SELECT * FROM queues ORDER BY queue_id",
+    "SELECT * FROM users ORDER BY user_id",
+    "SELECT * FROM user_contacts ORDER BY user_id",
+    "SELECT * FROM wrapup_codes ORDER BY wrapup_code_id",
+    "SELECT reason, field, detail, record FROM quarantine ORDER BY source_object, source_line, detail",
+];
+
+/// The rows of every Genesys table, with the delivery columns (same exports, same rows);
+/// source objects from their path under the source on, since each pass has its own folder.
+fn genesys_contents(lake: &str) -> Vec<String> {
+    let source_root = regex::Regex::new(r"file:///[^,]*?/(details|eventbridge|dimensions)/").unwrap();
+    GENESYS_TABLES
+        .iter()
+        .map(|sql| {
+            let text = stdout(&cclake(&["query", "--lake", lake, "--format", "csv", sql]));
+            source_root.replace_all(&text, "$1/").into_owned()
+        })
+        .collect()
+}
+
+fn ingest(source: &Path, lake: &str, extra: &[&str]) -> String {
+    let mut args = vec!["ingest", "--source", source.to_str().unwrap(), "--lake", lake];
+    args.extend_from_slice(extra);
+    stdout(&cclake(&args))
+}
+
+#[test]
+fn a_later_export_replaces_the_conversation_whatever_the_order_objects_are_read_in() {
+    let dir = tempfile::tempdir().unwrap();
+    // All at once: the 09:05 active export of A and its 13:00 export in one pass.
+    let all = dir.path().join("all");
+    copy_genesys_fixtures(&all, &[]);
+    let together = dir.path().join("together").to_str().unwrap().to_string();
+    let summary = ingest(&all, &together, &[]);
+    assert!(summary.contains("valid conversation_detail: 7"), "{summary}");
+    assert!(summary.contains("quarantined invalid_timestamp (conversationStart): 1"), "{summary}");
+
+    // One object per pass, latest delivery first: the 13:00 export of A lands, then the
+    // older 09:05 one is read and must change nothing; EventBridge's 14:00 re-delivery of
+    // ev-2 lands before the original; the 5 March queues export before the 4 March one.
+    let reversed = dir.path().join("reversed").to_str().unwrap().to_string();
+    let mut order: Vec<&(&str, &str)> = GENESYS_DELIVERIES.iter().collect();
+    order.sort_by_key(|(name, delivered)| (std::cmp::Reverse(*delivered), *name));
+    for (i, (name, _)) in order.iter().enumerate() {
+        let source = dir.path().join(format!("pass-{i}"));
+        copy_genesys_fixtures(&source, &[name]);
+        ingest(&source, &reversed, &[]);
+    }
+    // And in delivery order, one object per pass: A's active version first, then replaced.
+    let forward = dir.path().join("forward").to_str().unwrap().to_string();
+    for (i, (name, _)) in order.iter().rev().enumerate() {
+        let source = dir.path().join(format!("forward-{i}"));
+        copy_genesys_fixtures(&source, &[name]);
+        ingest(&source, &forward, &[]);
+    }
+    let expected = genesys_contents(&together);
+    assert_eq!(genesys_contents(&reversed), expected);
+    assert_eq!(genesys_contents(&forward), expected);
+    // What the replacement removed: u-0044's alert in A's active version, nowhere now.
+    for lake in [&together, &reversed, &forward] {
+        assert_eq!(count(lake, "SELECT count(*) AS n FROM session_metrics WHERE user_id = 'u-0044' AND name = 'tNotResponding'"), 0);
+        assert_eq!(count(lake, "SELECT count(*) AS n FROM session_segments WHERE conversation_id LIKE '%0001'"), 8);
+        assert_eq!(count(lake, "SELECT held_duration_ms AS n FROM conversation_events WHERE event_id = 'ev-2'"), 1000);
+        let names = query(lake, "SELECT queue_name FROM queues WHERE queue_id = 'q-support'");
+        assert_eq!(names[0]["queue_name"], "Support Tier 1");
+    }
+}
+
+#[test]
+fn flat_and_genesys_exports_mix_in_one_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    copy_fixtures(&exports);
+    copy_genesys_fixtures(&exports.join("genesys"), &[]);
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    let summary = ingest(&exports, &lake, &[]);
+    // The flat fixtures as alone (11 events, 6 quarantined records, 1 unreadable object),
+    // and 7 conversations, 8 envelopes and 7 entities beside them (1 conversation refused).
+    assert!(summary.contains("valid flat_event: 14"), "{summary}");
+    assert!(summary.contains("valid conversation_detail: 7"), "{summary}");
+    assert!(summary.contains("valid eventbridge: 8"), "{summary}");
+    assert!(summary.contains("valid dimension: 7"), "{summary}");
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM fact_interactions"), 11);
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM conversations"), 6);
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM quarantine"), 6 + 1 + 1);
+}
+
+/// Every string a table holds, as the auditor reads it (CSV of every table).
+fn every_table_as_text(lake: &str) -> String {
+    let tables = query(lake, "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'cc_analytics' AND table_type = 'BASE TABLE'");
+    assert!(tables.len() >= 13, "{tables:?}");
+    tables
+        .iter()
+        .map(|t| {
+            let table = t["t"].as_str().unwrap();
+            stdout(&cclake(&["query", "--lake", lake, "--format", "csv", &format!("SELECT * FROM {table}")]))
+        })
+        .collect()
+}
+
+#[test]
+fn no_full_number_nor_customer_address_lands_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    copy_genesys_fixtures(&exports, &[]);
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    ingest(&exports, &lake, &[]);
+    let text = every_table_as_text(&lake);
+    // The fixtures' callers' numbers sit in ani, dnis, participantName, remote,
+    // remoteNameDisplayable, sessionDnis, flow entryReason, externalTag, EventBridge ani and an
+    // unknown topic's body, and in the quarantined conversation.
+    for raw in ["5551230001", "5551230002", "5551230004", "5551230005", "5551230007", "5551230009", "8005550100"] {
+        assert!(!text.contains(raw), "{raw} landed unmasked");
+    }
+    // The customer's e-mail address (addressFrom, participantName) keeps only its domain.
+    assert!(!text.contains("jane.doe"), "a customer's address landed");
+    // Agents' addresses are company data, kept for auditors only.
+    assert!(text.contains("ann.agent@acme.example"));
+    let contacts = query(&lake, "SELECT email FROM user_contacts ORDER BY user_id");
+    assert_eq!(contacts[0]["email"], "ann.agent@acme.example");
+    let analyst_visible: String = GENESYS_TABLES
+        .iter()
+        .filter(|sql| !sql.contains("user_contacts"))
+        .map(|sql| stdout(&cclake(&["query", "--lake", &lake, "--format", "csv", sql])))
+        .collect();
+    for agent in ["ann.agent", "bob.agent"] {
+        assert!(!analyst_visible.contains(agent), "{agent}'s e-mail outside user_contacts");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analysts_read_the_genesys_views_over_flight_sql_but_not_agents_emails() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    copy_genesys_fixtures(&exports, &[]);
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    let config = dir.path().join("cclake.toml");
+    tokio::task::block_in_place(|| {
+        ingest(&exports, &lake, &[]);
+        add_user(&config, "ana", "analyst", "analyst-pw");
+        add_user(&config, "aud", "auditor", "auditor-pw");
+    });
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut analyst = client(server.port).await;
+    analyst.handshake("ana", "analyst-pw").await.unwrap();
+    // Worked out by hand in sql/genesys.slt: Billing on 4 March offered A, B and D,
+    // answered A and D, B abandoned; A alone within the 20 s target.
+    let billing = "FROM queue_daily_metrics WHERE queue_name = 'Billing' AND date = DATE '2024-03-04'";
+    for (column, expected) in [("n_offered", 3), ("n_answered", 2), ("n_abandoned", 1), ("round(service_level * 3)", 1)] {
+        assert_eq!(flight_count(&mut analyst, &format!("SELECT {column} {billing}")).await, expected, "{column}");
+    }
+    // user_contacts is restricted: the analyst cannot read it, the auditor can.
+    let refused = analyst.execute("SELECT email FROM user_contacts".into(), None).await.unwrap_err();
+    assert!(refused.to_string().contains("user_contacts"), "{refused}");
+    let mut auditor = client(server.port).await;
+    auditor.handshake("aud", "auditor-pw").await.unwrap();
+    assert_eq!(flight_count(&mut auditor, "SELECT count(*) FROM user_contacts WHERE email LIKE '%@acme.example'").await, 2);
+}
+
+fn delta_commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0)
+}
+
+fn generate_genesys(out: &Path, conversations: usize) -> Value {
+    let n = conversations.to_string();
+    cclake(&["generate", "--shape", "all", "--out", out.to_str().unwrap(), "--interactions", &n, "--days", "3", "--seed", "11"]);
+    serde_json::from_slice(&std::fs::read(out.join("_genesys_manifest.json")).unwrap()).unwrap()
+}
+
+/// `queue_daily_metrics` equals the generator's own count of Genesys's KPIs.
+fn assert_matches_genesys_manifest(lake: &str, manifest: &Value) {
+    let rows = query(
+        lake,
+        "SELECT queue_name, CAST(date AS VARCHAR) AS d, n_offered, n_answered, n_abandoned, n_handled, n_transferred, \
+         t_handle_ms, t_answered_ms, CAST(round(service_level * (n_answered + n_abandoned)) AS BIGINT) AS in_target, \
+         aht_seconds, asa_seconds FROM queue_daily_metrics ORDER BY queue_name, d",
+    );
+    let mut expected = Vec::new();
+    for (queue, days) in manifest["queue_daily"].as_object().unwrap() {
+        for (day, k) in days.as_object().unwrap() {
+            let n = |f: &str| k[f].as_i64().unwrap();
+            let in_target = (n("n_answered") + n("n_abandoned") > 0).then(|| n("n_answered_in_target"));
+            let ratio = |t: i64, c: i64| (c > 0).then(|| t as f64 / 1000.0 / c as f64);
+            expected.push(serde_json::json!({
+                "queue_name": queue, "d": day, "n_offered": n("n_offered"), "n_answered": n("n_answered"),
+                "n_abandoned": n("n_abandoned"), "n_handled": n("n_handled"), "n_transferred": n("n_transferred"),
+                "t_handle_ms": n("t_handle_ms"), "t_answered_ms": n("t_answered_ms"), "in_target": in_target,
+                "aht_seconds": ratio(n("t_handle_ms"), n("n_handled")), "asa_seconds": ratio(n("t_answered_ms"), n("n_answered")),
+            }));
+        }
+    }
+    expected.sort_by_key(|r| (r["queue_name"].as_str().unwrap().to_string(), r["d"].as_str().unwrap().to_string()));
+    assert_eq!(rows.len(), expected.len());
+    for (row, want) in rows.iter().zip(&expected) {
+        for (key, value) in want.as_object().unwrap() {
+            match (value.as_f64(), row[key].as_f64()) {
+                (Some(w), Some(g)) if key.ends_with("seconds") => assert!((w - g).abs() < 1e-9, "{key}: {row} vs {want}"),
+                _ => assert_eq!(&row[key], value, "{key}: {row} vs {want}"),
+            }
+        }
+    }
+    let counts = query(
+        lake,
+        "SELECT (SELECT count(*) FROM conversations) AS c, (SELECT count(*) FROM session_metrics) AS m, \
+         (SELECT count(*) FROM conversation_events) AS e, (SELECT count(*) FROM conversations_live) AS l",
+    );
+    assert_eq!(counts[0]["c"], manifest["conversations"]);
+    assert_eq!(counts[0]["m"], manifest["metrics"]);
+    assert_eq!(counts[0]["e"], manifest["events"]);
+    assert_eq!(counts[0]["l"], manifest["live_conversations"]);
+}
+
+#[test]
+fn generated_exports_give_genesys_kpis_in_small_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate_genesys(&exports, 900);
+    assert!(manifest["exported_twice"].as_i64().unwrap() > 10, "{manifest}");
+    assert!(manifest["redelivered_events"].as_i64().unwrap() > 10, "{manifest}");
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    // Small commits: a conversation's two exports and an envelope's two deliveries often
+    // land in different commits.
+    ingest(&exports, &lake, &["--batch-rows", "2000"]);
+    assert_matches_genesys_manifest(&lake, &manifest);
+    let text = every_table_as_text(&lake);
+    for number in manifest["unmasked_numbers"].as_array().unwrap() {
+        assert!(!text.contains(number.as_str().unwrap()), "{number} landed unmasked");
+    }
+}
+
+#[test]
+fn kill_9_during_a_details_ingest_then_rerun_gives_the_uninterrupted_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate_genesys(&exports, 600);
+    let args = |lake: &str| -> Vec<String> {
+        ["ingest", "--source", exports.to_str().unwrap(), "--lake", lake, "--batch-rows", "1500", "--compact-min-files", "4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let reference = dir.path().join("reference").to_str().unwrap().to_string();
+    cclake(&args(&reference).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_matches_genesys_manifest(&reference, &manifest);
+    let expected = genesys_contents(&reference);
+    // Kill once session_metrics (the last of a conversation's four tables to commit) has 1,
+    // 3 and 5 commits: the kill lands wherever the writer then is (inside the next batch's
+    // aggregate commits, writing events or dimensions, logging objects).
+    for commits in [1usize, 3, 5] {
+        let lake = dir.path().join(format!("crashed-{commits}"));
+        let lake_s = lake.to_str().unwrap().to_string();
+        let mut child = cclake_command().args(args(&lake_s)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut finished = false;
+        wait_for("ingest to reach the kill point", Duration::from_secs(120), || {
+            finished = child.try_wait().unwrap().is_some();
+            finished || delta_commits(&lake.join("session_metrics")) > commits
+        });
+        if !finished {
+            child.kill().unwrap(); // SIGKILL
+        }
+        child.wait().unwrap();
+        cclake(&args(&lake_s).iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(genesys_contents(&lake_s), expected, "kill at {commits} session_metrics commits");
+    }
+}

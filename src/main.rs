@@ -546,11 +546,11 @@ async fn demo(
     let report = lake.ingest(&exports.to_string_lossy()).await?;
     writeln!(out, "{report}")?;
     let kpis = [
-        ("Genesys queue KPIs by day (view queue_daily_metrics)", "SELECT date, queue_name, n_offered AS offered, \
+        ("Queue KPIs by day, Genesys conversation details (view queue_daily_metrics)", "SELECT date, queue_name, n_offered AS offered, \
             n_answered AS answered, n_abandoned AS abandoned, round(aht_seconds, 1) AS aht_s, round(asa_seconds, 1) AS asa_s, \
             round(service_level, 3) AS service_level, round(abandon_rate, 3) AS abandon_rate \
             FROM queue_daily_metrics ORDER BY date, queue_name LIMIT 10"),
-        ("Flat-event queue KPIs by day (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
+        ("Queue KPIs by day, flat events (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
             round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds \
             FROM kpi_queue_daily ORDER BY date, queue_name LIMIT 10"),
         ("Quarantine by reason", "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1"),

@@ -150,7 +150,14 @@ async fn jdbc_call_sequence_with_the_rust_flight_sql_client() {
         .unwrap();
     let (_, tables) = fetch(&mut jdbc, tables).await;
     let names: Vec<String> = tables[0].column_by_name("table_name").unwrap().as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect();
-    assert_eq!(names, ["fact_interactions", "ingest_log", "quarantine"], "analysts do not see call_recordings");
+    assert_eq!(
+        names,
+        [
+            "conversation_events", "conversations", "fact_interactions", "ingest_log", "participant_sessions", "quarantine",
+            "queues", "session_metrics", "session_segments", "users", "wrapup_codes"
+        ],
+        "analysts see neither call_recordings nor user_contacts"
+    );
     assert!(tables[0].column_by_name("table_schema").is_some());
     let (_, types) = { let info = jdbc.get_table_types().await.unwrap(); fetch(&mut jdbc, info).await };
     assert_eq!(types[0].num_rows(), 2);

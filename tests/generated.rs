@@ -231,6 +231,10 @@ fn every_view_and_bench_query_runs_repeatedly_past_65536_groups() {
     let exports = dir.path().join("exports");
     let interactions = 70_000;
     generate(&exports, interactions, 3, false);
+    // Genesys-shaped exports beside them, so that the conversation views have rows too.
+    for shape in ["details", "eventbridge"] {
+        cclake(&["generate", "--shape", shape, "--out", exports.to_str().unwrap(), "--interactions", "1500"]);
+    }
     let lake = dir.path().join("lake");
     let lake = lake.to_str().unwrap();
     cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake]);

@@ -28,14 +28,27 @@ const MINUTE: i64 = 60 * SECOND;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 
-/// Queues: id, name, service-level target for voice and chat (ms; none: the 20 s default),
-/// and whether the queues export lists it (else its name comes from the acd participant).
-const QUEUES: &[(&str, &str, Option<i64>, Option<i64>, bool)] = &[
-    ("q-billing", "Billing", None, None, true),
-    ("q-sales", "Sales / Renewals", Some(30_000), Some(60_000), true),
-    ("q-support", "Support=Tier 2", Some(15_000), Some(45_000), true),
-    ("q-atencion", "Atención al Cliente", Some(20_000), Some(60_000), true),
-    ("q-retention", "Retention & Loyalty", None, None, false),
+/// A queue of the generated contact center.
+struct Queue {
+    id: &'static str,
+    name: &'static str,
+    /// Service-level targets for voice and chat (ms); none: the 20 s default applies.
+    voice_target_ms: Option<i64>,
+    chat_target_ms: Option<i64>,
+    /// Whether the queues export lists it; else its name comes from the acd participant.
+    exported: bool,
+}
+
+const fn queue(id: &'static str, name: &'static str, voice: Option<i64>, chat: Option<i64>, exported: bool) -> Queue {
+    Queue { id, name, voice_target_ms: voice, chat_target_ms: chat, exported }
+}
+
+const QUEUES: &[Queue] = &[
+    queue("q-billing", "Billing", None, None, true),
+    queue("q-sales", "Sales / Renewals", Some(30_000), Some(60_000), true),
+    queue("q-support", "Support=Tier 2", Some(15_000), Some(45_000), true),
+    queue("q-atencion", "Atención al Cliente", Some(20_000), Some(60_000), true),
+    queue("q-retention", "Retention & Loyalty", None, None, false),
 ];
 const AGENTS: usize = 24;
 const WRAPUP_CODES: &[(&str, &str)] = &[("w-resolved", "Resolved"), ("w-callback", "Callback promised"), ("w-sale", "Sale")];
@@ -251,7 +264,7 @@ impl Generator {
     /// An agent's handling of a conversation offered at `offered` in `queue`, answered after
     /// `wait` µs: alert, talk with maybe a hold, after-call work.
     fn handled(&mut self, queue: usize, media: &'static str, answered: i64, transfer: bool) -> (Session, i64) {
-        let q = QUEUES[queue].0;
+        let q = QUEUES[queue].id;
         let talk = self.rng.random_range(30..600) * SECOND;
         let held = if self.rng.random_bool(0.3) { self.rng.random_range(10..120) * SECOND } else { 0 };
         let acw = self.rng.random_range(0..90) * SECOND;
@@ -318,7 +331,7 @@ impl Generator {
         let mut end;
         let mut hops = 0;
         loop {
-            let q = QUEUES[queue].0;
+            let q = QUEUES[queue].id;
             let roll: f64 = self.rng.random();
             let wait = self.rng.random_range(3..(if media == "email" { 3600 } else { 120 })) * SECOND;
             let mut acd_metrics = vec![Metric { name: "nOffered", value: 1, at: offered }];
@@ -390,7 +403,7 @@ impl Generator {
         };
         sessions.insert(0, customer);
         let id = self.uuid();
-        Conversation { id, start, end, caller, sessions, queue_name_of: QUEUES.iter().map(|q| q.1).collect() }
+        Conversation { id, start, end, caller, sessions, queue_name_of: QUEUES.iter().map(|q| q.name).collect() }
     }
 
     fn acd(&mut self, queue: usize, media: &'static str, offered: i64, left: i64, metrics: Vec<Metric>, disconnect: &str) -> Session {
@@ -401,7 +414,7 @@ impl Generator {
             media,
             start: offered,
             end: left,
-            segments: vec![segment("interact", offered, left, Some(QUEUES[queue].0), json!({"disconnectType": disconnect}))],
+            segments: vec![segment("interact", offered, left, Some(QUEUES[queue].id), json!({"disconnectType": disconnect}))],
             metrics,
             flow: None,
         }
@@ -412,10 +425,10 @@ impl Generator {
         for s in &c.sessions {
             self.manifest.metrics += s.metrics.len();
             let Some(queue) = s.queue else { continue };
-            let (_, name, voice_target, chat_target, _) = QUEUES[queue];
+            let Queue { name, voice_target_ms, chat_target_ms, .. } = &QUEUES[queue];
             let target = match s.media {
-                "voice" => voice_target,
-                "chat" => chat_target,
+                "voice" => *voice_target_ms,
+                "chat" => *chat_target_ms,
                 _ => None,
             }
             .unwrap_or(20_000);
@@ -465,7 +478,7 @@ impl Generator {
                     body["userId"] = json!(user);
                 }
                 if let Some(q) = s.queue {
-                    body["queueId"] = json!(QUEUES[q].0);
+                    body["queueId"] = json!(QUEUES[q].id);
                 }
                 let id = self.uuid();
                 events.push(json!({"version": "0", "id": id,
@@ -593,8 +606,8 @@ pub fn generate_genesys(out: &Path, options: &GenesysOptions) -> std::io::Result
 fn write_dimensions(files: &mut Files<'_>, dims: i64) -> std::io::Result<()> {
     let queues: Vec<Value> = QUEUES
         .iter()
-        .filter(|q| q.4)
-        .map(|(id, name, voice, chat, _)| {
+        .filter(|q| q.exported)
+        .map(|Queue { id, name, voice_target_ms: voice, chat_target_ms: chat, .. }| {
             let mut media = json!({"call": {"serviceLevel": {"percentage": 0.8}}, "chat": {"serviceLevel": {"percentage": 0.8}}});
             if let Some(v) = voice {
                 media["call"]["serviceLevel"]["durationMs"] = json!(v);

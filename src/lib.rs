@@ -11,17 +11,22 @@
 //!        │  storage   — turns a path or URL into an object store plus a prefix
 //!        ▼
 //!  ingest/source     — lists export objects, un-gzips, splits NDJSON / arrays into records
+//!  ingest/formats    — detects each record's format by content and decodes it into rows or
+//!                      a rejection: flat events; Genesys conversation details, EventBridge
+//!                      envelopes, queue/user/wrap-up code exports (one `TreeFormat` trait)
 //!  ingest/coerce     — shared by every format: JSON scalars as they arrived, coercion of
 //!                      numbers and timestamps, masked text fields and ids, Rejection
-//!  ingest/record     — parses one flat event with those helpers
-//!  ingest/mask       — masks phone numbers, URLs and IP addresses (PII never lands)
+//!  ingest/mask       — masks phone numbers, e-mail addresses, URLs and IP addresses
+//!  ingest/rows       — rows of the model's tables, built column by column, with deliveries
 //!        │
 //!        ▼
-//!  model             — the four Delta tables as definitions: schema, partitions, sort
-//!                      columns, sensitivity; `Delivery`, the "latest delivery wins" order
+//!  model             — the Delta tables as definitions: schema, partitions, sort columns,
+//!                      merge policy, sensitivity; `Delivery`, the "latest delivery wins" order
 //!  catalog           — the tables opened by URL, read-only (creates nothing)
-//!  lake/tables       — rows of those tables built from ingested events
-//!  lake/upsert       — idempotent upsert by event_id: latest delivery wins
+//!  lake/tables       — rows of the flat-event tables, quarantine and ingest_log
+//!  lake/upsert       — idempotent upsert by key (event_id, a dimension's id): latest wins
+//!  lake/merge        — merge policies on any table: latest per key in a batch, replacing
+//!                      whole aggregates (every row of a conversation) across their tables
 //!  lake/compact      — compaction of small micro-batch files into sorted large files
 //!  lake/mod (Lake)   — one ingest pass: skip done objects, commit batches, log sources
 //!        │
@@ -41,7 +46,9 @@
 //! never `query`; `query` uses `catalog`, `model` and `access`, never the writer; `server`
 //! sits on top.
 //!
-//! `generate` writes synthetic exports (with optional faults) for the demo, tests and benches.
+//! `generate` writes synthetic exports for the demo, tests and benches: flat events (with
+//! optional faults) and, in `generate::genesys`, Genesys-shaped exports with the KPIs Genesys
+//! would report.
 //! The binary (`src/main.rs`) only parses the command line and calls [`Lake`].
 //!
 //! ```no_run

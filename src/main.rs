@@ -536,7 +536,9 @@ async fn demo(
         writeln!(out, "{}", manifest.summary(&exports))?;
     }
     if !exports.join("_genesys_manifest.json").exists() {
-        let options = GenesysOptions { conversations: interactions, ..Default::default() };
+        // A quarter as many conversations as flat interactions: each conversation is a tree
+        // of sessions, segments and metrics and about seven EventBridge events.
+        let options = GenesysOptions { conversations: (interactions / 4).max(1), ..Default::default() };
         let manifest = generate_genesys(&exports, &options)?;
         writeln!(out, "{}", manifest.summary(&exports))?;
     }

@@ -2,7 +2,9 @@
 //!
 //! An ingest pass lists the source, skips every object version already in `ingest_log`,
 //! parses the rest (two objects at a time), and commits them in batches. Each batch commits,
-//! in this order: `fact_interactions`, `call_recordings`, `quarantine`, then `ingest_log`.
+//! in this order: `fact_interactions`, `call_recordings` (flat events), each aggregate's
+//! tables (the conversation tables, [`merge`]), the other keyed tables by their merge policy
+//! (EventBridge events, dimensions), `quarantine`, then `ingest_log`.
 //! Every commit is atomic and every write before the `ingest_log` commit is idempotent, so a
 //! crash anywhere leaves each table as it was before or after a commit, and the next pass
 //! re-reads exactly the objects not yet logged and converges on the lake an uninterrupted run

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Ingest of the same generated Genesys conversation-detail exports (details pages, async job
+# pages, gzipped NDJSON; queue/user/wrap-up code exports) by cclake (release build) and by
+# DuckDB (read_json -> unnest -> metrics as Parquet partitioned by emit day). Prints wall
+# times, throughput in MB/s and conversations/s, and the ratio duckdb_seconds /
+# cclake_seconds (>= 1.0 means cclake is at least as fast).
+#
+#   benches/details_vs_duckdb.sh                  # 40k conversations over 7 days
+#   CONVERSATIONS=5000 DAYS=2 benches/details_vs_duckdb.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+conversations=${CONVERSATIONS:-40000}
+days=${DAYS:-7}
+work=${WORK:-/tmp/cclake-details-$conversations-$days}
+python="$(scripts/python-env.sh)"
+
+cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/cclake"
+if [ ! -f "$work/exports/_genesys_manifest.json" ]; then
+  "$bin" generate --shape details --out "$work/exports" --interactions "$conversations" --days "$days" --seed 1 > /dev/null
+fi
+size=$(du -sb "$work/exports/details" | cut -f1)
+total=$(python3 -c "import json; m = json.load(open('$work/exports/_genesys_manifest.json')); print(m['conversations'])")
+echo "details exports: $(( size / 1000000 )) MB, $total conversations in $work/exports"
+
+rm -rf "$work/lake"
+start=$(date +%s.%N)
+/usr/bin/time -f "%M" -o "$work/cclake.rss" "$bin" ingest --source "$work/exports" --lake "$work/lake" --no-auto-compact > "$work/cclake.out"
+end=$(date +%s.%N)
+cclake_s=$(echo "$end - $start" | bc -l)
+grep -E "records|rows written to session_metrics" "$work/cclake.out"
+
+rm -rf "$work/duckdb-out"
+duck_s=$("$python" benches/duckdb_details.py "$work/exports/details" "$work/duckdb-out")
+
+printf 'cclake ingest: %.3f s, %.1f MB/s, %.0f conversations/s (peak RSS %d MB)\n' "$cclake_s" \
+  "$(echo "$size / 1000000 / $cclake_s" | bc -l)" "$(echo "$total / $cclake_s" | bc -l)" "$(( $(cat "$work/cclake.rss") / 1024 ))"
+printf 'duckdb ingest: %.3f s, %.1f MB/s, %.0f conversations/s\n' "$duck_s" \
+  "$(echo "$size / 1000000 / $duck_s" | bc -l)" "$(echo "$total / $duck_s" | bc -l)"
+printf 'ratio duckdb/cclake: %.2f (>= 1.0: cclake at least as fast)\n' "$(echo "$duck_s / $cclake_s" | bc -l)"

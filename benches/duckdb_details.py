@@ -1,0 +1,41 @@
+"""DuckDB's side of benches/details_vs_duckdb.sh: the same Genesys conversation-detail
+exports (pages of `conversations[]` and gzipped NDJSON of one conversation a line), each
+conversation's latest version kept (the one with a conversationEnd, as DuckDB cannot see
+delivery times), unnested to one row per metric and written as Parquet partitioned by the
+metric's UTC emit date. Prints the wall time in seconds."""
+import sys
+import time
+
+import duckdb
+
+details, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+start = time.perf_counter()
+con.execute(f"""
+CREATE TEMP TABLE conversations AS
+  SELECT unnest(conversations) AS c
+  FROM read_json('{details}/**/*.json', format = 'auto', maximum_object_size = 1073741824)
+  UNION ALL
+  SELECT struct_pack(conversationId, conversationStart, conversationEnd, participants) AS c
+  FROM read_json('{details}/**/*.jsonl.gz', format = 'newline_delimited', maximum_object_size = 1073741824)
+""")
+con.execute(f"""
+COPY (
+  WITH latest AS (
+    SELECT c FROM (
+      SELECT c, row_number() OVER (PARTITION BY c.conversationId ORDER BY (c.conversationEnd IS NOT NULL) DESC) AS rn
+      FROM conversations
+    ) WHERE rn = 1
+  ),
+  participants AS (SELECT c.conversationId AS conversation_id, unnest(c.participants) AS p FROM latest),
+  sessions AS (SELECT conversation_id, p.participantId AS participant_id, p.purpose, p.userId AS user_id,
+                      unnest(p.sessions) AS s FROM participants),
+  metrics AS (SELECT conversation_id, participant_id, purpose, user_id, s.sessionId AS session_id,
+                     s.mediaType AS media_type, s.segments[1].queueId AS queue_id, unnest(s.metrics) AS m FROM sessions)
+  SELECT conversation_id, participant_id, session_id, purpose, user_id, queue_id, media_type,
+         m.name AS name, CAST(m.value AS BIGINT) AS value, CAST(m.emitDate AS TIMESTAMPTZ) AS emit_date,
+         CAST(CAST(m.emitDate AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE) AS emit_day
+  FROM metrics
+) TO '{out}' (FORMAT parquet, PARTITION_BY (emit_day))
+""")
+print(f"{time.perf_counter() - start:.3f}")

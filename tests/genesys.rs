@@ -95,14 +95,37 @@ fn flat_and_genesys_exports_mix_in_one_source() {
     let lake = dir.path().join("lake").to_str().unwrap().to_string();
     let summary = ingest(&exports, &lake, &[]);
     // The flat fixtures as alone (11 events, 6 quarantined records, 1 unreadable object),
-    // and 7 conversations, 8 envelopes and 7 entities beside them (1 conversation refused).
+    // and 7 conversations, 10 envelopes and 7 entities beside them (1 conversation refused).
     assert!(summary.contains("valid flat_event: 14"), "{summary}");
     assert!(summary.contains("valid conversation_detail: 7"), "{summary}");
-    assert!(summary.contains("valid eventbridge: 8"), "{summary}");
+    assert!(summary.contains("valid eventbridge: 10"), "{summary}");
     assert!(summary.contains("valid dimension: 7"), "{summary}");
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM fact_interactions"), 11);
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM conversations"), 6);
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM quarantine"), 6 + 1 + 1);
+}
+
+#[test]
+fn a_lake_from_before_the_genesys_tables_is_read_and_then_upgraded_by_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    copy_fixtures(&exports);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap().to_string();
+    ingest(&exports, &lake_s, &[]);
+    // What the previous release wrote: the four flat-event tables only.
+    for table in ["conversations", "participant_sessions", "session_segments", "session_metrics", "conversation_events", "queues", "users", "user_contacts", "wrapup_codes"] {
+        std::fs::remove_dir_all(lake.join(table)).unwrap();
+    }
+    // The read side opens it (creating nothing) and shows the new tables and views empty.
+    assert_eq!(count(&lake_s, "SELECT count(*) AS n FROM fact_interactions"), 11);
+    assert_eq!(count(&lake_s, "SELECT count(*) AS n FROM queue_daily_metrics"), 0);
+    assert!(!lake.join("conversations").exists(), "a read created a table");
+    // The next ingest creates them.
+    let genesys = dir.path().join("genesys");
+    copy_genesys_fixtures(&genesys, &[]);
+    ingest(&genesys, &lake_s, &[]);
+    assert_eq!(count(&lake_s, "SELECT count(*) AS n FROM conversations"), 6);
 }
 
 /// Every string a table holds, as the auditor reads it (CSV of every table).

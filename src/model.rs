@@ -72,11 +72,14 @@ pub enum MergePolicy {
     /// in. `key_hash` is a 64-bit hash of the key stored beside it, so that finding which
     /// partitions hold a batch's keys reads one narrow column. With `present_when`, a row
     /// exists only while that column is not null in the winning delivery (a later delivery
-    /// without a recording URL removes the recording).
+    /// without a recording URL removes the recording). With `decided_by`, which delivery wins
+    /// is decided by that table (keyed alike), not by this one: a key this table holds no
+    /// row of (its winner had no recording) must not take an older delivery's row.
     UpsertLatest {
         key: &'static str,
         key_hash: Option<&'static str>,
         present_when: Option<&'static str>,
+        decided_by: Option<LakeTable>,
     },
     /// Rows belong to an aggregate identified by `key` (every row of a conversation): the
     /// latest delivery of the aggregate, as recorded in its `root` table, replaces all of the
@@ -116,10 +119,11 @@ pub struct TableDefinition {
     schema: fn() -> Vec<Field>,
 }
 
-const EVENT_ID: MergePolicy = MergePolicy::UpsertLatest { key: "event_id", key_hash: Some("event_key"), present_when: None };
+const EVENT_ID: MergePolicy =
+    MergePolicy::UpsertLatest { key: "event_id", key_hash: Some("event_key"), present_when: None, decided_by: None };
 const CONVERSATION: MergePolicy = MergePolicy::ReplaceAggregate { root: LakeTable::Conversations, key: "conversation_id" };
 const fn dimension(key: &'static str) -> MergePolicy {
-    MergePolicy::UpsertLatest { key, key_hash: None, present_when: None }
+    MergePolicy::UpsertLatest { key, key_hash: None, present_when: None, decided_by: None }
 }
 
 /// In the order of [`LakeTable`]'s variants.
@@ -136,7 +140,12 @@ static DEFINITIONS: [TableDefinition; 13] = [
         name: "call_recordings",
         partition_columns: &["event_date"],
         sort_columns: &["event_timestamp"],
-        merge: MergePolicy::UpsertLatest { key: "event_id", key_hash: Some("event_key"), present_when: Some("recording_url") },
+        merge: MergePolicy::UpsertLatest {
+            key: "event_id",
+            key_hash: Some("event_key"),
+            present_when: Some("recording_url"),
+            decided_by: Some(LakeTable::FactInteractions),
+        },
         sensitivity: Sensitivity::Restricted,
         schema: call_recordings_schema,
     },
@@ -279,6 +288,19 @@ impl LakeTable {
 
     pub fn merge_policy(self) -> MergePolicy {
         self.definition().merge
+    }
+
+    /// The table whose `version` each `ingest_log` row records (`fact_version`): the version
+    /// a batch's objects went into.
+    pub const LOGGED_VERSION_OF: LakeTable = LakeTable::FactInteractions;
+
+    /// The tables whose winning deliveries `self` decides ([`MergePolicy::UpsertLatest`]'s
+    /// `decided_by`).
+    pub fn decides_for(self) -> Vec<LakeTable> {
+        LakeTable::ALL
+            .into_iter()
+            .filter(|t| matches!(t.merge_policy(), MergePolicy::UpsertLatest { decided_by: Some(d), .. } if d == self))
+            .collect()
     }
 
     /// The tables whose rows belong to the aggregate rooted at `self` (itself first).
@@ -590,9 +612,14 @@ mod tests {
             }
             match table.merge_policy() {
                 MergePolicy::AppendOnly => {}
-                MergePolicy::UpsertLatest { key, key_hash, present_when } => {
+                MergePolicy::UpsertLatest { key, key_hash, present_when, decided_by } => {
                     for column in [Some(key), key_hash, present_when].into_iter().flatten() {
                         assert!(schema.field_with_name(column).is_ok(), "{}.{column}", table.name());
+                    }
+                    // The deciding table decides for itself, by the same key.
+                    if let Some(decider) = decided_by {
+                        assert!(matches!(decider.merge_policy(),
+                            MergePolicy::UpsertLatest { key: k, decided_by: None, .. } if k == key));
                     }
                 }
                 MergePolicy::ReplaceAggregate { root, key } => {

@@ -75,7 +75,7 @@ async fn a_micro_batch_reads_only_the_partitions_it_touches() {
     let report = lake.ingest(micro.to_str().unwrap()).await.unwrap();
     assert_eq!(report.records_upserted, 2);
     assert!(
-        report.fact_files_scanned <= 2 && report.fact_files_rewritten == 1,
+        report.files_scanned <= 2 && report.files_rewritten == 1,
         "only the touched partition is read: {report:?}"
     );
     assert_eq!(scalar(&lake, &format!("SELECT duration_seconds FROM fact_interactions WHERE event_id = '{event_id}'")).await, 4242);

@@ -39,9 +39,7 @@ pub struct ParsedObject {
     pub object: SourceObject,
     pub framing: Option<Framing>,
     pub gzipped: bool,
-    /// Valid flat events with the line each came from.
-    pub events: Vec<(FlatEvent, u64)>,
-    /// Rows of the other formats' tables, each row with its delivery.
+    /// Rows of the tables each valid record feeds, each row with its delivery.
     pub rows: BTreeMap<LakeTable, RecordBatch>,
     /// Valid records (conversations, events, entities, flat events) by format.
     pub valid_by_format: BTreeMap<&'static str, u64>,
@@ -61,7 +59,7 @@ impl ParsedObject {
 
     /// Rows this object adds to the next commit, for batching.
     pub fn row_count(&self) -> usize {
-        self.events.len() + self.rows.values().map(RecordBatch::num_rows).sum::<usize>()
+        self.rows.values().map(RecordBatch::num_rows).sum::<usize>()
     }
 }
 
@@ -72,7 +70,6 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         object,
         framing: None,
         gzipped: false,
-        events: Vec::new(),
         rows: BTreeMap::new(),
         valid_by_format: BTreeMap::new(),
         quarantined: Vec::new(),
@@ -130,7 +127,7 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         }
         match record.outcome {
             Ok(event) => {
-                parsed.events.push((event, span.line));
+                rows.push_record(&event.rows(parsed.object.last_modified), &delivery);
                 *parsed.valid_by_format.entry("flat_event").or_default() += 1;
             }
             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
@@ -148,7 +145,6 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         Err(e) => {
             parsed.rows.clear();
             parsed.valid_by_format.clear();
-            parsed.events.clear();
             parsed.quarantined = vec![QuarantinedRecord {
                 line: 0,
                 position: None,
@@ -220,8 +216,9 @@ pub struct IngestReport {
     pub bytes_read: u64,
     /// Records split out of readable objects, valid or quarantined.
     pub records_read: u64,
-    /// Events inserted or replaced: the latest delivery of each `event_id`, when it is later
-    /// than the one the lake holds.
+    /// Keyed records (flat events, EventBridge events, dimension entities) inserted or
+    /// replaced, and conversations written whole: the latest delivery of each key, when it is
+    /// later than the one the lake holds.
     pub records_upserted: u64,
     /// Records (not unreadable objects) sent to `quarantine`.
     pub records_quarantined: u64,
@@ -229,16 +226,17 @@ pub struct IngestReport {
     /// Valid records by format (`flat_event`, `conversation_detail`, `eventbridge`,
     /// `dimension`); a page's items count one each.
     pub valid_by_format: BTreeMap<String, u64>,
-    /// Rows committed to the tables other than `fact_interactions` (conversations, events,
-    /// dimensions), by table: the latest delivery of each key or aggregate.
+    /// Rows written, by table (a row written again in a later batch of the pass, a
+    /// conversation exported twice, counts twice); tables that follow another
+    /// (`call_recordings`) are not listed.
     pub rows_committed: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
-    /// Delta commits made to `fact_interactions`.
+    /// Delta commits of rows (not counting `quarantine` and `ingest_log`).
     pub commits: u64,
-    /// `fact_interactions` files an upsert had to read (those of partitions already holding
-    /// some of a batch's events) and files it rewrote.
-    pub fact_files_scanned: u64,
-    pub fact_files_rewritten: u64,
+    /// Files upserts by key had to read (those of partitions already holding some of a
+    /// batch's keys) and files they rewrote, in the tables that decide their own winners.
+    pub files_scanned: u64,
+    pub files_rewritten: u64,
     /// Partitions rewritten by automatic compaction after the pass.
     pub partitions_compacted: u64,
     pub elapsed: Duration,
@@ -307,8 +305,10 @@ impl fmt::Display for IngestReport {
         for (reason, n) in &self.quarantined_by_reason {
             writeln!(f, "  quarantined {reason}: {n}")?;
         }
-        for (table, n) in &self.rows_committed {
-            writeln!(f, "  rows written to {table}: {n}")?;
+        if self.rows_committed.keys().any(|t| t != "fact_interactions") {
+            for (table, n) in &self.rows_committed {
+                writeln!(f, "  rows written to {table}: {n}")?;
+            }
         }
         if !self.unknown_fields.is_empty() {
             writeln!(f, "unknown fields (ignored):")?;
@@ -318,8 +318,8 @@ impl fmt::Display for IngestReport {
         }
         writeln!(
             f,
-            "commits: {}, fact files scanned: {}, rewritten: {}, partitions compacted: {}",
-            self.commits, self.fact_files_scanned, self.fact_files_rewritten, self.partitions_compacted
+            "commits: {}, files scanned by upserts: {}, rewritten: {}, partitions compacted: {}",
+            self.commits, self.files_scanned, self.files_rewritten, self.partitions_compacted
         )?;
         write!(f, "time: {:.2} s", self.elapsed.as_secs_f64())
     }
@@ -348,7 +348,11 @@ mod tests {
             r#"{"event_id":"e4","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
         );
         let parsed = parse_object(object(), text.as_bytes(), ExpansionLimits::default());
-        assert_eq!(parsed.events.iter().map(|(e, l)| (e.event_id.as_str(), *l)).collect::<Vec<_>>(), vec![("e1", 1), ("e4", 4)]);
+        let fact = &parsed.rows[&LakeTable::FactInteractions];
+        let column = |name: &str| fact.column(fact.schema().index_of(name).unwrap()).clone();
+        let ids: Vec<String> = column("event_id").as_any().downcast_ref::<arrow::array::StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
+        let lines: Vec<i64> = column("source_line").as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec();
+        assert_eq!((ids, lines), (vec!["e1".to_string(), "e4".to_string()], vec![1, 4]));
         assert_eq!(parsed.quarantined.len(), 2);
         assert_eq!(parsed.quarantined[0].line, 2);
         assert_eq!(parsed.quarantined[0].rejection.field(), Some("duration_seconds"));

@@ -1,6 +1,7 @@
 //! The merge policies of [`crate::model::MergePolicy`] applied to rows of any table, read
-//! from the table definitions: latest delivery per key within a batch, and the replacement
-//! of whole aggregates (every row of a conversation in every table of it).
+//! from the table definitions: latest delivery per key within a batch, what a stored delivery
+//! decides for a batch's rows ([`decide`]), and the replacement of whole aggregates (every
+//! row of a conversation in every table of it).
 //!
 //! Replacing an aggregate, for the keys of one commit batch:
 //! 1. keep each key's latest delivery in the batch ([`Delivery`]'s order);
@@ -11,11 +12,12 @@
 //!    those keys, in their partitions only, and writes the new rows: no row of an earlier
 //!    version stays, whatever order the versions were read in.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use arrow::compute::{cast, filter_record_batch, take_record_batch};
+use arrow::compute::{cast, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{col, lit, Expr};
@@ -23,7 +25,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::upsert::writer_properties;
+use super::upsert::{writer_properties, StoredEvent};
 use crate::model::{Delivery, LakeTable};
 
 /// The delivery of every row of a batch that carries [`Delivery::COLUMNS`].
@@ -57,6 +59,76 @@ pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, Delt
         .map(|i| i as u32)
         .collect();
     Ok(take_record_batch(batch, &indices)?)
+}
+
+/// `batch` sorted by the table's sort columns, then the key: each written file is then
+/// sorted, which keeps row-group statistics tight for time-range pruning.
+pub fn sorted(batch: &RecordBatch, table: LakeTable, key: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let schema = batch.schema();
+    let columns: Vec<SortColumn> = table
+        .sort_columns()
+        .iter()
+        .chain(std::iter::once(&key))
+        .filter_map(|c| schema.index_of(c).ok())
+        .map(|i| SortColumn { values: Arc::clone(batch.column(i)), options: None })
+        .collect();
+    if columns.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let indices = lexsort_to_indices(&columns, None)?;
+    take_record_batch(batch, &indices)
+}
+
+/// What the lake already holds decides, for the latest row of each key in a batch, where it
+/// goes (see [`decide`]).
+#[derive(Debug)]
+pub struct Decision {
+    /// Rows later than the stored delivery, or of keys the table does not hold.
+    pub to_write: RecordBatch,
+    /// Partitions holding the stored rows that `to_write` replaces.
+    pub replaced_partitions: Vec<Vec<ScalarValue>>,
+    /// Keys whose batch delivery is as late as the stored one or later: the tables this one
+    /// decides for take these keys' rows.
+    pub winners: HashSet<String>,
+}
+
+/// Compares each row's delivery with the stored one of its key: later (or new) rows are
+/// written; an equal one was written by an earlier, interrupted pass, and only wins; an older
+/// one goes nowhere.
+pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
+    let ids = keys(latest, key)?;
+    let mut write = Vec::with_capacity(latest.num_rows());
+    let mut replaced_partitions: Vec<Vec<ScalarValue>> = Vec::new();
+    let mut winners = HashSet::new();
+    for (i, delivery) in deliveries(latest)?.into_iter().enumerate() {
+        let id = ids.value(i);
+        let order = stored.get(id).map(|s| (delivery.cmp(&s.delivery), &s.partition));
+        match order {
+            None => write.push(true),
+            Some((Ordering::Greater, partition)) => {
+                if !replaced_partitions.contains(partition) {
+                    replaced_partitions.push(partition.clone());
+                }
+                write.push(true);
+            }
+            Some((Ordering::Equal, _)) => write.push(false),
+            Some((Ordering::Less, _)) => {
+                write.push(false);
+                continue;
+            }
+        }
+        winners.insert(id.to_string());
+    }
+    let to_write = filter_record_batch(latest, &BooleanArray::from(write))?;
+    Ok(Decision { to_write, replaced_partitions, winners })
+}
+
+/// The rows of keys among `winners` (all rows without a set).
+pub fn rows_of(batch: &RecordBatch, key: &str, winners: Option<&HashSet<String>>) -> Result<RecordBatch, DeltaTableError> {
+    let Some(winners) = winners else { return Ok(batch.clone()) };
+    let ids = keys(batch, key)?;
+    let keep: BooleanArray = (0..batch.num_rows()).map(|i| Some(winners.contains(ids.value(i)))).collect();
+    Ok(filter_record_batch(batch, &keep)?)
 }
 
 /// Each key's latest delivery in a batch.

@@ -41,7 +41,6 @@ pub use compact::CompactOutcome;
 pub use crate::model::LakeTable;
 use crate::model::MergePolicy;
 use arrow::array::RecordBatch;
-use tables::Delivered;
 pub use upsert::UpsertOutcome;
 
 /// Errors of the lake and its ingest passes.
@@ -446,151 +445,26 @@ impl Lake {
         bar
     }
 
-    /// Commits one batch of whole objects to every table, `ingest_log` last.
+    /// Commits one batch of whole objects to every table, `ingest_log` last: each table by
+    /// its merge policy ([`MergePolicy`]), then the quarantined records, then the log.
     async fn commit_batch(
         &self,
         tables: &mut Tables,
         objects: &[ParsedObject],
         report: &mut IngestReport,
     ) -> Result<(), LakeError> {
-        // At most one row per event_id: the latest delivery within the batch.
-        let mut latest: HashMap<&str, Delivered<'_>> = HashMap::new();
-        for parsed in objects {
-            for (event, line) in &parsed.events {
-                let delivered = Delivered {
-                    event,
-                    object: &parsed.object,
-                    line: *line,
-                };
-                latest
-                    .entry(event.event_id.as_str())
-                    .and_modify(|kept| {
-                        if delivered.delivery() > kept.delivery() {
-                            *kept = delivered;
-                        }
-                    })
-                    .or_insert(delivered);
-            }
-        }
-        let mut rows: Vec<Delivered<'_>> = latest.into_values().collect();
-        rows.sort_unstable_by(|a, b| {
-            (a.event.event_timestamp, &a.event.event_id).cmp(&(b.event.event_timestamp, &b.event.event_id))
-        });
-
-        // Only deliveries later than what the lake holds go further, to both tables: so the
-        // recordings table follows the winning delivery whatever order objects arrive in.
-        let fact = LakeTable::FactInteractions;
-        let stored = if rows.is_empty() {
-            HashMap::new()
-        } else {
-            let keys = tables::event_keys(&rows)?;
-            upsert::stored_events(tables.get(fact)?, fact, keys)
-                .await
-                .map_err(delta_err(fact))?
-        };
-        // A delivery equal to the stored one was applied to fact_interactions by an earlier,
-        // interrupted pass: it skips that table but still goes to call_recordings, whose
-        // commit may be the one the crash prevented. Older deliveries go nowhere.
-        let mut replaced_partitions = Vec::new();
-        let mut fact_rows = Vec::with_capacity(rows.len());
-        rows.retain(|row| {
-            let Some(existing) = stored.get(&row.event.event_id) else {
-                fact_rows.push(*row);
-                return true;
-            };
-            let order = row.delivery().cmp(&existing.delivery);
-            if order == std::cmp::Ordering::Greater {
-                if !replaced_partitions.contains(&existing.partition) {
-                    replaced_partitions.push(existing.partition.clone());
-                }
-                fact_rows.push(*row);
-            }
-            order != std::cmp::Ordering::Less
-        });
-
-        if !fact_rows.is_empty() {
-            let (next, outcome) = upsert::upsert_events(
-                tables.get(fact)?.clone(),
-                fact,
-                tables::fact_batch(&fact_rows)?,
-                Some(replaced_partitions),
-            )
-            .await
-            .map_err(delta_err(fact))?;
-            tables.set(fact, next);
-            debug!(?outcome, "fact_interactions upserted");
-            report.commits += u64::from(outcome.committed);
-            report.fact_files_scanned += outcome.files_scanned as u64;
-            report.fact_files_rewritten += outcome.files_removed as u64;
-            report.records_upserted += fact_rows.len() as u64;
-        }
-        if !rows.is_empty() {
-            let recordings = LakeTable::CallRecordings;
-            let (next, outcome) = upsert::upsert_events(
-                tables.get(recordings)?.clone(),
-                recordings,
-                tables::recordings_batch(&rows)?,
-                None,
-            )
-            .await
-            .map_err(delta_err(recordings))?;
-            tables.set(recordings, next);
-            debug!(?outcome, "call_recordings upserted");
-        }
-
-        self.commit_rows(tables, objects, report).await?;
-
-        let quarantined: Vec<_> = objects
-            .iter()
-            .flat_map(|p| p.quarantined.iter().map(move |q| (&p.object, q)))
-            .collect();
-        if !quarantined.is_empty() {
-            let next = upsert::insert_quarantined(
-                tables.get(LakeTable::Quarantine)?.clone(),
-                tables::quarantine_batch(&quarantined)?,
-            )
-            .await
-            .map_err(delta_err(LakeTable::Quarantine))?;
-            tables.set(LakeTable::Quarantine, next);
-        }
-
-        let fact_version = tables.get(fact)?.version().unwrap_or(0) as i64;
-        let events = fact_rows.len();
-        let committed_at = chrono::Utc::now().timestamp_micros();
-        let log_rows: Vec<&ParsedObject> = objects.iter().collect();
-        let next = tables
-            .get(LakeTable::IngestLog)?
-            .clone()
-            .write(vec![tables::ingest_log_batch(&log_rows, fact_version, committed_at)?])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(upsert::writer_properties())
-            .await
-            .map_err(delta_err(LakeTable::IngestLog))?;
-        tables.set(LakeTable::IngestLog, next);
-        info!(
-            objects = objects.len(),
-            events,
-            quarantined = quarantined.len(),
-            fact_version,
-            "batch committed"
-        );
-        Ok(())
-    }
-
-    /// Commits the rows of the tables fed by formats other than the flat event, each by its
-    /// table's merge policy: aggregates (conversations) are replaced whole, keyed rows
-    /// (events, dimensions) upserted. Append-only tables are written by `commit_batch`.
-    async fn commit_rows(&self, tables: &mut Tables, objects: &[ParsedObject], report: &mut IngestReport) -> Result<(), LakeError> {
-        let mut rows: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
+        let mut batches: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
         for parsed in objects {
             for (table, batch) in &parsed.rows {
-                rows.entry(*table).or_default().push(batch.clone());
+                batches.entry(*table).or_default().push(batch.clone());
             }
         }
-        let mut rows: HashMap<LakeTable, RecordBatch> = rows
+        let mut rows: HashMap<LakeTable, RecordBatch> = batches
             .into_iter()
             .map(|(table, batches)| Ok((table, arrow::compute::concat_batches(&table.schema(), &batches)?)))
             .collect::<Result<_, arrow::error::ArrowError>>()?;
+
+        // Aggregates (every row of a conversation) replace their earlier versions whole.
         let mut roots = Vec::new();
         for table in LakeTable::ALL {
             if let MergePolicy::ReplaceAggregate { root, key } = table.merge_policy() {
@@ -606,23 +480,95 @@ impl Lake {
             if outcome.aggregates_written + outcome.aggregates_older > 0 {
                 debug!(?outcome, root = root.name(), "aggregates replaced");
             }
+            report.records_upserted += outcome.aggregates_written as u64;
             for (table, n) in outcome.rows_written {
+                report.commits += 1;
                 *report.rows_committed.entry(table.name().to_string()).or_default() += n as u64;
                 rows.remove(&table);
             }
-            rows.remove(&root);
         }
+
+        // Keyed rows: the latest delivery of each key wins, in the tables that decide for
+        // themselves and then in the tables they decide for.
         for table in LakeTable::ALL {
+            let MergePolicy::UpsertLatest { key, decided_by: None, .. } = table.merge_policy() else { continue };
             let Some(batch) = rows.remove(&table) else { continue };
-            let MergePolicy::UpsertLatest { key, .. } = table.merge_policy() else { continue };
-            let latest = merge::latest_by_key(&batch, key).map_err(delta_err(table))?;
-            let (next, outcome) = upsert::upsert_events(tables.get(table)?.clone(), table, latest, None)
-                .await
-                .map_err(delta_err(table))?;
-            tables.set(table, next);
-            *report.rows_committed.entry(table.name().to_string()).or_default() +=
-                (outcome.rows_inserted + outcome.rows_updated) as u64;
+            let latest = merge::sorted(&merge::latest_by_key(&batch, key).map_err(delta_err(table))?, table, key)?;
+            let followers = table.decides_for();
+            let (to_write, replaced, winners) = if followers.is_empty() {
+                (latest, None, None)
+            } else {
+                let stored = upsert::stored_events(tables.get(table)?, table, upsert::key_batch(table, &latest).map_err(delta_err(table))?)
+                    .await
+                    .map_err(delta_err(table))?;
+                let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
+                (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
+            };
+            let written = to_write.num_rows();
+            if written > 0 {
+                let (next, outcome) = upsert::upsert_events(tables.get(table)?.clone(), table, to_write, replaced)
+                    .await
+                    .map_err(delta_err(table))?;
+                tables.set(table, next);
+                debug!(?outcome, table = table.name(), "upserted");
+                report.commits += u64::from(outcome.committed);
+                report.files_scanned += outcome.files_scanned as u64;
+                report.files_rewritten += outcome.files_removed as u64;
+                report.records_upserted += written as u64;
+                *report.rows_committed.entry(table.name().to_string()).or_default() += written as u64;
+            }
+            // A delivery equal to the stored one was applied to the deciding table by an
+            // earlier, interrupted pass: it skips that table but still goes to the others,
+            // whose commit may be the one the crash prevented. Older deliveries go nowhere.
+            for follower in followers {
+                let Some(batch) = rows.remove(&follower) else { continue };
+                let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
+                let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
+                let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
+                if kept.num_rows() == 0 {
+                    continue;
+                }
+                let (next, outcome) = upsert::upsert_events(tables.get(follower)?.clone(), follower, kept, None)
+                    .await
+                    .map_err(delta_err(follower))?;
+                tables.set(follower, next);
+                debug!(?outcome, table = follower.name(), "upserted");
+                report.commits += u64::from(outcome.committed);
+            }
         }
+
+        let quarantined: Vec<_> = objects
+            .iter()
+            .flat_map(|p| p.quarantined.iter().map(move |q| (&p.object, q)))
+            .collect();
+        if !quarantined.is_empty() {
+            let next = upsert::insert_quarantined(
+                tables.get(LakeTable::Quarantine)?.clone(),
+                tables::quarantine_batch(&quarantined)?,
+            )
+            .await
+            .map_err(delta_err(LakeTable::Quarantine))?;
+            tables.set(LakeTable::Quarantine, next);
+        }
+
+        let logged_version = tables.get(LakeTable::LOGGED_VERSION_OF)?.version().unwrap_or(0) as i64;
+        let committed_at = chrono::Utc::now().timestamp_micros();
+        let log_rows: Vec<&ParsedObject> = objects.iter().collect();
+        let next = tables
+            .get(LakeTable::IngestLog)?
+            .clone()
+            .write(vec![tables::ingest_log_batch(&log_rows, logged_version, committed_at)?])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(upsert::writer_properties())
+            .await
+            .map_err(delta_err(LakeTable::IngestLog))?;
+        tables.set(LakeTable::IngestLog, next);
+        info!(
+            objects = objects.len(),
+            records = objects.iter().map(ParsedObject::valid_records).sum::<u64>(),
+            quarantined = quarantined.len(),
+            "batch committed"
+        );
         Ok(())
     }
 

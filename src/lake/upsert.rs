@@ -30,7 +30,7 @@ use crate::model::{Delivery, LakeTable, MergePolicy};
 /// The key, key-hash and presence columns of an upsert table.
 fn upsert_columns(table: LakeTable) -> Result<(&'static str, Option<&'static str>, Option<&'static str>), DeltaTableError> {
     match table.merge_policy() {
-        MergePolicy::UpsertLatest { key, key_hash, present_when } => Ok((key, key_hash, present_when)),
+        MergePolicy::UpsertLatest { key, key_hash, present_when, .. } => Ok((key, key_hash, present_when)),
         other => Err(DeltaTableError::Generic(format!("{} is not upserted by key but {other:?}", table.name()))),
     }
 }

@@ -11,6 +11,8 @@ use crate::ingest::coerce::{
     coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection,
 };
 use crate::ingest::mask::{mask_field, mask_phone_number};
+use crate::ingest::rows::{Cell, RecordRows};
+use crate::model::{key_hash, LakeTable};
 
 /// `source_system` when the export does not say.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
@@ -41,6 +43,52 @@ impl FlatEvent {
     /// Days since the epoch of the event's UTC date: the `event_date` partition.
     pub fn event_date(&self) -> i32 {
         self.event_timestamp.div_euclid(86_400_000_000) as i32
+    }
+}
+
+impl FlatEvent {
+    /// The event's rows: one of `fact_interactions`, one of `call_recordings` (whose null
+    /// `recording_url` removes an earlier delivery's recording). `created_at` is the export's
+    /// own, else the source object's last-modified time, so that a re-run writes identical
+    /// rows.
+    pub fn rows(&self, object_modified_at: i64) -> RecordRows<'_> {
+        fn text(value: &Option<String>) -> Cell<'_> {
+            Cell::text(value.as_deref())
+        }
+        let key = key_hash(&self.event_id);
+        let mut rows = RecordRows::default();
+        rows.add(
+            LakeTable::FactInteractions,
+            vec![
+                ("event_id", Cell::text(Some(&self.event_id))),
+                ("interaction_id", Cell::text(Some(&self.interaction_id))),
+                ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
+                ("interaction_type", text(&self.interaction_type)),
+                ("direction", text(&self.direction)),
+                ("state", text(&self.state)),
+                ("duration_seconds", Cell::Int(self.duration_seconds)),
+                ("queue_name", text(&self.queue_name)),
+                ("agent_id", text(&self.agent_id)),
+                ("source_system", Cell::text(Some(&self.source_system))),
+                ("created_at", Cell::Time(Some(self.created_at.unwrap_or(object_modified_at)))),
+                ("event_date", Cell::Date(self.event_date())),
+                ("caller_number_masked", text(&self.caller_number_masked)),
+                ("campaign_id", text(&self.campaign_id)),
+                ("event_key", Cell::Int(Some(key))),
+            ],
+        );
+        rows.add(
+            LakeTable::CallRecordings,
+            vec![
+                ("event_id", Cell::text(Some(&self.event_id))),
+                ("interaction_id", Cell::text(Some(&self.interaction_id))),
+                ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
+                ("recording_url", text(&self.recording_url)),
+                ("event_date", Cell::Date(self.event_date())),
+                ("event_key", Cell::Int(Some(key))),
+            ],
+        );
+        rows
     }
 }
 

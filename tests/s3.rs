@@ -62,6 +62,17 @@ impl Drop for S3Server {
     }
 }
 
+/// S3 stamps an object with the second of its upload: what is uploaded next must get a later
+/// second, so wait for the clock to pass this object's (no fixed sleep).
+async fn wait_past_stamp(store: &impl ObjectStoreExt, path: &str) {
+    let stamped = store.head(&path.into()).await.unwrap().last_modified.timestamp();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 <= stamped {
+        assert!(std::time::Instant::now() < deadline, "the clock never passed {stamped}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ingest_and_query_on_s3_compatible_storage() {
     let server = S3Server::start();
@@ -81,15 +92,7 @@ async fn ingest_and_query_on_s3_compatible_storage() {
         let body = std::fs::read(repo().join("testdata/exports").join(name)).unwrap();
         store.put(&format!("exports/{name}").as_str().into(), body.into()).await.unwrap();
         if name.starts_with("late/") {
-            // S3 times have one-second resolution: what follows must be stamped a later
-            // second than this object's, so wait for the clock to pass it (no fixed sleep).
-            let path = format!("exports/{name}");
-            let stamped = store.head(&path.as_str().into()).await.unwrap().last_modified.timestamp();
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 <= stamped {
-                assert!(std::time::Instant::now() < deadline, "the clock never passed {stamped}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_past_stamp(&store, &format!("exports/{name}")).await;
         }
     }
     let env_owned = server.env();
@@ -115,12 +118,7 @@ async fn ingest_and_query_on_s3_compatible_storage() {
         let path = format!("genesys/{name}");
         let body = std::fs::read(repo().join("testdata/genesys").join(name)).unwrap();
         store.put(&path.as_str().into(), body.into()).await.unwrap();
-        let stamped = store.head(&path.as_str().into()).await.unwrap().last_modified.timestamp();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 <= stamped {
-            assert!(std::time::Instant::now() < deadline, "the clock never passed {stamped}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_past_stamp(&store, &path).await;
     }
     let env_owned = server.env();
     tokio::task::spawn_blocking(move || {

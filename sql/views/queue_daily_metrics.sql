@@ -1,10 +1,8 @@
--- One row per queue name and UTC day (all media), Genesys's definitions (GENESYS.md, KPIs):
--- offered = sum(nOffered); answered, abandoned, handled = count of tAnswered, tAbandon,
--- tHandle (every agent session that has one, a forced wrap-up after a missed alert too);
--- AHT = sum(tHandle) / count(tHandle); ASA = sum(tAnswered) / count(tAnswered); service
--- level = answered within the target / (answered + abandoned); abandon rate = abandoned /
--- offered. Offered is not answered + abandoned: flow-outs leave the queue too. Each metric
--- counts on the day of its emitDate.
+-- One row per queue name and UTC day (all media): the sums of queue_interval_metrics' counts
+-- over the day's intervals (each metric counts on the day of its emitDate), with the same
+-- ratios: AHT, ASA, service level (answered within the target / (answered + abandoned)) and
+-- abandon rate (abandoned / offered). Offered is not answered + abandoned: flow-outs leave
+-- the queue too.
 SELECT
   queue_name,
   date,
@@ -22,15 +20,15 @@ SELECT
 FROM (
   SELECT
     queue_name,
-    emit_day AS date,
-    coalesce(sum(value) FILTER (WHERE name = 'nOffered'), 0) AS n_offered,
-    count(*) FILTER (WHERE name = 'tAnswered') AS n_answered,
-    count(*) FILTER (WHERE name = 'tAnswered' AND value <= service_level_target_ms) AS n_answered_in_target,
-    count(*) FILTER (WHERE name = 'tAbandon') AS n_abandoned,
-    count(*) FILTER (WHERE name = 'tHandle') AS n_handled,
-    coalesce(sum(value) FILTER (WHERE name = 'nTransferred'), 0) AS n_transferred,
-    coalesce(sum(value) FILTER (WHERE name = 'tHandle'), 0) AS t_handle_ms,
-    coalesce(sum(value) FILTER (WHERE name = 'tAnswered'), 0) AS t_answered_ms
-  FROM queue_session_metrics
-  GROUP BY queue_name, emit_day
+    CAST(interval_start AS DATE) AS date,
+    sum(n_offered) AS n_offered,
+    sum(n_answered) AS n_answered,
+    sum(n_answered_in_target) AS n_answered_in_target,
+    sum(n_abandoned) AS n_abandoned,
+    sum(n_handled) AS n_handled,
+    sum(n_transferred) AS n_transferred,
+    sum(t_handle_ms) AS t_handle_ms,
+    sum(t_answered_ms) AS t_answered_ms
+  FROM queue_interval_metrics
+  GROUP BY queue_name, CAST(interval_start AS DATE)
 ) daily

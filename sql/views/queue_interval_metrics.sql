@@ -1,11 +1,17 @@
--- Per queue, media type and 30-minute UTC interval (of each metric's emitDate): the measures
--- of queue_daily_metrics, as Genesys's queue performance views show them.
+-- Per queue, media type and 30-minute UTC interval (of each metric's emitDate), Genesys's
+-- definitions (GENESYS.md, KPIs): offered = sum(nOffered); answered, abandoned, handled =
+-- count of tAnswered, tAbandon, tHandle (every agent session that has one, a forced wrap-up
+-- after a missed alert too); answered within the queue's service-level target for the
+-- media; AHT = sum(tHandle) / count(tHandle); ASA = sum(tAnswered) / count(tAnswered);
+-- service level = answered within the target / (answered + abandoned); abandon rate =
+-- abandoned / offered. Every count is additive: queue_daily_metrics sums these rows.
 SELECT
   queue_name,
   media_type,
   interval_start,
   n_offered,
   n_answered,
+  n_answered_in_target,
   n_abandoned,
   n_handled,
   n_transferred,

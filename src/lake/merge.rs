@@ -28,19 +28,39 @@ use deltalake::{DeltaTable, DeltaTableError};
 use super::upsert::{writer_properties, StoredEvent};
 use crate::model::{Delivery, LakeTable};
 
+/// The delivery columns of a batch that carries [`Delivery::COLUMNS`], read row by row
+/// without copying the object names.
+struct DeliveryColumns {
+    objects: Arc<dyn Array>,
+    modified: Arc<dyn Array>,
+    lines: Arc<dyn Array>,
+}
+
+impl DeliveryColumns {
+    fn of(batch: &RecordBatch) -> Result<Self, DeltaTableError> {
+        let column = |name: &str, to: &DataType| -> Result<Arc<dyn Array>, DeltaTableError> {
+            Ok(cast(batch.column(batch.schema().index_of(name)?), to)?)
+        };
+        Ok(Self {
+            objects: column("source_object", &DataType::Utf8)?,
+            modified: column("source_modified_at", &DataType::Int64)?,
+            lines: column("source_line", &DataType::Int64)?,
+        })
+    }
+
+    fn get(&self, row: usize) -> Delivery<'_> {
+        Delivery {
+            modified_at: self.modified.as_primitive::<Int64Type>().value(row),
+            object: std::borrow::Cow::Borrowed(self.objects.as_string::<i32>().value(row)),
+            line: self.lines.as_primitive::<Int64Type>().value(row),
+        }
+    }
+}
+
 /// The delivery of every row of a batch that carries [`Delivery::COLUMNS`].
 fn deliveries(batch: &RecordBatch) -> Result<Vec<Delivery<'static>>, DeltaTableError> {
-    let column = |name: &str, to: &DataType| -> Result<Arc<dyn Array>, DeltaTableError> {
-        Ok(cast(batch.column(batch.schema().index_of(name)?), to)?)
-    };
-    let objects = column("source_object", &DataType::Utf8)?;
-    let modified = column("source_modified_at", &DataType::Int64)?;
-    let lines = column("source_line", &DataType::Int64)?;
-    let (objects, modified, lines) =
-        (objects.as_string::<i32>(), modified.as_primitive::<Int64Type>(), lines.as_primitive::<Int64Type>());
-    Ok((0..batch.num_rows())
-        .map(|i| Delivery { modified_at: modified.value(i), object: objects.value(i).to_string().into(), line: lines.value(i) })
-        .collect())
+    let columns = DeliveryColumns::of(batch)?;
+    Ok((0..batch.num_rows()).map(|i| columns.get(i).into_owned()).collect())
 }
 
 fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> {
@@ -48,17 +68,27 @@ fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> 
     Ok(keys.as_string::<i32>().clone())
 }
 
-/// At most one row per `key`: the latest delivery of each (a tie keeps the first row).
+/// At most one row per `key`: the latest delivery of each (a tie keeps the first row), in
+/// the order of the batch.
 pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, DeltaTableError> {
-    let winners = latest_deliveries(batch, key)?;
     let ids = keys(batch, key)?;
-    let all = deliveries(batch)?;
-    let mut seen = BTreeSet::new();
-    let indices: UInt32Array = (0..batch.num_rows())
-        .filter(|&i| winners.get(ids.value(i)) == Some(&all[i]) && seen.insert(ids.value(i)))
-        .map(|i| i as u32)
-        .collect();
-    Ok(take_record_batch(batch, &indices)?)
+    let columns = DeliveryColumns::of(batch)?;
+    let mut best: HashMap<&str, usize> = HashMap::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        best.entry(ids.value(i))
+            .and_modify(|kept| {
+                if columns.get(i) > columns.get(*kept) {
+                    *kept = i;
+                }
+            })
+            .or_insert(i);
+    }
+    if best.len() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    let mut indices: Vec<u32> = best.into_values().map(|i| i as u32).collect();
+    indices.sort_unstable();
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
 }
 
 /// `batch` sorted by the table's sort columns, then the key: each written file is then
@@ -97,11 +127,12 @@ pub struct Decision {
 /// one goes nowhere.
 pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
     let ids = keys(latest, key)?;
+    let columns = DeliveryColumns::of(latest)?;
     let mut write = Vec::with_capacity(latest.num_rows());
     let mut replaced_partitions: Vec<Vec<ScalarValue>> = Vec::new();
-    let mut winners = HashSet::new();
-    for (i, delivery) in deliveries(latest)?.into_iter().enumerate() {
-        let id = ids.value(i);
+    let mut winners = HashSet::with_capacity(latest.num_rows());
+    for i in 0..latest.num_rows() {
+        let (id, delivery) = (ids.value(i), columns.get(i));
         let order = stored.get(id).map(|s| (delivery.cmp(&s.delivery), &s.partition));
         match order {
             None => write.push(true),

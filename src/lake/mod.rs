@@ -154,6 +154,22 @@ impl Tables {
     fn set(&mut self, table: LakeTable, delta: DeltaTable) {
         self.0.insert(table, delta);
     }
+
+    /// Upserts rows of an [`MergePolicy::UpsertLatest`] table and keeps the committed
+    /// snapshot; `matched` as [`upsert::upsert_events`] takes it.
+    async fn upsert(
+        &mut self,
+        table: LakeTable,
+        batch: RecordBatch,
+        matched: Option<Vec<Vec<datafusion::common::ScalarValue>>>,
+    ) -> Result<UpsertOutcome, LakeError> {
+        let (next, outcome) = upsert::upsert_events(self.get(table)?.clone(), table, batch, matched)
+            .await
+            .map_err(delta_err(table))?;
+        self.set(table, next);
+        debug!(?outcome, table = table.name(), "upserted");
+        Ok(outcome)
+    }
 }
 
 impl Lake {
@@ -506,11 +522,7 @@ impl Lake {
             };
             let written = to_write.num_rows();
             if written > 0 {
-                let (next, outcome) = upsert::upsert_events(tables.get(table)?.clone(), table, to_write, replaced)
-                    .await
-                    .map_err(delta_err(table))?;
-                tables.set(table, next);
-                debug!(?outcome, table = table.name(), "upserted");
+                let outcome = tables.upsert(table, to_write, replaced).await?;
                 report.commits += u64::from(outcome.committed);
                 report.files_scanned += outcome.files_scanned as u64;
                 report.files_rewritten += outcome.files_removed as u64;
@@ -525,15 +537,9 @@ impl Lake {
                 let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
                 let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
                 let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
-                if kept.num_rows() == 0 {
-                    continue;
+                if kept.num_rows() > 0 {
+                    report.commits += u64::from(tables.upsert(follower, kept, None).await?.committed);
                 }
-                let (next, outcome) = upsert::upsert_events(tables.get(follower)?.clone(), follower, kept, None)
-                    .await
-                    .map_err(delta_err(follower))?;
-                tables.set(follower, next);
-                debug!(?outcome, table = follower.name(), "upserted");
-                report.commits += u64::from(outcome.committed);
             }
         }
 

@@ -61,8 +61,10 @@ enum Command {
         /// Exports: a local folder or a URL (file://, s3://, gs://, az://).
         #[arg(long, env = "CCLAKE_SOURCE")]
         source: String,
-        /// Valid events per commit; bounds memory whatever the input size.
-        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 500_000)]
+        /// Rows per commit, all tables together (a flat event is two rows: its fact and its
+        /// recording; a conversation one row per session, segment and metric); bounds memory
+        /// whatever the input size.
+        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 1_000_000)]
         batch_rows: usize,
         /// Compact a partition after the pass once it holds this many files.
         #[arg(long, env = "CCLAKE_COMPACT_MIN_FILES", default_value_t = 16)]

@@ -108,7 +108,8 @@ enum Fetched {
 /// Tunables of the write side.
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
-    /// Valid events per commit. Bounds the memory of a pass, whatever the input size.
+    /// Rows per commit, all tables together (a flat event is two rows). Bounds the memory of
+    /// a pass, whatever the input size.
     pub batch_rows: usize,
     /// Objects parsed at once (each on a blocking thread).
     pub parallel_objects: usize,
@@ -124,7 +125,7 @@ pub struct LakeOptions {
 impl Default for LakeOptions {
     fn default() -> Self {
         Self {
-            batch_rows: 500_000,
+            batch_rows: 1_000_000,
             parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compact_min_files: 16,
             auto_compact: true,
@@ -381,7 +382,7 @@ impl Lake {
             .buffered(self.options.parallel_objects.max(1));
 
         let mut pending: Vec<ParsedObject> = Vec::new();
-        let mut pending_events = 0;
+        let mut pending_rows = 0;
         while let Some(parsed) = parsed_objects.next().await {
             let parsed = match parsed? {
                 Fetched::Parsed(parsed) => parsed,
@@ -405,12 +406,12 @@ impl Lake {
                     "record quarantined"
                 );
             }
-            pending_events += parsed.row_count();
+            pending_rows += parsed.row_count();
             pending.push(parsed);
-            if pending_events >= self.options.batch_rows {
+            if pending_rows >= self.options.batch_rows {
                 self.commit_batch(&mut tables, &pending, &mut report).await?;
                 pending.clear();
-                pending_events = 0;
+                pending_rows = 0;
             }
         }
         if !pending.is_empty() {

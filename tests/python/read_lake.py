@@ -1,8 +1,8 @@
 """Reads a cclake lake without cclake: the `deltalake` package and DuckDB's delta extension.
 
 Prints one JSON object: for each reader, the rows of fact_interactions (a fixed set of
-columns, sorted by event_id) and the row counts of the other tables. The Rust test compares
-them with `cclake query`.
+columns, sorted by event_id) and the row counts of every other table of the lake (each
+folder holding a `_delta_log`). The Rust test compares them with `cclake query`.
 """
 import json
 import os
@@ -24,11 +24,16 @@ def normalise(row):
     return out
 
 
+def other_tables(lake):
+    return sorted(name for name in os.listdir(lake)
+                  if name != "fact_interactions" and os.path.isdir(os.path.join(lake, name, "_delta_log")))
+
+
 def with_deltalake(lake):
     table = deltalake.DeltaTable(os.path.join(lake, "fact_interactions"))
     rows = table.to_pyarrow_table(columns=COLUMNS).to_pylist()
     counts = {name: deltalake.DeltaTable(os.path.join(lake, name)).to_pyarrow_table().num_rows
-              for name in ["call_recordings", "quarantine", "ingest_log"]}
+              for name in other_tables(lake)}
     return sorted((normalise(r) for r in rows), key=lambda r: r["event_id"]), counts
 
 
@@ -44,7 +49,7 @@ def with_duckdb(lake):
     names = [d[0] for d in cur.description]
     rows = [normalise(dict(zip(names, r))) for r in cur.fetchall()]
     counts = {name: con.execute("SELECT count(*) FROM delta_scan(?)", [os.path.join(lake, name)]).fetchone()[0]
-              for name in ["call_recordings", "quarantine", "ingest_log"]}
+              for name in other_tables(lake)}
     return rows, counts
 
 

@@ -270,7 +270,7 @@ pub async fn replace_aggregates(
             partitions.insert(values.iter().map(|v| v.to_string()).collect());
         }
     }
-    let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(partition_columns, &partitions, key, &winners));
+    let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(root, &partitions, key, &winners));
 
     for member in root.aggregate_members() {
         let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
@@ -326,31 +326,25 @@ fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result
 }
 
 /// `p IN (...) AND key IN (...)`: the partitions bound the files Delta reads and rewrites.
-/// Partition values are compared as text, which is how Delta stores them.
+/// Partition values are written as text (how Delta stores them) and cast to the column's type.
 fn replace_predicate(
-    columns: &[&str],
+    table: LakeTable,
     partitions: &BTreeSet<Vec<String>>,
     key: &str,
     winners: &HashMap<String, Delivery<'static>>,
 ) -> Expr {
+    let schema = table.schema();
     let mut predicate = col(key).in_list(winners.keys().map(|k| lit(k.as_str())).collect(), false);
-    for (i, column) in columns.iter().enumerate() {
+    for (i, column) in table.partition_columns().iter().enumerate() {
+        let data_type = schema.field_with_name(column).map_or(DataType::Utf8, |f| f.data_type().clone());
         let values: BTreeSet<&str> = partitions.iter().map(|p| p[i].as_str()).collect();
-        let values = values.into_iter().map(|v| lit(v).cast_to_date()).collect();
+        let values = values
+            .into_iter()
+            .map(|v| Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(lit(v)), data_type.clone())))
+            .collect();
         predicate = col(*column).in_list(values, false).and(predicate);
     }
     predicate
-}
-
-trait CastToDate {
-    fn cast_to_date(self) -> Expr;
-}
-
-impl CastToDate for Expr {
-    /// The aggregates' partitions are dates (the model's test pins that down).
-    fn cast_to_date(self) -> Expr {
-        Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(self), DataType::Date32))
-    }
 }
 
 #[cfg(test)]

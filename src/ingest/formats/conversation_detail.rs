@@ -36,7 +36,19 @@ impl TreeFormat for ConversationDetail {
 
     fn decode<'v>(&self, record: &'v Value) -> Vec<Decoded<'v>> {
         match record.get("conversations") {
-            Some(Value::Array(items)) => decode_items(items, "conversations", conversation),
+            Some(Value::Array(items)) => {
+                // Items of one page share its delivery: should a page list a conversation
+                // twice, the later item is the one kept (two would both land).
+                let mut seen = std::collections::HashSet::new();
+                let mut decoded = decode_items(items, "conversations", conversation);
+                decoded.reverse();
+                decoded.retain(|d| {
+                    let id = d.item.get("conversationId").and_then(Value::as_str);
+                    d.outcome.is_err() || id.is_none_or(|id| seen.insert(id))
+                });
+                decoded.reverse();
+                decoded
+            }
             _ => vec![Decoded { position: None, outcome: conversation(record), item: record }],
         }
     }
@@ -243,6 +255,17 @@ impl<'v> Session<'v> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conversation_listed_twice_in_a_page_keeps_its_later_item() {
+        let record: Value = serde_json::json!({"conversations": [
+            {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z"},
+            {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z", "conversationEnd": "2024-03-04T09:05:00Z"},
+        ]});
+        let decoded = ConversationDetail.decode(&record);
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].position.as_deref(), Some("conversations[1]"));
+    }
 
     #[test]
     fn a_missing_emit_date_refuses_the_whole_conversation_and_names_the_field() {

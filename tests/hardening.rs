@@ -97,16 +97,24 @@ async fn scalar_functions_stay_inside_the_memory_limit_and_long_queries_do_not_s
     // refused (the two take the shared slots; SELECT 1 runs on the reserve).
     let long = "SELECT sum(levenshtein(repeat('a', v % 100 + 100), repeat('b', 100))) FROM generate_series(1, 5000000) AS t(v)";
     let port = server.port;
+    let mut checker = signed_in(server.port, "ana", "analyst-pw").await;
     let slow: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { run(&mut signed_in(port, "ana", "analyst-pw").await, long).await }))
         .collect();
     let mut auditor = signed_in(server.port, "aud", "auditor-pw").await;
-    // Both long queries hold their slots once a table query is refused.
-    wait_for_async("both long queries to run", || async {
-        let mut c = signed_in(port, "ana", "analyst-pw").await;
-        run(&mut c, "SELECT count(*) AS n FROM fact_interactions").await.is_err_and(|e| e.contains("too many concurrent queries"))
-    })
-    .await;
+    // Both long queries hold their slots once a table query is refused. The checking client
+    // signed in before they started: a sign-in (an argon2 check on two busy cores) inside
+    // the loop could outlast the queries' 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let refused = run(&mut checker, "SELECT count(*) AS n FROM fact_interactions").await;
+        if refused.is_err_and(|e| e.contains("too many concurrent queries")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for both long queries to run");
+        assert!(slow.iter().any(|t| !t.is_finished()), "the long queries ended before both were seen running");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let one = run(&mut auditor, "SELECT 1 AS one").await.unwrap();
     assert_eq!(one[0].column(0).as_primitive::<Int64Type>().value(0), 1);
     assert!(slow.iter().all(|t| !t.is_finished()), "SELECT 1 was answered while both long queries ran");

@@ -59,8 +59,19 @@ pub static TREE_FORMATS: [&dyn TreeFormat; 3] = [
 /// A cheap look at the bytes before anything is parsed: only a record holding one of these
 /// keys can be a tree format, so flat events (the high-volume path) are never parsed twice.
 pub fn may_be_tree_format(raw: &[u8]) -> bool {
-    const MARKERS: [&[u8]; 4] = [b"\"conversations\"", b"\"conversationId\"", b"\"detail-type\"", b"\"entities\""];
-    MARKERS.iter().any(|m| raw.windows(m.len()).any(|w| w == *m))
+    use memchr::memmem::Finder;
+    use std::sync::OnceLock;
+    // Every flat record passes here: SIMD substring search, the finders built once.
+    static MARKERS: OnceLock<[Finder<'static>; 4]> = OnceLock::new();
+    let markers = MARKERS.get_or_init(|| {
+        [
+            Finder::new(b"\"conversations\""),
+            Finder::new(b"\"conversationId\""),
+            Finder::new(b"\"detail-type\""),
+            Finder::new(b"\"entities\""),
+        ]
+    });
+    markers.iter().any(|m| m.find(raw).is_some())
 }
 
 /// The tree format a parsed record is in, if any.

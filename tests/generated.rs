@@ -162,6 +162,41 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_lake() {
     }
 }
 
+/// The newest commit file of a Delta table's log.
+fn last_commit(table: &Path) -> std::path::PathBuf {
+    let mut commits: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    commits.pop().unwrap()
+}
+
+#[test]
+fn a_crash_between_the_quarantine_and_log_commits_keeps_no_record_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate(&exports, 200, 2, true);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    let args = ["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s, "--no-auto-compact"];
+    cclake(&args);
+    let expected = lake_contents(lake_s);
+    // The state a crash leaves after the batch's quarantine commit and before its log
+    // commit: the log's last commit never happened (its Parquet file stays, unreferenced).
+    std::fs::remove_file(last_commit(&lake.join("ingest_log"))).unwrap();
+    assert_eq!(count(lake_s, "SELECT count(*) AS n FROM ingest_log"), 0, "the one batch is unlogged");
+    cclake(&args);
+    assert_eq!(lake_contents(lake_s), expected, "the re-run keeps each quarantined record once");
+    assert_matches_manifest(lake_s, &manifest);
+    // Later passes append to the quarantine without reading it: a new bad record lands once.
+    std::fs::write(exports.join("late.ndjson"), "{\"event_id\": \"late-1\"}\n").unwrap();
+    cclake(&args);
+    assert_eq!(count(lake_s, "SELECT count(*) AS n FROM quarantine WHERE source_object LIKE '%late.ndjson'"), 1);
+}
+
 fn files_per_partition(lake: &str) -> Vec<usize> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

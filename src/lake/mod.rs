@@ -9,6 +9,12 @@
 //! crash anywhere leaves each table as it was before or after a commit, and the next pass
 //! re-reads exactly the objects not yet logged and converges on the lake an uninterrupted run
 //! would have written.
+//!
+//! A pass costs O(new data), not O(history): the writer keeps its tables between passes and
+//! brings them up to date from the newer log entries only, keeps the set of ingested object
+//! versions for as long as `ingest_log` moves only by its own commits, and appends to
+//! `quarantine` without reading it (each batch's `quarantine` and `ingest_log` commits carry
+//! the same batch number, so the one case that needs a merge, a crash between the two, shows).
 
 pub mod compact;
 pub mod merge;
@@ -140,11 +146,48 @@ impl Default for LakeOptions {
 pub struct Lake {
     catalog: Catalog,
     options: LakeOptions,
-    /// One writer per process: passes and compactions take turns.
-    write_lock: tokio::sync::Mutex<()>,
+    /// One writer per process: passes and compactions take turns, and what one pass learnt
+    /// of the tables serves the next.
+    writer: tokio::sync::Mutex<Writer>,
+}
+
+/// An object version as `ingest_log` records it: (url, size, last modified, etag).
+type ObjectVersion = (String, i64, i64, String);
+
+/// What the writer keeps between passes, so that a pass costs O(new data), not O(history):
+/// each piece is dropped when a pass fails, and read again by the next.
+#[derive(Debug, Default)]
+struct Writer {
+    /// Every table as this process last loaded or committed it; brought up to date
+    /// incrementally (only newer log entries are read).
+    tables: Option<Tables>,
+    /// The object versions `ingest_log` holds, as of one of its versions.
+    ingested: Option<Ingested>,
+    /// The batch numbers of the last `quarantine` and `ingest_log` commits
+    /// ([`upsert::BATCH_APP_ID`]).
+    batches: Option<BatchNumbers>,
+}
+
+#[derive(Debug)]
+struct Ingested {
+    as_of: Option<deltalake::kernel::Version>,
+    versions: HashSet<ObjectVersion>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BatchNumbers {
+    quarantined: Option<i64>,
+    logged: Option<i64>,
+}
+
+impl BatchNumbers {
+    fn next(self) -> i64 {
+        self.quarantined.max(self.logged).unwrap_or(0) + 1
+    }
 }
 
 /// The tables as of the start of a pass, each replaced by its commits' results.
+#[derive(Debug)]
 struct Tables(HashMap<LakeTable, DeltaTable>);
 
 impl Tables {
@@ -202,7 +245,7 @@ impl Lake {
         Self {
             catalog,
             options,
-            write_lock: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(Writer::default()),
         }
     }
 
@@ -263,7 +306,14 @@ impl Lake {
         }
     }
 
-    async fn load_tables(&self) -> Result<Tables, LakeError> {
+    /// Every table, newest snapshot: the writer's own, brought up to date, when it has them.
+    async fn load_tables(&self, kept: Option<Tables>) -> Result<Tables, LakeError> {
+        if let Some(mut tables) = kept {
+            for (table, delta) in tables.0.iter_mut() {
+                delta.update_incremental(None).await.map_err(delta_err(*table))?;
+            }
+            return Ok(tables);
+        }
         let mut tables = HashMap::new();
         for table in LakeTable::ALL {
             // A lake written by an earlier release lacks the newer tables: created here.
@@ -272,14 +322,16 @@ impl Lake {
         Ok(Tables(tables))
     }
 
-    /// The object versions already ingested: (url, size, last modified, etag).
-    async fn ingested_versions(
-        &self,
-        ingest_log: &DeltaTable,
-    ) -> Result<HashSet<(String, i64, i64, String)>, LakeError> {
-        let mut done = HashSet::new();
+    /// The object versions already ingested: those the writer knows of when `ingest_log`
+    /// has not moved since, else read from the table.
+    async fn ingested_versions(&self, ingest_log: &DeltaTable, kept: Option<Ingested>) -> Result<Ingested, LakeError> {
+        let as_of = ingest_log.version();
+        if let Some(kept) = kept.filter(|k| k.as_of == as_of) {
+            return Ok(kept);
+        }
+        let mut versions = HashSet::new();
         if ingest_log.get_file_uris().map_err(delta_err(LakeTable::IngestLog))?.next().is_none() {
-            return Ok(done);
+            return Ok(Ingested { as_of, versions });
         }
         // Read here, with a context of its own: the writer does not need the read side.
         let ctx = SessionContext::new();
@@ -300,7 +352,7 @@ impl Lake {
             let (url, size) = (url.as_string::<i32>(), size.as_primitive::<Int64Type>());
             let (modified, etag) = (modified.as_primitive::<Int64Type>(), etag.as_string::<i32>());
             for i in 0..b.num_rows() {
-                done.insert((
+                versions.insert((
                     url.value(i).to_string(),
                     size.value(i),
                     modified.value(i),
@@ -308,12 +360,23 @@ impl Lake {
                 ));
             }
         }
-        Ok(done)
+        Ok(Ingested { as_of, versions })
+    }
+
+    /// The batch numbers the tables carry, or the writer's own when it has them.
+    async fn batch_numbers(tables: &Tables, kept: Option<BatchNumbers>) -> Result<BatchNumbers, LakeError> {
+        if let Some(kept) = kept {
+            return Ok(kept);
+        }
+        let number = |table: LakeTable| async move {
+            upsert::batch_number(tables.get(table)?).await.map_err(delta_err(table))
+        };
+        Ok(BatchNumbers { quarantined: number(LakeTable::Quarantine).await?, logged: number(LakeTable::IngestLog).await? })
     }
 
     /// One ingest pass over every export object under `source` not yet in the lake.
     pub async fn ingest(&self, source: &str) -> Result<IngestReport, LakeError> {
-        let _writer = self.write_lock.lock().await;
+        let mut writer = self.writer.lock().await;
         let started = Instant::now();
         let mut report = IngestReport::default();
         let source = Location::parse(source, false)?;
@@ -329,13 +392,15 @@ impl Lake {
             warn!(source = %source, entry = %entry, "source entry skipped: it cannot be listed");
         }
         report.entries_skipped = listed.skipped;
-        let mut tables = self.load_tables().await?;
-        let done = self.ingested_versions(tables.get(LakeTable::IngestLog)?).await?;
+        // Taken out of the writer: a pass that fails leaves nothing half-updated behind.
+        let mut tables = self.load_tables(writer.tables.take()).await?;
+        let mut done = self.ingested_versions(tables.get(LakeTable::IngestLog)?, writer.ingested.take()).await?;
+        let mut batches = Self::batch_numbers(&tables, writer.batches.take()).await?;
         report.objects_listed = listed.objects.len() as u64;
         let todo: Vec<SourceObject> = listed
             .objects
             .into_iter()
-            .filter(|o| !done.contains(&o.version_key()))
+            .filter(|o| !done.versions.contains(&o.version_key()))
             .collect();
         report.objects_skipped = report.objects_listed - todo.len() as u64;
         info!(
@@ -409,22 +474,30 @@ impl Lake {
             pending_rows += parsed.row_count();
             pending.push(parsed);
             if pending_rows >= self.options.batch_rows {
-                self.commit_batch(&mut tables, &pending, &mut report).await?;
+                self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report).await?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            self.commit_batch(&mut tables, &pending, &mut report).await?;
+            self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report).await?;
         }
         progress.finish_and_clear();
 
         if self.options.auto_compact {
+            let before = tables.get(LakeTable::IngestLog)?.version();
             let outcome = self
                 .compact_tables(&mut tables, self.options.compact_min_files)
                 .await?;
             report.partitions_compacted = outcome.partitions_compacted;
+            // Compaction rewrites files, not what the log holds.
+            if done.as_of == before {
+                done.as_of = tables.get(LakeTable::IngestLog)?.version();
+            }
         }
+        writer.tables = Some(tables);
+        writer.ingested = Some(done);
+        writer.batches = Some(batches);
         report.elapsed = started.elapsed();
         for (reason, records) in &report.quarantined_by_reason {
             info!(reason = %reason, records, "records quarantined");
@@ -468,8 +541,10 @@ impl Lake {
         &self,
         tables: &mut Tables,
         objects: &[ParsedObject],
+        (done, numbers): (&mut Ingested, &mut BatchNumbers),
         report: &mut IngestReport,
     ) -> Result<(), LakeError> {
+        let number = numbers.next();
         let mut batches: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
         for parsed in objects {
             for (table, batch) in &parsed.rows {
@@ -552,10 +627,13 @@ impl Lake {
             let next = upsert::insert_quarantined(
                 tables.get(LakeTable::Quarantine)?.clone(),
                 tables::quarantine_batch(&quarantined)?,
+                number,
+                numbers.logged,
             )
             .await
             .map_err(delta_err(LakeTable::Quarantine))?;
             tables.set(LakeTable::Quarantine, next);
+            numbers.quarantined = Some(number);
         }
 
         let logged_version = tables.get(LakeTable::LOGGED_VERSION_OF)?.version().unwrap_or(0) as i64;
@@ -567,8 +645,15 @@ impl Lake {
             .write(vec![tables::ingest_log_batch(&log_rows, logged_version, committed_at)?])
             .with_save_mode(SaveMode::Append)
             .with_writer_properties(upsert::writer_properties())
+            .with_commit_properties(upsert::batch_commit(number))
             .await
             .map_err(delta_err(LakeTable::IngestLog))?;
+        numbers.logged = Some(number);
+        // The log moved by this commit only when it stood where the writer last saw it.
+        if done.as_of == tables.get(LakeTable::IngestLog)?.version() {
+            done.as_of = next.version();
+            done.versions.extend(objects.iter().map(|p| p.object.version_key()));
+        }
         tables.set(LakeTable::IngestLog, next);
         info!(
             objects = objects.len(),
@@ -609,9 +694,15 @@ impl Lake {
     /// Compacts every partition of every table that holds more than one file
     /// (`cclake compact`). Returns what was done to `fact_interactions`.
     pub async fn compact(&self) -> Result<CompactOutcome, LakeError> {
-        let _writer = self.write_lock.lock().await;
-        let mut tables = self.load_tables().await?;
-        self.compact_tables(&mut tables, 2).await
+        let mut writer = self.writer.lock().await;
+        let mut tables = self.load_tables(writer.tables.take()).await?;
+        let before = tables.get(LakeTable::IngestLog)?.version();
+        let outcome = self.compact_tables(&mut tables, 2).await?;
+        if let Some(done) = writer.ingested.as_mut().filter(|d| d.as_of == before) {
+            done.as_of = tables.get(LakeTable::IngestLog)?.version();
+        }
+        writer.tables = Some(tables);
+        Ok(outcome)
     }
 }
 

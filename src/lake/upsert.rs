@@ -22,6 +22,8 @@ use datafusion::prelude::SessionContext;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -331,18 +333,50 @@ fn rows_present(batch: &RecordBatch, column: &str) -> Result<RecordBatch, DeltaT
 
 /// Inserts quarantined records not yet stored, keyed by object version and line, so a re-run
 /// after a crash does not store them twice.
+/// The application id under which the writer numbers its batches in the Delta log
+/// (`txn` actions): each batch's `quarantine` commit and `ingest_log` commit carry the same
+/// number, so a `quarantine` commit whose log commit never happened (a crash between the two)
+/// shows as a `quarantine` number past the `ingest_log` one.
+pub const BATCH_APP_ID: &str = "cclake-ingest-batch";
+
+/// The last batch number a table's commits carry (see [`BATCH_APP_ID`]).
+pub async fn batch_number(delta: &DeltaTable) -> Result<Option<i64>, DeltaTableError> {
+    if delta.version().is_none() {
+        return Ok(None);
+    }
+    delta.snapshot()?.transaction_version(delta.log_store().as_ref(), BATCH_APP_ID).await
+}
+
+/// Commit properties that stamp a commit with batch number `batch`.
+pub fn batch_commit(batch: i64) -> CommitProperties {
+    CommitProperties::default().with_application_transaction(Transaction::new(BATCH_APP_ID, batch))
+}
+
+/// Appends quarantined records as batch number `batch` of the writer, whose `ingest_log`
+/// stands at batch number `logged`. Plain appends cost O(new records). Only when the table
+/// holds records of a batch the log never completed (a crash between the two commits), or
+/// records from before batches were numbered, is the batch merged on its delivery columns
+/// instead, so that records re-read after that crash are not kept twice.
 pub async fn insert_quarantined(
     delta: DeltaTable,
     batch: RecordBatch,
+    number: i64,
+    logged: Option<i64>,
 ) -> Result<DeltaTable, DeltaTableError> {
     if batch.num_rows() == 0 {
         return Ok(delta);
     }
-    if table_is_empty(&delta)? {
+    let unlogged = match batch_number(&delta).await? {
+        Some(quarantined) => logged.is_none_or(|logged| quarantined > logged),
+        // Records written before batches were numbered may lack their log commit too.
+        None => !table_is_empty(&delta)?,
+    };
+    if !unlogged {
         return delta
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_writer_properties(writer_properties())
+            .with_commit_properties(batch_commit(number))
             .await;
     }
     let ctx = SessionContext::new();
@@ -358,6 +392,7 @@ pub async fn insert_quarantined(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_writer_properties(writer_properties())
+        .with_commit_properties(batch_commit(number))
         .when_not_matched_insert(|insert| {
             columns
                 .iter()

@@ -293,3 +293,64 @@ fn hostile_exports_are_skipped_or_quarantined_and_the_rest_lands_masked() {
         assert_eq!(n[0].column(0).as_primitive::<arrow::datatypes::Int32Type>().value(0), 5_000_000);
     });
 }
+
+/// One column of Int64 values of a result, in order.
+fn int64s(batches: &[RecordBatch]) -> Vec<i64> {
+    batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_past_its_memory_limit_spills_or_fails_clearly_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    set_server_settings(&config, &[("query_memory_limit_mb", "64"), ("max_concurrent_queries", "1")]);
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut ana = signed_in(server.port, "ana", "analyst-pw").await;
+
+    // A hash join's build side cannot spill: 4 million keys need far more than 64 MB, and
+    // the query fails with the limit named, not with the server's memory.
+    let join = "SELECT count(*) AS n FROM generate_series(1, 4000000) AS a(x) JOIN generate_series(1, 4000000) AS b(y) ON x = y";
+    let err = run(&mut ana, join).await.unwrap_err();
+    assert!(exhausted(&err) && err.contains("memory limit"), "{err}");
+    // A sort past the limit spills to disk and answers: the 3 largest of 1..=3,000,000.
+    let sort = "SELECT v FROM (SELECT v, v % 7 AS w FROM generate_series(1, 3000000) AS t(v) ORDER BY w, v) ORDER BY v DESC LIMIT 3";
+    assert_eq!(int64s(&run(&mut ana, sort).await.unwrap()), vec![3_000_000, 2_999_999, 2_999_998]);
+    let peak = peak_rss_mb(server.pid());
+    assert!(peak < 1024, "the server peaked at {peak} MB");
+    // The server still answers, from its only query slot: the failed query released it.
+    let rows = run(&mut ana, "SELECT count(*) AS n FROM fact_interactions").await.unwrap();
+    assert!(int64s(&rows)[0] > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_stream_dropped_mid_way_stops_its_query_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    set_server_settings(&config, &[("max_concurrent_queries", "1"), ("query_timeout_seconds", "600")]);
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut ana = signed_in(server.port, "ana", "analyst-pw").await;
+
+    // Ten minutes of work if it ran to the end; the client reads one batch and hangs up.
+    let endless = "SELECT v, levenshtein(repeat('a', v % 50 + 50), repeat('b', 60)) AS d FROM generate_series(1, 1000000000) AS t(v)";
+    let info = ana.execute(endless.into(), None).await.unwrap();
+    let mut stream = ana.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
+    let first = stream.try_next().await.unwrap().expect("a first batch");
+    assert_eq!(first.column(0).as_primitive::<Int64Type>().value(0), 1);
+    drop(stream);
+    // The query's only slot comes back once its work has stopped (long before ten minutes),
+    // and the same client runs the next query.
+    let started = std::time::Instant::now();
+    loop {
+        match run(&mut ana, "SELECT count(*) AS n FROM fact_interactions").await {
+            Ok(rows) => {
+                assert!(int64s(&rows)[0] > 0);
+                break;
+            }
+            Err(e) if e.contains("too many concurrent queries") => {
+                assert!(started.elapsed() < std::time::Duration::from_secs(60), "the dropped query still holds its slot");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

@@ -7,12 +7,15 @@
 //!
 //! With faults, the exports also hold re-deliveries, corrections (some moving an event to
 //! another date or queue), a late file of old events, drifted types, unknown fields, malformed
-//! records, unmasked phone numbers, and files whose extension lies. `_manifest.json` (skipped
+//! records, unmasked phone numbers, and files whose extension lies. Generation streams:
+//! memory stays flat whatever `--interactions` (one thread generates, another writes). `_manifest.json` (skipped
 //! by ingest, like every `_` file) says what a correct lake holds: the number of distinct
 //! valid events, the final values of corrected events, and the quarantine count by reason.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::mpsc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -118,8 +121,11 @@ struct Generator {
     out: PathBuf,
     faults: bool,
     manifest: Manifest,
-    valid_ids: HashSet<String>,
-    recording_ids: HashSet<String>,
+    /// Valid events with an id of their own (each generated event gets a fresh random UUID,
+    /// so counting them counts distinct ids; re-deliveries and corrections reuse ids and are
+    /// not counted), and those of them with a recording.
+    valid_events: usize,
+    recordings: usize,
 }
 
 /// One interaction's two events, before they are written.
@@ -274,12 +280,12 @@ impl Generator {
         }
     }
 
+    /// Counts a freshly generated valid event.
     fn valid(&mut self, event: &Map<String, Value>) {
-        let id = event["event_id"].as_str().unwrap_or_default().to_string();
         if event.get("recording_url").is_some() {
-            self.recording_ids.insert(id.clone());
+            self.recordings += 1;
         }
-        self.valid_ids.insert(id);
+        self.valid_events += 1;
         self.manifest.records += 1;
     }
 
@@ -312,65 +318,215 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
+/// One 4-hour window's export file, written as its events are generated: NDJSON, a JSON
+/// array or gzipped NDJSON, and with faults some windows a second time (a re-delivery).
+struct WindowFile {
+    path: PathBuf,
+    delivered_at: i64,
+    framing: WindowFraming,
+    events: usize,
+    redelivery: Option<(PathBuf, i64, BufWriter<File>)>,
+}
+
+enum WindowFraming {
+    Ndjson(BufWriter<File>),
+    Array(BufWriter<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+fn create(path: &Path) -> std::io::Result<BufWriter<File>> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(BufWriter::with_capacity(1 << 20, File::create(path)?))
+}
+
+/// Stamps a written file with its delivery time; returns its size.
+fn delivered(path: &Path, at: i64) -> std::io::Result<u64> {
+    let file = File::options().write(true).open(path)?;
+    file.set_modified(UNIX_EPOCH + Duration::from_micros(at.max(0) as u64))?;
+    Ok(file.metadata()?.len())
+}
+
+impl WindowFile {
+    fn open(out: &Path, first_day: i64, w: usize, redeliver: bool) -> std::io::Result<Self> {
+        let window_start = first_day + w as i64 * 4 * HOUR;
+        let stamp = DateTime::<Utc>::from_timestamp_micros(window_start).unwrap_or_default();
+        let base = format!("{}/interactions-{}", stamp.format("%Y-%m-%d"), stamp.format("%Y%m%dT%H"));
+        let delivered_at = window_start + 4 * HOUR + 5 * 60_000_000;
+        let (name, framing) = match w % 6 {
+            4 => (format!("{base}.json"), 4),
+            5 => (format!("{base}.jsonl.gz"), 5),
+            _ => (format!("{base}.jsonl"), 0),
+        };
+        let path = out.join(name);
+        let file = create(&path)?;
+        let framing = match framing {
+            4 => WindowFraming::Array(file),
+            5 => WindowFraming::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast())),
+            _ => WindowFraming::Ndjson(file),
+        };
+        // A re-delivery of the same window, a day later: must change nothing.
+        let redelivery = if redeliver && w % 6 == 2 {
+            let path = out.join(format!("redeliveries/{}.jsonl", stamp.format("%Y%m%dT%H")));
+            let file = create(&path)?;
+            Some((path, delivered_at + DAY, file))
+        } else {
+            None
+        };
+        Ok(Self { path, delivered_at, framing, events: 0, redelivery })
+    }
+
+    fn push(&mut self, line: &str) -> std::io::Result<()> {
+        match &mut self.framing {
+            WindowFraming::Ndjson(f) => writeln!(f, "{line}")?,
+            WindowFraming::Gzip(f) => writeln!(f, "{line}")?,
+            WindowFraming::Array(f) => {
+                f.write_all(if self.events == 0 { b"[" } else { b"," })?;
+                f.write_all(line.as_bytes())?;
+            }
+        }
+        if let Some((_, _, f)) = &mut self.redelivery {
+            writeln!(f, "{line}")?;
+        }
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Closes the files; returns (files, bytes, re-delivered records).
+    fn finish(self) -> std::io::Result<(usize, u64, usize)> {
+        match self.framing {
+            WindowFraming::Ndjson(f) => f.into_inner().map_err(|e| e.into_error())?.sync_data()?,
+            WindowFraming::Gzip(f) => f.finish()?.into_inner().map_err(|e| e.into_error())?.sync_data()?,
+            WindowFraming::Array(mut f) => {
+                f.write_all(b"]")?;
+                f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+            }
+        }
+        let mut bytes = delivered(&self.path, self.delivered_at)?;
+        let mut files = 1;
+        let mut redelivered = 0;
+        if let Some((path, at, f)) = self.redelivery {
+            f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+            bytes += delivered(&path, at)?;
+            files += 1;
+            redelivered = self.events;
+        }
+        Ok((files, bytes, redelivered))
+    }
+}
+
+/// What the generating thread hands the writing one.
+enum ToWrite {
+    /// Serialized events, each with its window.
+    Events(Vec<(usize, String)>),
+    /// Every window before this one is complete.
+    CloseBefore(usize),
+}
+
+/// Writes the windows' files as events arrive; returns (files, bytes, re-delivered records).
+fn write_windows(out: &Path, first_day: i64, windows: usize, redeliver: bool, rx: mpsc::Receiver<ToWrite>) -> std::io::Result<(usize, u64, usize)> {
+    let mut open: BTreeMap<usize, WindowFile> = BTreeMap::new();
+    let mut totals = (0, 0, 0);
+    let close = |file: WindowFile, totals: &mut (usize, u64, usize)| -> std::io::Result<()> {
+        let (files, bytes, redelivered) = file.finish()?;
+        totals.0 += files;
+        totals.1 += bytes;
+        totals.2 += redelivered;
+        Ok(())
+    };
+    for message in rx {
+        match message {
+            ToWrite::Events(events) => {
+                for (w, line) in events {
+                    let file = match open.entry(w.min(windows)) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => e.insert(WindowFile::open(out, first_day, w.min(windows), redeliver)?),
+                    };
+                    file.push(&line)?;
+                }
+            }
+            ToWrite::CloseBefore(w) => {
+                let later = open.split_off(&w);
+                for (_, file) in std::mem::replace(&mut open, later) {
+                    close(file, &mut totals)?;
+                }
+            }
+        }
+    }
+    for (_, file) in open {
+        close(file, &mut totals)?;
+    }
+    Ok(totals)
+}
+
+/// Events handed to the writing thread at a time.
+const CHUNK_EVENTS: usize = 20_000;
+
 /// Writes exports under the local folder `out` and returns the manifest (also written as
-/// `out/_manifest.json`).
+/// `out/_manifest.json`). Streams: events are written to their window's file as they are
+/// generated (by a second thread), and a window's file is closed once no later interaction
+/// can reach it, so memory stays flat whatever the size.
 pub fn generate(out: &Path, options: &GenerateOptions) -> std::io::Result<Manifest> {
     let mut g = Generator {
         rng: StdRng::seed_from_u64(options.seed),
         out: out.to_path_buf(),
         faults: options.faults,
         manifest: Manifest::default(),
-        valid_ids: HashSet::new(),
-        recording_ids: HashSet::new(),
+        valid_events: 0,
+        recordings: 0,
     };
     let first_day = options.start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros();
     let days = options.days.max(1) as i64;
     // Four-hour export windows; an event belongs to the window of its time.
     let windows = (days * 6) as usize;
-    let mut by_window: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); windows + 1];
+    // Completed events that faults correct later: about 60, spread over the whole run.
     let mut completed: Vec<Map<String, Value>> = Vec::new();
-    for i in 0..options.interactions {
-        let day = (i as i64 * days) / options.interactions.max(1) as i64;
-        let it = g.interaction(first_day + day * DAY);
-        for event in [it.started, it.ended] {
-            // chrono's own parser, not the ingest's: the generator is the tests' oracle.
-            let ts = event["timestamp"].as_str().and_then(rfc3339_micros).unwrap_or(first_day);
-            let w = (((ts - first_day) / (4 * HOUR)).max(0) as usize).min(windows);
-            if event["state"] == "completed" && completed.len() < 200_000 {
-                completed.push(event.clone());
+    let correct_every = (options.interactions / 60).max(1);
+    let (tx, rx) = mpsc::sync_channel::<ToWrite>(4);
+    let redeliver = g.faults;
+    let written = std::thread::scope(|scope| -> std::io::Result<(usize, u64, usize)> {
+        let writer = scope.spawn(move || write_windows(out, first_day, windows, redeliver, rx));
+        let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+        let mut current_day = 0;
+        let send = |message: ToWrite| tx.send(message).map_err(|_| std::io::Error::other("the writing thread stopped"));
+        for i in 0..options.interactions {
+            let day = (i as i64 * days) / options.interactions.max(1) as i64;
+            if day != current_day {
+                // Interactions of this day start on it: earlier windows are complete.
+                send(ToWrite::Events(std::mem::take(&mut chunk)))?;
+                send(ToWrite::CloseBefore(day as usize * 6))?;
+                current_day = day;
             }
-            g.valid(&event);
-            by_window[w].push(event);
-        }
-    }
-    for (w, events) in by_window.iter().enumerate() {
-        if events.is_empty() {
-            continue;
-        }
-        let window_start = first_day + w as i64 * 4 * HOUR;
-        let stamp = DateTime::<Utc>::from_timestamp_micros(window_start).unwrap_or_default();
-        let base = format!("{}/interactions-{}", stamp.format("%Y-%m-%d"), stamp.format("%Y%m%dT%H"));
-        let delivered = window_start + 4 * HOUR + 5 * 60_000_000;
-        match w % 6 {
-            4 => {
-                let array = Value::Array(events.iter().cloned().map(Value::Object).collect());
-                g.write(&format!("{base}.json"), array.to_string().as_bytes(), delivered)?;
+            let it = g.interaction(first_day + day * DAY);
+            for event in [it.started, it.ended] {
+                // chrono's own parser, not the ingest's: the generator is the tests' oracle.
+                let ts = event["timestamp"].as_str().and_then(rfc3339_micros).unwrap_or(first_day);
+                let w = (((ts - first_day) / (4 * HOUR)).max(0) as usize).min(windows);
+                if g.faults && event["state"] == "completed" && i % correct_every == 0 && completed.len() < 60 {
+                    completed.push(event.clone());
+                }
+                g.valid(&event);
+                chunk.push((w, Value::Object(event).to_string()));
             }
-            5 => g.write(&format!("{base}.jsonl.gz"), &gzip(&ndjson(events))?, delivered)?,
-            _ => g.write(&format!("{base}.jsonl"), &ndjson(events), delivered)?,
+            if chunk.len() >= CHUNK_EVENTS {
+                send(ToWrite::Events(std::mem::take(&mut chunk)))?;
+            }
         }
-        if g.faults && w % 6 == 2 {
-            // A re-delivery of the same window, a day later: must change nothing.
-            g.manifest.records += events.len();
-            g.write(&format!("redeliveries/{}.jsonl", stamp.format("%Y%m%dT%H")), &ndjson(events), delivered + DAY)?;
-        }
-    }
+        send(ToWrite::Events(chunk))?;
+        drop(tx);
+        writer.join().map_err(|_| std::io::Error::other("the writing thread panicked"))?
+    })?;
+    let (files, bytes, redelivered) = written;
+    g.manifest.files += files;
+    g.manifest.bytes += bytes;
+    g.manifest.records += redelivered;
     let last_delivery = first_day + (days + 2) * DAY;
     if g.faults {
         write_faults(&mut g, &completed, first_day, last_delivery)?;
     }
-    g.manifest.distinct_valid_events = g.valid_ids.len();
-    g.manifest.recordings = g.recording_ids.len();
+    g.manifest.distinct_valid_events = g.valid_events;
+    g.manifest.recordings = g.recordings;
     let manifest = serde_json::to_vec_pretty(&g.manifest).map_err(std::io::Error::other)?;
     std::fs::write(out.join("_manifest.json"), manifest)?;
     Ok(g.manifest)
@@ -383,9 +539,8 @@ fn write_faults(
     last_delivery: i64,
 ) -> std::io::Result<()> {
     // Corrections: a later delivery of the same event_id with changed values.
-    let step = (completed.len() / 60).max(1);
     let mut corrections = Vec::new();
-    for (i, original) in completed.iter().step_by(step).take(60).enumerate() {
+    for (i, original) in completed.iter().enumerate() {
         let mut e = original.clone();
         let ts = e["timestamp"].as_str().and_then(rfc3339_micros).unwrap_or(first_day);
         let duration = match &e["duration_seconds"] {

@@ -7,8 +7,7 @@
 //!
 //! With faults, the exports also hold re-deliveries, corrections (some moving an event to
 //! another date or queue), a late file of old events, drifted types, unknown fields, malformed
-//! records, unmasked phone numbers, and files whose extension lies. Generation streams:
-//! memory stays flat whatever `--interactions` (one thread generates, another writes). `_manifest.json` (skipped
+//! records, unmasked phone numbers, and files whose extension lies. `_manifest.json` (skipped
 //! by ingest, like every `_` file) says what a correct lake holds: the number of distinct
 //! valid events, the final values of corrected events, and the quarantine count by reason.
 

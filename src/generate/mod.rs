@@ -10,6 +10,9 @@
 //! records, unmasked phone numbers, and files whose extension lies. `_manifest.json` (skipped
 //! by ingest, like every `_` file) says what a correct lake holds: the number of distinct
 //! valid events, the final values of corrected events, and the quarantine count by reason.
+//!
+//! Generation streams: memory stays flat whatever `--interactions` (one thread generates,
+//! another writes).
 
 use std::collections::BTreeMap;
 use std::fs::File;

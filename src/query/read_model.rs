@@ -82,8 +82,10 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Each table's last snapshot, and when the snapshots were last refreshed.
 type Snapshots = (Vec<(LakeTable, Option<DeltaTable>)>, Option<Instant>);
+/// The version of each table a session sees (`None`: not created yet).
+pub type SnapshotVersions = Vec<Option<i64>>;
 /// A role's planned catalog and the table versions it was planned from.
-type PlannedCatalogs = HashMap<Role, (Vec<Option<i64>>, SessionState)>;
+type PlannedCatalogs = HashMap<Role, (SnapshotVersions, SessionState)>;
 
 /// Tables and views over a lake, handed out as read-only sessions per role.
 #[derive(Debug)]
@@ -139,6 +141,12 @@ impl ReadModel {
     /// refresh interval), with the tables and views `role` may read, and a memory pool of
     /// its own.
     pub async fn session(&self, role: Role) -> Result<SessionContext, QueryError> {
+        Ok(self.versioned_session(role).await?.0)
+    }
+
+    /// [`ReadModel::session`], with the table versions it sees: plans made in it hold for
+    /// every session with the same versions and role.
+    pub async fn versioned_session(&self, role: Role) -> Result<(SessionContext, SnapshotVersions), QueryError> {
         let snapshots: Vec<(LakeTable, Option<DeltaTable>)> = {
             let mut guard = self.tables.lock().await;
             let (tables, refreshed) = &mut *guard;
@@ -170,13 +178,13 @@ impl ReadModel {
             Some((built_from, state)) if *built_from == versions => state.clone(),
             _ => {
                 let state = self.plan_catalog(role, snapshots).await?.state();
-                planned.insert(role, (versions, state.clone()));
+                planned.insert(role, (versions.clone(), state.clone()));
                 state
             }
         };
         drop(planned);
         let state = SessionStateBuilder::new_from_existing(base).with_runtime_env(runtime).build();
-        Ok(SessionContext::new_with_state(state))
+        Ok((SessionContext::new_with_state(state), versions))
     }
 
     /// Registers the tables `role` may read and the views over them.

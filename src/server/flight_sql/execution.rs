@@ -20,10 +20,18 @@ use tracing::info;
 use crate::access::{Principal, Role};
 use crate::server::statements::{bind_values, number_placeholders, ParameterRow, StatementHandle};
 use crate::query::plain_types::plain_type;
+use crate::query::read_model::SnapshotVersions;
 use crate::query::read_only_options;
+use datafusion::logical_expr::LogicalPlan;
 
 use super::responses::{client_schema, query_status};
 use super::{CclakeFlightSql, FlightDataStream, INFORMATION_SCHEMA};
+
+/// Planned statements kept (per role, snapshot and SQL text).
+const MAX_CACHED_PLANS: usize = 1024;
+
+/// Planned statements by (role, snapshot versions, SQL).
+pub(super) type PlanCache = std::sync::Mutex<std::collections::HashMap<(Role, SnapshotVersions, String), LogicalPlan>>;
 
 impl CclakeFlightSql {
     pub(super) async fn session(&self, principal: &Principal) -> Result<SessionContext, Status> {
@@ -35,11 +43,33 @@ impl CclakeFlightSql {
 
     /// Plans `sql` for `principal` as a DataFrame whose schema is what clients receive, with
     /// the parameters bound in the handle or, failing that, kept for its prepared statement.
+    /// The SQL is planned once per role and snapshot: a prepared statement's round trip
+    /// (create, GetFlightInfo, DoGet) and a dashboard's repeated queries reuse the plan.
     pub(super) async fn plan(&self, principal: &Principal, handle: &StatementHandle) -> Result<DataFrame, Status> {
         let sql = number_placeholders(&handle.sql);
-        let ctx = self.session(principal).await?;
-        check_role(&ctx, &sql, principal.role)?;
-        let mut df = ctx.sql_with_options(&sql, read_only_options()).await.map_err(query_status)?;
+        let (ctx, versions) = self
+            .model
+            .versioned_session(principal.role)
+            .await
+            .map_err(|e| Status::internal(format!("cannot open the lake: {e}")))?;
+        let key = (principal.role, versions, sql);
+        let cached = self.plans.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let plan = match cached {
+            Some(plan) => plan,
+            None => {
+                check_role(&ctx, &key.2, principal.role)?;
+                let plan = ctx.sql_with_options(&key.2, read_only_options()).await.map_err(query_status)?.into_unoptimized_plan();
+                let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+                // Plans of older snapshots are not asked for again (and hold those snapshots).
+                plans.retain(|(_, versions, _), _| *versions == key.1);
+                if plans.len() >= MAX_CACHED_PLANS {
+                    plans.clear();
+                }
+                plans.insert(key, plan.clone());
+                plan
+            }
+        };
+        let mut df = DataFrame::new(ctx.state(), plan);
         let bound = match &handle.params {
             Some(text) => Some(ParameterRow::from_base64(text)?),
             None if handle.id != 0 => match self.parameters.get(handle.id, &principal.user) {

@@ -85,6 +85,8 @@ pub struct CclakeFlightSql {
     /// Parameters bound to open prepared statements, for clients that execute the handle
     /// they were given at creation (see `statements`).
     parameters: ParameterStore,
+    /// Statements planned per role and snapshot ([`CclakeFlightSql::plan`]).
+    plans: execution::PlanCache,
 }
 
 /// Open prepared statements whose parameters the server keeps; past it, the statement bound
@@ -115,6 +117,7 @@ impl CclakeFlightSql {
             )),
             waiting_sign_ins: AtomicUsize::new(0),
             parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, Duration::from_secs(settings.token_ttl_seconds.max(1))),
+            plans: Default::default(),
             access: Arc::new(access),
             settings,
         })

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::ViewTable;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -99,6 +100,10 @@ pub struct ReadModel {
     planned: tokio::sync::Mutex<PlannedCatalogs>,
     /// Memory one query may use before spilling (or failing where it cannot spill).
     memory_limit_bytes: usize,
+    /// Parquet footers and page indexes read by earlier queries, shared by every session
+    /// (each has a runtime of its own for its memory pool): Delta's data files never change
+    /// under a name, so a query does not read them again.
+    metadata_cache: Arc<FileMetadataCache>,
 }
 
 impl ReadModel {
@@ -118,6 +123,7 @@ impl ReadModel {
             tables: tokio::sync::Mutex::new((tables, None)),
             planned: tokio::sync::Mutex::new(HashMap::new()),
             memory_limit_bytes,
+            metadata_cache: CacheManager::try_new(&CacheManagerConfig::default())?.get_file_metadata_cache(),
         };
         // Fail at start-up, not at the first query, when a view does not plan.
         let ctx = model.session(Role::Auditor).await?;
@@ -172,6 +178,7 @@ impl ReadModel {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))))
             .build_arc()?;
         let mut planned = self.planned.lock().await;
         let base = match planned.get(&role) {

@@ -1,9 +1,15 @@
 """KPI suite: each benches/kpi/*.sql over cclake's Flight SQL server (ADBC client, results
 fetched as Arrow) and over DuckDB in-process on a hive-partitioned Parquet copy of the same
-exports. Prints per-query medians and the ratio duckdb/cclake (>= 1.0: cclake at least as
+data. Prints per-query medians and the ratio duckdb/cclake (>= 1.0: cclake at least as
 fast), and the geometric mean of the ratios.
 
-usage: kpi_bench.py GRPC_URL USER PASSWORD PARQUET_DIR [RUNS]
+The flat queries read fact_interactions (DuckDB: its own Parquet, written by
+duckdb_ingest.py from the same exports). The Genesys queries read cclake's views
+(sql/views/*.sql); DuckDB runs the same view SQL (date_bin spelt time_bucket) over its own
+partitioned Parquet copy of the lake's Genesys tables (GENESYS_DIR, made by kpi_vs_duckdb.sh).
+
+usage: kpi_bench.py GRPC_URL USER PASSWORD PARQUET_DIR GENESYS_DIR [RUNS] [CRITERION_DIR]
+With CRITERION_DIR (cargo bench --bench kpi's output), also prints the in-process ratios.
 """
 import glob
 import math
@@ -15,13 +21,22 @@ import time
 import adbc_driver_flightsql.dbapi as flightsql
 import duckdb
 
-url, user, password, parquet = sys.argv[1:5]
-runs = int(sys.argv[5]) if len(sys.argv) > 5 else 15
+url, user, password, parquet, genesys = sys.argv[1:6]
+runs = int(sys.argv[6]) if len(sys.argv) > 6 else 15
+criterion = sys.argv[7] if len(sys.argv) > 7 else None
 here = os.path.dirname(os.path.abspath(__file__))
+views = os.path.join(here, "..", "sql", "views")
 
 conn = flightsql.connect(url, db_kwargs={"username": user, "password": password}, autocommit=True)
 duck = duckdb.connect()
+duck.execute("SET TimeZone = 'UTC'")
 duck.execute(f"CREATE VIEW fact_interactions AS SELECT * FROM read_parquet('{parquet}/**/*.parquet', hive_partitioning = true)")
+for table in sorted(os.listdir(genesys)):
+    duck.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{genesys}/{table}/**/*.parquet', hive_partitioning = true)")
+# The Genesys views, in dependency order, as cclake defines them.
+for view in ["queue_names", "queue_session_metrics", "queue_interval_metrics", "queue_daily_metrics", "agent_daily_metrics"]:
+    sql = open(os.path.join(views, view + ".sql")).read().replace("date_bin(", "time_bucket(")
+    duck.execute(f"CREATE VIEW {view} AS {sql}")
 
 
 def median_seconds(run):
@@ -46,15 +61,50 @@ def duckdb_run(sql):
     return lambda: duck.execute(sql).fetch_arrow_table()
 
 
+def geomean(values):
+    return math.exp(sum(map(math.log, values)) / len(values))
+
+
+def same_rows(sql):
+    """Both engines give the same answer (values rounded: float sums differ in the last bits)."""
+    def rows(table):
+        return sorted(tuple(round(v, 6) if isinstance(v, float) else (str(v) if v is not None else "") for v in r)
+                      for r in zip(*[c.to_pylist() for c in table.columns]))
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        ours = cur.fetch_arrow_table()
+    return rows(ours) == rows(duck.execute(sql).fetch_arrow_table())
+
+
 ratios = []
-print(f"{'query':28} {'cclake/Flight ms':>16} {'duckdb ms':>10} {'ratio':>7}")
+duck_ms = {}
+print(f"duckdb {duckdb.__version__}")
+print(f"{'query':28} {'rows':>6} {'cclake/Flight ms':>16} {'duckdb ms':>10} {'ratio':>7}")
 for path in sorted(glob.glob(os.path.join(here, "kpi", "*.sql"))):
     sql = open(path).read()
+    name = os.path.basename(path)[:-4]
+    if not same_rows(sql):
+        print(f"{name}: cclake and DuckDB disagree")
     ours = median_seconds(cclake(sql))
     theirs = median_seconds(duckdb_run(sql))
     ratios.append(theirs / ours)
-    name = os.path.basename(path)[:-4]
-    print(f"{name:28} {ours * 1000:16.1f} {theirs * 1000:10.1f} {theirs / ours:7.2f}")
+    duck_ms[name] = theirs * 1000
+    n = duck.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    print(f"{name:28} {n:6} {ours * 1000:16.1f} {theirs * 1000:10.1f} {theirs / ours:7.2f}")
 baseline = median_seconds(cclake("SELECT 1"))
 print(f"Flight round trip for SELECT 1: {baseline * 1000:.1f} ms")
-print(f"geometric mean ratio duckdb/cclake: {math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}")
+print(f"geometric mean ratio duckdb/cclake over Flight SQL: {geomean(ratios):.2f}")
+
+if criterion:
+    import json
+    in_process = []
+    print(f"{'query':28} {'in-process ms':>16} {'duckdb ms':>10} {'ratio':>7}")
+    for name, theirs in duck_ms.items():
+        path = os.path.join(criterion, "kpi_in_process", name, "new", "estimates.json")
+        if not os.path.exists(path):
+            continue
+        ours = json.load(open(path))["median"]["point_estimate"] / 1e6
+        in_process.append(theirs / ours)
+        print(f"{name:28} {ours:16.1f} {theirs:10.1f} {theirs / ours:7.2f}")
+    if in_process:
+        print(f"geometric mean ratio duckdb/cclake in-process: {geomean(in_process):.2f}")

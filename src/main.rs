@@ -241,7 +241,9 @@ async fn main() -> ExitCode {
     // CCLAKE_LOG sets cclake's own level. Dependencies stay at `warn`: delta-rs logs file
     // statistics (column minima and maxima, recording URLs among them) at debug level.
     let level = std::env::var("CCLAKE_LOG").unwrap_or_else(|_| "warn".to_string());
-    let filter = EnvFilter::try_new(format!("warn,cclake={level}"))
+    // delta-rs's MERGE warns, on every merge that prunes files, that a metric of its own
+    // is derived: nothing a user can act on.
+    let filter = EnvFilter::try_new(format!("warn,deltalake_core::operations::merge=error,cclake={level}"))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

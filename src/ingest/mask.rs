@@ -264,6 +264,18 @@ pub fn scrub_text(text: &str) -> String {
     scrub(&normalize_digits(text), false)
 }
 
+/// Whether `text` is exactly one UUID (8-4-4-4-12 hexadecimal digits).
+fn is_uuid(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() })
+}
+
+/// Whether `bytes` hold `www.` in any case (the URL pattern's second form).
+fn contains_www(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"www."))
+}
+
 /// [`scrub_text`] of normalized text; with `strict`, a bare run of digits is no phone number.
 fn scrub(text: &str, strict: bool) -> String {
     static IP_CANDIDATE: OnceLock<Regex> = OnceLock::new();
@@ -278,16 +290,38 @@ fn scrub(text: &str, strict: bool) -> String {
     let uuid = UUID.get_or_init(|| {
         Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").expect("static regex")
     });
-    let text = url_pattern().replace_all(text, REDACTED_URL);
-    let text = email_pattern().replace_all(&text, MASKED_EMAIL_USER);
-    let text = ip.replace_all(&text, |caps: &regex::Captures<'_>| {
-        let m = &caps[0];
-        if m.parse::<IpAddr>().is_ok() {
-            REDACTED_IP.to_string()
-        } else {
-            m.to_string()
-        }
-    });
+    // Every pass below runs only where its pattern can match (checked on bytes first: this
+    // runs on most text fields of every record). A value that is one UUID holds nothing.
+    if is_uuid(text) {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let text = if memchr::memmem::find(bytes, b"://").is_some() || contains_www(bytes) {
+        url_pattern().replace_all(text, REDACTED_URL)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    let text = if text.contains('@') { email_pattern().replace_all(&text, MASKED_EMAIL_USER).into_owned().into() } else { text };
+    let count = |byte: u8| text.bytes().filter(|b| *b == byte).count();
+    // An IPv4 address has three dots, an IPv6 one two colons.
+    let text = if count(b'.') >= 3 || count(b':') >= 2 {
+        ip.replace_all(&text, |caps: &regex::Captures<'_>| {
+            let m = &caps[0];
+            if m.parse::<IpAddr>().is_ok() {
+                REDACTED_IP.to_string()
+            } else {
+                m.to_string()
+            }
+        })
+        .into_owned()
+        .into()
+    } else {
+        text
+    };
+    // A phone number holds 7 to 15 digits (`looks_like_phone_number`).
+    if text.bytes().filter(u8::is_ascii_digit).count() < 7 {
+        return text.into_owned();
+    }
     // Runs of digits and dashes inside a UUID (`4a00-0069-98d7`) are hex, not numbers.
     let uuids: Vec<(usize, usize)> = uuid.find_iter(&text).map(|m| (m.start(), m.end())).collect();
     phone

@@ -165,9 +165,9 @@ const RATIO_CHECKED_FROM: usize = 64 << 20;
 
 /// Takes off gzip (possibly several members) when the bytes start with its magic number,
 /// reading at most as much as `limits` allow.
-pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(Vec<u8>, bool), DecompressError> {
+pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(std::borrow::Cow<'_, [u8]>, bool), DecompressError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok((bytes.to_vec(), false));
+        return Ok((std::borrow::Cow::Borrowed(bytes), false));
     }
     let ratio_limit = || format!("{}x its compressed size", limits.max_ratio);
     let too_large = |limit: String, read: usize| DecompressError::TooLarge { limit, compressed: bytes.len(), read: read as u64 };
@@ -194,7 +194,7 @@ pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(Vec<u8>, boo
     if out.len() as u64 > (bytes.len() as u64).saturating_mul(limits.max_ratio) {
         return Err(too_large(ratio_limit(), out.len()));
     }
-    Ok((out, true))
+    Ok((std::borrow::Cow::Owned(out), true))
 }
 
 /// Counts the compressed bytes the decoder has taken.

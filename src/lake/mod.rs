@@ -545,6 +545,7 @@ impl Lake {
         report: &mut IngestReport,
     ) -> Result<(), LakeError> {
         let number = numbers.next();
+        debug!(objects = objects.len(), batch = number, "committing a batch");
         let mut batches: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
         for parsed in objects {
             for (table, batch) in &parsed.rows {

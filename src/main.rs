@@ -189,7 +189,8 @@ struct ServeArgs {
     expansion: ExpansionArgs,
 }
 
-/// How far a gzipped export may expand before it is quarantined unread.
+/// How export objects are read: how far a gzipped one may expand before it is quarantined
+/// unread, and which are streamed.
 #[derive(Debug, clap::Args)]
 struct ExpansionArgs {
     /// Largest size a gzipped object may expand to, in MB.
@@ -198,6 +199,11 @@ struct ExpansionArgs {
     /// Largest ratio of expanded to compressed size (JSON exports compress 5-20 times).
     #[arg(long, env = "CCLAKE_MAX_EXPANSION_RATIO", default_value_t = 100)]
     max_expansion_ratio: u64,
+    /// Objects larger than this (MB, as stored) are read as a stream and committed in parts
+    /// of about half --batch-rows, never held whole; `ingest_log` records how far each got,
+    /// and an interrupted object resumes after its last committed part. 0 streams every one.
+    #[arg(long, env = "CCLAKE_STREAM_ABOVE_MB", default_value_t = 64)]
+    stream_above_mb: u64,
 }
 
 impl ExpansionArgs {
@@ -323,6 +329,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 auto_compact: !no_auto_compact,
                 progress,
                 expansion: expansion.limits(),
+                stream_above_bytes: expansion.stream_above_mb.saturating_mul(1 << 20),
                 ..Default::default()
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
@@ -367,7 +374,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // The read side opens the tables read-only; the writer only with --ingest-from.
             let catalog = Catalog::open(&lake.lake).await?;
             if let Some(source) = serve.ingest_from.clone() {
-                let lake_options = LakeOptions { progress: false, expansion: serve.expansion.limits(), ..Default::default() };
+                let lake_options = LakeOptions {
+                    progress: false,
+                    expansion: serve.expansion.limits(),
+                    stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
+                    ..Default::default()
+                };
                 let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);
                 writer.check_source(&Location::parse(&source, false)?).await?;
                 options.ingest = Some(ScheduledIngest { lake: writer, source, interval: serve.interval });

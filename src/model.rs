@@ -415,6 +415,10 @@ fn ingest_log_schema() -> Vec<Field> {
         Field::new("records_quarantined", DataType::Int64, false),
         Field::new("fact_version", DataType::Int64, false),
         Field::new("committed_at", timestamp(), false),
+        // Null: the row completes the object. A count: a part of a large object, committed
+        // with the object's records up to that many; a pass that finds no completing row
+        // resumes after them.
+        Field::new("through_record", DataType::Int64, true),
     ]
 }
 

@@ -335,7 +335,9 @@ async fn a_result_stream_dropped_mid_way_stops_its_query_and_the_server_keeps_se
     let info = ana.execute(endless.into(), None).await.unwrap();
     let mut stream = ana.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
     let first = stream.try_next().await.unwrap().expect("a first batch");
-    assert_eq!(first.column(0).as_primitive::<Int64Type>().value(0), 1);
+    // Computed in parallel: the first batch may be any stretch of the series.
+    let v = first.column(0).as_primitive::<Int64Type>().value(0);
+    assert!(first.num_rows() > 0 && (1..=1_000_000_000).contains(&v), "{v}");
     drop(stream);
     // The query's only slot comes back once its work has stopped (long before ten minutes),
     // and the same client runs the next query.

@@ -45,6 +45,9 @@ pub struct ParsedObject {
     pub valid_by_format: BTreeMap<&'static str, u64>,
     pub quarantined: Vec<QuarantinedRecord>,
     pub unknown_fields: BTreeMap<String, u64>,
+    /// `Some(n)`: a part of the object, ending with its `n`-th record (more parts follow);
+    /// `None`: the object's last (or only) part.
+    pub through_record: Option<u64>,
 }
 
 impl ParsedObject {
@@ -66,39 +69,181 @@ impl ParsedObject {
 /// Parses one export object's bytes. Never fails: an unreadable object becomes one
 /// quarantined record, and each bad record is quarantined on its own while the rest land.
 pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::ExpansionLimits) -> ParsedObject {
-    let mut parsed = ParsedObject {
-        object,
-        framing: None,
-        gzipped: false,
-        rows: BTreeMap::new(),
-        valid_by_format: BTreeMap::new(),
-        quarantined: Vec::new(),
-        unknown_fields: BTreeMap::new(),
-    };
-    let text = match source::decompress(bytes, limits) {
-        Ok((text, gzipped)) => {
-            parsed.gzipped = gzipped;
-            text
-        }
+    let mut parts = Vec::new();
+    parse_object_in_parts(object, bytes, limits, 0, usize::MAX, |part| parts.push(part));
+    parts.pop().unwrap_or_else(|| unreachable!("the last part is always handed over"))
+}
+
+/// [`parse_object`] that hands over a part each time `part_rows` rows are staged (the last
+/// part completes the object), skipping the object's first `resume_after` records (parts an
+/// earlier pass committed).
+pub fn parse_object_in_parts(
+    object: SourceObject,
+    bytes: &[u8],
+    limits: source::ExpansionLimits,
+    resume_after: u64,
+    part_rows: usize,
+    mut part: impl FnMut(ParsedObject),
+) {
+    let (text, gzipped) = match source::decompress(bytes, limits) {
+        Ok(decompressed) => decompressed,
         Err(e) => {
-            parsed.quarantined.push(QuarantinedRecord {
-                line: 0,
-                position: None,
-                rejection: Rejection::UnreadableObject(e.to_string()),
-                record: String::new(),
-            });
-            return parsed;
+            let mut parser = ObjectParser::new(object, None, bytes.starts_with(&[0x1f, 0x8b]));
+            parser.unreadable(e.to_string());
+            return part(parser.finish(None));
         }
     };
-    let (framing, spans) = source::split_records(&text);
-    parsed.framing = Some(framing);
-    let mut rows = TableRows::default();
-    for span in spans {
-        let raw = &text[span.start..span.end];
+    parse_text_in_parts(object, &text, gzipped, resume_after, part_rows, part);
+}
+
+/// [`parse_object_in_parts`] of text already decompressed.
+fn parse_text_in_parts(
+    object: SourceObject,
+    text: &[u8],
+    gzipped: bool,
+    resume_after: u64,
+    part_rows: usize,
+    mut part: impl FnMut(ParsedObject),
+) {
+    let (framing, spans) = source::split_records(text);
+    let mut parser = ObjectParser::new(object, Some(framing), gzipped);
+    for (n, span) in (1u64..).zip(spans).skip(resume_after as usize) {
+        parser.record(span.line, &text[span.start..span.end]);
+        if parser.staged_rows() >= part_rows {
+            part(parser.take_part(n));
+        }
+    }
+    part(parser.finish(None));
+}
+
+/// Bytes of text read before a streamed object's framing is decided.
+const STREAM_HEAD_BYTES: u64 = 1 << 20;
+
+/// Parses a large object as it is read, never holding it whole: NDJSON (gzipped or not) is
+/// cut into lines as it arrives, and a part is handed over each time `part_rows` rows are
+/// staged (the last part completes the object). A JSON array or a stream of pretty-printed
+/// objects needs its whole text to be cut into records: it is read whole, then parsed in
+/// parts. The first `resume_after` records are skipped. Should the object turn
+/// unreadable part-way (a cut gzip, a bomb), the parts before stay and the last part holds
+/// one quarantined row saying where and why.
+pub fn parse_stream_in_parts(
+    object: SourceObject,
+    raw: impl std::io::Read + 'static,
+    limits: source::ExpansionLimits,
+    resume_after: u64,
+    part_rows: usize,
+    mut part: impl FnMut(ParsedObject),
+) {
+    use std::io::{BufRead, Read};
+    let unreadable = |object: SourceObject, gzipped: bool, why: String| {
+        let mut parser = ObjectParser::new(object, None, gzipped);
+        parser.unreadable(why);
+        parser.finish(None)
+    };
+    let (mut text, gzipped) = match source::streaming_text(raw, limits) {
+        Ok(text) => text,
+        Err(e) => return part(unreadable(object, false, e.to_string())),
+    };
+    let mut head = Vec::new();
+    if let Err(e) = (&mut text).take(STREAM_HEAD_BYTES).read_to_end(&mut head) {
+        return part(unreadable(object, gzipped, e.to_string()));
+    }
+    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
+    let first = head[bom..].iter().position(|b| !b.is_ascii_whitespace()).map(|i| i + bom);
+    let ndjson = match first.map(|i| head[i]) {
+        Some(b'[') => false,
+        Some(b'{') => first.is_some_and(|i| source::looks_like_ndjson(&head[i..])),
+        _ => true,
+    };
+    if !ndjson {
+        if let Err(e) = text.read_to_end(&mut head) {
+            return part(unreadable(object, gzipped, e.to_string()));
+        }
+        return parse_text_in_parts(object, &head, gzipped, resume_after, part_rows, part);
+    }
+    let mut parser = ObjectParser::new(object, Some(Framing::Ndjson), gzipped);
+    let mut reader = std::io::Cursor::new(head).chain(text);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    let mut records = 0u64;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                parser.unreadable(if number == 0 { e.to_string() } else { format!("after line {number}: {e}") });
+                break;
+            }
+        }
+        number += 1;
+        let record = line.strip_suffix(b"\n").unwrap_or(&line);
+        if record.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        records += 1;
+        if records <= resume_after {
+            continue;
+        }
+        parser.record(number, record);
+        if parser.staged_rows() >= part_rows {
+            part(parser.take_part(records));
+        }
+    }
+    part(parser.finish(None));
+}
+
+/// Turns an object's records into rows (and quarantined records), one part at a time.
+pub struct ObjectParser {
+    part: ParsedObject,
+    rows: TableRows,
+}
+
+impl fmt::Debug for ObjectParser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectParser").field("object", &self.part.object.url).field("staged_rows", &self.rows.len()).finish()
+    }
+}
+
+impl ObjectParser {
+    pub fn new(object: SourceObject, framing: Option<Framing>, gzipped: bool) -> Self {
+        Self {
+            part: ParsedObject {
+                object,
+                framing,
+                gzipped,
+                rows: BTreeMap::new(),
+                valid_by_format: BTreeMap::new(),
+                quarantined: Vec::new(),
+                unknown_fields: BTreeMap::new(),
+                through_record: None,
+            },
+            rows: TableRows::default(),
+        }
+    }
+
+    /// Rows staged since the last part.
+    pub fn staged_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The object cannot be read (on): one quarantined row says why.
+    pub fn unreadable(&mut self, why: String) {
+        self.part.quarantined.push(QuarantinedRecord {
+            line: 0,
+            position: None,
+            rejection: Rejection::UnreadableObject(why),
+            record: String::new(),
+        });
+    }
+
+    /// Parses one record, starting on `line`.
+    pub fn record(&mut self, line: u64, raw: &[u8]) {
+        let parsed = &mut self.part;
         let delivery = Delivery {
             modified_at: parsed.object.last_modified,
             object: parsed.object.url.as_str().into(),
-            line: span.line as i64,
+            line: line as i64,
         };
         if formats::may_be_tree_format(raw) {
             if let Ok(record) = serde_json::from_slice::<serde_json::Value>(raw) {
@@ -106,18 +251,18 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
                     for item in format.decode(&record) {
                         match item.outcome {
                             Ok(record_rows) => {
-                                rows.push_record(&record_rows, &delivery);
+                                self.rows.push_record(&record_rows, &delivery);
                                 *parsed.valid_by_format.entry(format.name()).or_default() += 1;
                             }
                             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
-                                line: span.line,
+                                line,
                                 position: item.position,
                                 rejection,
                                 record: masked_json_text(item.item),
                             }),
                         }
                     }
-                    continue;
+                    return;
                 }
             }
         }
@@ -127,33 +272,47 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
         }
         match record.outcome {
             Ok(event) => {
-                rows.push_record(&event.rows(parsed.object.last_modified), &delivery);
+                self.rows.push_record(&event.rows(parsed.object.last_modified), &delivery);
                 *parsed.valid_by_format.entry("flat_event").or_default() += 1;
             }
             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
-                line: span.line,
+                line,
                 position: None,
                 record: masked_record_text(raw),
                 rejection,
             }),
         }
     }
-    match rows.finish() {
-        Ok(batches) => parsed.rows = batches,
-        // The builders follow the schemas by construction; should that ever break, the
-        // object is refused whole rather than half-stored.
-        Err(e) => {
-            parsed.rows.clear();
-            parsed.valid_by_format.clear();
-            parsed.quarantined = vec![QuarantinedRecord {
-                line: 0,
-                position: None,
-                rejection: Rejection::UnreadableObject(format!("rows do not fit the tables: {e}")),
-                record: String::new(),
-            }];
-        }
+
+    /// The records parsed so far, the object's first `records`, as a part of it; parsing
+    /// goes on.
+    pub fn take_part(&mut self, records: u64) -> ParsedObject {
+        let next = Self::new(self.part.object.clone(), self.part.framing, self.part.gzipped);
+        std::mem::replace(self, next).finish(Some(records))
     }
-    parsed
+
+    /// The records parsed since the last part: the whole object (`through_record` `None`) or a
+    /// part of it.
+    pub fn finish(self, through_record: Option<u64>) -> ParsedObject {
+        let mut parsed = self.part;
+        parsed.through_record = through_record;
+        match self.rows.finish() {
+            Ok(batches) => parsed.rows = batches,
+            // The builders follow the schemas by construction; should that ever break, the
+            // part is refused whole rather than half-stored.
+            Err(e) => {
+                parsed.rows.clear();
+                parsed.valid_by_format.clear();
+                parsed.quarantined = vec![QuarantinedRecord {
+                    line: 0,
+                    position: None,
+                    rejection: Rejection::UnreadableObject(format!("rows do not fit the tables: {e}")),
+                    record: String::new(),
+                }];
+            }
+        }
+        parsed
+    }
 }
 
 /// A quarantined item of a tree format, masked field by field (and cut like any record).
@@ -243,9 +402,12 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
+    /// Counts a parsed object, or a part of one (the object itself counts with its last).
     pub(crate) fn add_object(&mut self, parsed: &ParsedObject) {
-        self.objects_read += 1;
-        self.bytes_read += parsed.object.size;
+        if parsed.through_record.is_none() {
+            self.objects_read += 1;
+            self.bytes_read += parsed.object.size;
+        }
         for q in &parsed.quarantined {
             if matches!(q.rejection, Rejection::UnreadableObject(_)) {
                 self.objects_unreadable += 1;

@@ -197,6 +197,61 @@ pub fn decompress(bytes: &[u8], limits: ExpansionLimits) -> Result<(std::borrow:
     Ok((std::borrow::Cow::Owned(out), true))
 }
 
+/// An object's bytes as they arrive (a large object, never held whole): gzip taken off on
+/// the fly within `limits`. Returns the text reader and whether the object was gzipped.
+pub fn streaming_text<R: Read + 'static>(raw: R, limits: ExpansionLimits) -> std::io::Result<(Box<dyn std::io::BufRead>, bool)> {
+    use std::io::BufRead;
+    let mut raw = std::io::BufReader::with_capacity(1 << 20, raw);
+    if !raw.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        return Ok((Box::new(raw), false));
+    }
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let counted = CountingStream { inner: raw, read: std::rc::Rc::clone(&consumed) };
+    let limited = LimitedGzip { decoder: flate2::read::MultiGzDecoder::new(counted), consumed, out: 0, limits };
+    Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, limited)), true))
+}
+
+/// Counts the compressed bytes a streaming decoder has taken.
+struct CountingStream<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl<R: Read> Read for CountingStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n);
+        Ok(n)
+    }
+}
+
+/// A gzip decoder that fails, as [`decompress`] refuses, once its output passes `limits`.
+struct LimitedGzip<R: Read> {
+    decoder: flate2::read::MultiGzDecoder<CountingStream<R>>,
+    consumed: std::rc::Rc<std::cell::Cell<usize>>,
+    out: u64,
+    limits: ExpansionLimits,
+}
+
+impl<R: Read> Read for LimitedGzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.decoder.read(buf).map_err(|e| std::io::Error::other(DecompressError::Corrupt(e).to_string()))?;
+        self.out += n as u64;
+        let compressed = self.consumed.get();
+        let too_large = |limit: String| {
+            std::io::Error::other(DecompressError::TooLarge { limit, compressed, read: self.out }.to_string())
+        };
+        if self.out > self.limits.max_bytes {
+            return Err(too_large(format!("{} MB", self.limits.max_bytes >> 20)));
+        }
+        let allowed = (compressed as u64).saturating_mul(self.limits.max_ratio);
+        if (self.out >= RATIO_CHECKED_FROM as u64 || n == 0) && self.out > allowed {
+            return Err(too_large(format!("{}x its compressed size", self.limits.max_ratio)));
+        }
+        Ok(n)
+    }
+}
+
 /// Counts the compressed bytes the decoder has taken.
 struct CountingReader<'a> {
     inner: &'a [u8],
@@ -235,7 +290,7 @@ pub fn split_records(text: &[u8]) -> (Framing, Vec<RecordSpan>) {
 /// a broken first line (cut, or 20 MB of garbage) must not turn the rest of the object into
 /// one unterminated "value". Pretty-printed objects never have a whole one on a line at the
 /// first column.
-fn looks_like_ndjson(text: &[u8]) -> bool {
+pub fn looks_like_ndjson(text: &[u8]) -> bool {
     const LINES_TRIED: usize = 10;
     let mut start = 0;
     let mut tried = 0;
@@ -254,7 +309,7 @@ fn looks_like_ndjson(text: &[u8]) -> bool {
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+    memchr::memchr(needle, haystack)
 }
 
 fn split_lines(text: &[u8]) -> Vec<RecordSpan> {
@@ -413,8 +468,10 @@ mod tests {
         enc.write_all(b"{\"a\":1}\n").unwrap();
         let gz = enc.finish().unwrap();
         let limits = ExpansionLimits::default();
-        assert_eq!(decompress(&gz, limits).unwrap(), (b"{\"a\":1}\n".to_vec(), true));
-        assert_eq!(decompress(b"{}", limits).unwrap(), (b"{}".to_vec(), false));
+        let (text, gzipped) = decompress(&gz, limits).unwrap();
+        assert_eq!((text.as_ref(), gzipped), (&b"{\"a\":1}\n"[..], true));
+        let (text, gzipped) = decompress(b"{}", limits).unwrap();
+        assert_eq!((text.as_ref(), gzipped), (&b"{}"[..], false));
         assert!(matches!(decompress(&gz[..gz.len() / 2], limits), Err(DecompressError::Corrupt(_))));
     }
 

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::error::DataFusionError;
@@ -40,7 +40,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects;
-use crate::ingest::{parse_object, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
+use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
 pub use compact::CompactOutcome;
@@ -111,6 +111,41 @@ enum Fetched {
     Skipped(String),
 }
 
+/// A streamed object's body, read on a blocking thread as its chunks arrive. A store error
+/// is kept aside: it must fail the read of the object, not make it a bad object.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<object_store::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    failed: Arc<std::sync::Mutex<Option<object_store::Error>>>,
+}
+
+impl ChunkReader {
+    fn channel() -> (tokio::sync::mpsc::Sender<object_store::Result<bytes::Bytes>>, Self) {
+        // A few chunks in flight: the read stays ahead of parsing, within a few MB.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        (tx, Self { chunks: rx, current: bytes::Bytes::new(), failed: Arc::default() })
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
 /// Tunables of the write side.
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
@@ -126,6 +161,9 @@ pub struct LakeOptions {
     pub progress: bool,
     /// How far a gzipped object may expand before it is refused.
     pub expansion: ExpansionLimits,
+    /// Objects larger than this are read as a stream and committed in parts of about half
+    /// `batch_rows` rows (`ingest_log` records how far each got), never held whole.
+    pub stream_above_bytes: u64,
 }
 
 impl Default for LakeOptions {
@@ -137,6 +175,7 @@ impl Default for LakeOptions {
             auto_compact: true,
             progress: false,
             expansion: ExpansionLimits::default(),
+            stream_above_bytes: 64 << 20,
         }
     }
 }
@@ -171,7 +210,27 @@ struct Writer {
 #[derive(Debug)]
 struct Ingested {
     as_of: Option<deltalake::kernel::Version>,
+    /// Objects ingested whole.
     versions: HashSet<ObjectVersion>,
+    /// Large objects committed in part: how many of their records the parts hold.
+    partial: HashMap<ObjectVersion, u64>,
+}
+
+impl Ingested {
+    /// Records what a commit logged.
+    fn logged(&mut self, part: &ParsedObject) {
+        let version = part.object.version_key();
+        match part.through_record {
+            Some(line) => {
+                let through = self.partial.entry(version).or_default();
+                *through = (*through).max(line);
+            }
+            None => {
+                self.partial.remove(&version);
+                self.versions.insert(version);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -284,7 +343,7 @@ impl Lake {
             Err(DeltaTableError::NotATable(table.name().to_string()))
         };
         match loaded {
-            Ok(delta) => Ok(delta),
+            Ok(delta) => self.add_missing_columns(table, delta).await,
             Err(DeltaTableError::NotATable(_)) => {
                 let schema: StructType = table
                     .schema()
@@ -304,6 +363,23 @@ impl Lake {
             }
             Err(e) => Err(delta_err(table)(e)),
         }
+    }
+
+    /// Adds the nullable columns a newer release defines and a table written by an earlier
+    /// one lacks (`ingest_log.through_record`): a metadata-only commit.
+    async fn add_missing_columns(&self, table: LakeTable, delta: DeltaTable) -> Result<DeltaTable, LakeError> {
+        let Ok(current) = delta.snapshot().map(|s| s.schema()) else { return Ok(delta) };
+        let wanted: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| delta_err(table)(e.into()))?;
+        let missing: Vec<_> = wanted
+            .fields()
+            .filter(|f| f.is_nullable() && current.field(f.name()).is_none())
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(delta);
+        }
+        info!(table = table.name(), columns = missing.len(), "adding the columns this release defines");
+        delta.add_columns().with_fields(missing).await.map_err(delta_err(table))
     }
 
     /// Every table, newest snapshot: the writer's own, brought up to date, when it has them.
@@ -330,8 +406,9 @@ impl Lake {
             return Ok(kept);
         }
         let mut versions = HashSet::new();
+        let mut partial: HashMap<ObjectVersion, u64> = HashMap::new();
         if ingest_log.get_file_uris().map_err(delta_err(LakeTable::IngestLog))?.next().is_none() {
-            return Ok(Ingested { as_of, versions });
+            return Ok(Ingested { as_of, versions, partial });
         }
         // Read here, with a context of its own: the writer does not need the read side.
         let ctx = SessionContext::new();
@@ -339,7 +416,7 @@ impl Lake {
         let provider = ingest_log.table_provider().with_session(Arc::new(state)).await?;
         let batches = ctx
             .read_table(provider)?
-            .select_columns(&["source_object", "source_size", "source_modified_at", "source_etag"])?
+            .select_columns(&["source_object", "source_size", "source_modified_at", "source_etag", "through_record"])?
             .collect()
             .await?;
         for b in &batches {
@@ -349,18 +426,22 @@ impl Lake {
             let size = column(1, &DataType::Int64)?;
             let modified = column(2, &DataType::Int64)?;
             let etag = column(3, &DataType::Utf8)?;
+            let through = column(4, &DataType::Int64)?;
             let (url, size) = (url.as_string::<i32>(), size.as_primitive::<Int64Type>());
             let (modified, etag) = (modified.as_primitive::<Int64Type>(), etag.as_string::<i32>());
+            let through = through.as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
-                versions.insert((
-                    url.value(i).to_string(),
-                    size.value(i),
-                    modified.value(i),
-                    etag.value(i).to_string(),
-                ));
+                let version = (url.value(i).to_string(), size.value(i), modified.value(i), etag.value(i).to_string());
+                if through.is_null(i) {
+                    versions.insert(version);
+                } else {
+                    let line = partial.entry(version).or_default();
+                    *line = (*line).max(through.value(i) as u64);
+                }
             }
         }
-        Ok(Ingested { as_of, versions })
+        partial.retain(|version, _| !versions.contains(version));
+        Ok(Ingested { as_of, versions, partial })
     }
 
     /// The batch numbers the tables carry, or the writer's own when it has them.
@@ -397,10 +478,15 @@ impl Lake {
         let mut done = self.ingested_versions(tables.get(LakeTable::IngestLog)?, writer.ingested.take()).await?;
         let mut batches = Self::batch_numbers(&tables, writer.batches.take()).await?;
         report.objects_listed = listed.objects.len() as u64;
-        let todo: Vec<SourceObject> = listed
+        // Each object still to read, and how many of its records earlier passes committed.
+        let todo: Vec<(SourceObject, u64)> = listed
             .objects
             .into_iter()
             .filter(|o| !done.versions.contains(&o.version_key()))
+            .map(|o| {
+                let resume_after = done.partial.get(&o.version_key()).copied().unwrap_or(0);
+                (o, resume_after)
+            })
             .collect();
         report.objects_skipped = report.objects_listed - todo.len() as u64;
         info!(
@@ -410,41 +496,14 @@ impl Lake {
             "ingest pass started"
         );
 
-        let progress = self.progress_bar(todo.iter().map(|o| o.size).sum());
+        let progress = self.progress_bar(todo.iter().map(|(o, _)| o.size).sum());
+        let local = source.url().scheme() == "file";
+        // Objects are read and parsed ahead (each by a task of its own), their parts taken
+        // in listing order.
         let mut parsed_objects = futures::stream::iter(todo)
-            .map(|object| {
-                let store = Arc::clone(&store);
-                let limits = self.options.expansion;
-                let local = source.url().scheme() == "file";
-                async move {
-                    let bytes = match store.get(&object.path).await {
-                        Ok(get) => get.bytes().await,
-                        Err(e) => Err(e),
-                    };
-                    let bytes = match bytes {
-                        Ok(bytes) => bytes,
-                        // Deleted between listing and reading: nothing to ingest.
-                        Err(object_store::Error::NotFound { .. }) => {
-                            warn!(object = %object.url, "source object disappeared before it was read");
-                            return Ok(Fetched::Gone);
-                        }
-                        // One unreadable local file (permissions, a name the store cannot
-                        // open) does not stop the pass; it is read again next pass.
-                        Err(e) if local => {
-                            return Ok(Fetched::Skipped(format!("{}: {e}", object.url).escape_debug().to_string()))
-                        }
-                        Err(source) => {
-                            return Err(LakeError::ReadSource {
-                                object: object.url.clone(),
-                                source,
-                            })
-                        }
-                    };
-                    let parsed = tokio::task::spawn_blocking(move || parse_object(object, &bytes, limits)).await?;
-                    Ok(Fetched::Parsed(parsed))
-                }
-            })
-            .buffered(self.options.parallel_objects.max(1));
+            .map(|(object, resume_after)| futures::future::ready(self.object_parts(Arc::clone(&store), object, resume_after, local)))
+            .buffered(self.options.parallel_objects.max(1))
+            .flatten();
 
         let mut pending: Vec<ParsedObject> = Vec::new();
         let mut pending_rows = 0;
@@ -458,7 +517,9 @@ impl Lake {
                     continue;
                 }
             };
-            progress.inc(parsed.object.size);
+            if parsed.through_record.is_none() {
+                progress.inc(parsed.object.size);
+            }
             report.add_object(&parsed);
             for q in &parsed.quarantined {
                 // Each record is in the quarantine table; here at debug level only, and with
@@ -512,6 +573,90 @@ impl Lake {
             "ingest pass finished"
         );
         Ok(report)
+    }
+
+    /// Reads and parses one object on tasks of its own, handing over its parts in order: an
+    /// object up to `stream_above_bytes` is read whole and parsed as one part; a larger one
+    /// is read as a stream and parsed in parts of about half a batch
+    /// ([`crate::ingest::parse_stream_in_parts`]), so memory does not grow with its size.
+    fn object_parts(
+        &self,
+        store: Arc<dyn object_store::ObjectStore>,
+        object: SourceObject,
+        resume_after: u64,
+        local: bool,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<Fetched, LakeError>> + Send + 'static>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Fetched, LakeError>>(1);
+        let limits = self.options.expansion;
+        let part_rows = (self.options.batch_rows / 2).max(1);
+        let stream_above = self.options.stream_above_bytes;
+        tokio::spawn(async move {
+            // Deleted between listing and reading: nothing to ingest. One unreadable local
+            // file (permissions, a name the store cannot open) does not stop the pass; it is
+            // read again next pass. Elsewhere a read error fails the pass.
+            let failed = move |object: &SourceObject, e: object_store::Error| match e {
+                object_store::Error::NotFound { .. } => {
+                    warn!(object = %object.url, "source object disappeared before it was read");
+                    Ok(Fetched::Gone)
+                }
+                e if local => Ok(Fetched::Skipped(format!("{}: {e}", object.url).escape_debug().to_string())),
+                source => Err(LakeError::ReadSource { object: object.url.clone(), source }),
+            };
+            let get = match store.get(&object.path).await {
+                Ok(get) => get,
+                Err(e) => {
+                    let _ = tx.send(failed(&object, e)).await;
+                    return;
+                }
+            };
+            let parts = tx.clone();
+            let parsed = if object.size <= stream_above {
+                let bytes = match get.bytes().await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let _ = tx.send(failed(&object, e)).await;
+                        return;
+                    }
+                };
+                tokio::task::spawn_blocking(move || {
+                    parse_object_in_parts(object, &bytes, limits, resume_after, usize::MAX, |part| {
+                        let _ = parts.blocking_send(Ok(Fetched::Parsed(part)));
+                    })
+                })
+                .await
+            } else {
+                let (chunks, reader) = ChunkReader::channel();
+                let mut body = get.into_stream();
+                let pump = tokio::spawn(async move {
+                    while let Some(chunk) = body.next().await {
+                        if chunks.send(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let parse = tokio::task::spawn_blocking(move || {
+                    let failed_read = Arc::clone(&reader.failed);
+                    let who = object.clone();
+                    parse_stream_in_parts(object, reader, limits, resume_after, part_rows, |part| {
+                        // A store that failed part-way is not a bad object: the completing
+                        // part is not handed over, and the object is read again.
+                        let store_error = failed_read.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        let item = match store_error {
+                            Some(e) if part.through_record.is_none() => failed(&who, e),
+                            _ => Ok(Fetched::Parsed(part)),
+                        };
+                        let _ = parts.blocking_send(item);
+                    })
+                })
+                .await;
+                pump.abort();
+                parse
+            };
+            if let Err(e) = parsed {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
     }
 
     /// Refuses a source that cannot be exports for this lake: a missing local folder, a
@@ -653,7 +798,7 @@ impl Lake {
         // The log moved by this commit only when it stood where the writer last saw it.
         if done.as_of == tables.get(LakeTable::IngestLog)?.version() {
             done.as_of = next.version();
-            done.versions.extend(objects.iter().map(|p| p.object.version_key()));
+            objects.iter().for_each(|p| done.logged(p));
         }
         tables.set(LakeTable::IngestLog, next);
         info!(

@@ -43,7 +43,7 @@ pub fn quarantine_batch(
     RecordBatch::try_new(LakeTable::Quarantine.schema(), columns)
 }
 
-/// One `ingest_log` row per object completed by a commit.
+/// One `ingest_log` row per object (or part of a large object) a commit completed.
 pub fn ingest_log_batch(
     objects: &[&ParsedObject],
     fact_version: i64,
@@ -61,6 +61,7 @@ pub fn ingest_log_batch(
         Arc::new(Int64Array::from_iter_values(objects.iter().map(|p| p.quarantined.len() as i64))),
         Arc::new(Int64Array::from_iter_values(objects.iter().map(|_| fact_version))),
         Arc::new(utc(objects.iter().map(|_| committed_at).collect())),
+        Arc::new(objects.iter().map(|p| p.through_record.map(|l| l as i64)).collect::<Int64Array>()),
     ];
     RecordBatch::try_new(LakeTable::IngestLog.schema(), columns)
 }

@@ -19,7 +19,7 @@ COPY (
            row_number() OVER (PARTITION BY event_id ORDER BY filename DESC) AS rn
     FROM read_json(['{exports}/**/*.jsonl', '{exports}/**/*.json', '{exports}/**/*.jsonl.gz'],
                    format = 'auto', union_by_name = true, filename = true)
-  ) WHERE rn = 1
+  ) WHERE rn = 1 AND event_id IS NOT NULL  -- _manifest.json is not an export
 ) TO '{out}' (FORMAT parquet, PARTITION_BY (event_date, queue_name))
 """)
 print(f"{time.perf_counter() - start:.3f}")

@@ -58,7 +58,7 @@ def cclake(sql):
 
 
 def duckdb_run(sql):
-    return lambda: duck.execute(sql).fetch_arrow_table()
+    return lambda: duck.execute(sql).to_arrow_table()
 
 
 def geomean(values):
@@ -73,7 +73,7 @@ def same_rows(sql):
     with conn.cursor() as cur:
         cur.execute(sql)
         ours = cur.fetch_arrow_table()
-    return rows(ours) == rows(duck.execute(sql).fetch_arrow_table())
+    return rows(ours) == rows(duck.execute(sql).to_arrow_table())
 
 
 ratios = []

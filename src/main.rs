@@ -64,7 +64,7 @@ enum Command {
         /// Rows per commit, all tables together (a flat event is two rows: its fact and its
         /// recording; a conversation one row per session, segment and metric); bounds memory
         /// whatever the input size.
-        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 1_000_000)]
+        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 500_000)]
         batch_rows: usize,
         /// Compact a partition after the pass once it holds this many files.
         #[arg(long, env = "CCLAKE_COMPACT_MIN_FILES", default_value_t = 16)]

@@ -169,7 +169,7 @@ pub struct LakeOptions {
 impl Default for LakeOptions {
     fn default() -> Self {
         Self {
-            batch_rows: 1_000_000,
+            batch_rows: 500_000,
             parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compact_min_files: 16,
             auto_compact: true,

@@ -44,10 +44,11 @@ def client():
 
 
 def feeder():
+    # New objects while spare ones last, then re-deliveries of them (each a new object too).
     objects = sorted(glob.glob(os.path.join(spare, "**", "*.jsonl"), recursive=True))
     fed = 0
-    while time.monotonic() < stop and fed < len(objects):
-        shutil.copy(objects[fed], os.path.join(source, f"fed-{fed:05}.jsonl"))
+    while time.monotonic() < stop:
+        shutil.copy(objects[fed % len(objects)], os.path.join(source, f"fed-{fed:05}.jsonl"))
         fed += 1
         time.sleep(1)
     return fed

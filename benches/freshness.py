@@ -77,15 +77,22 @@ with concurrent.futures.ThreadPoolExecutor(16) as pool:
     list(pool.map(lambda i: put(f"2024/03/04/backlog-{i:06}.jsonl", event(i, "old")), range(args.objects)))
 print(f"{args.objects} objects written to {source} in {time.perf_counter() - start:.1f} s")
 
+# The backlog, ingested once by `cclake ingest` (which creates the lake `serve` opens).
+lake = os.path.join(args.work, "lake")
+start = time.perf_counter()
+subprocess.run([args.bin, "ingest", "--source", source, "--lake", lake], env=env, check=True, stdout=subprocess.DEVNULL)
+print(f"backlog ingested by `cclake ingest` in {time.perf_counter() - start:.1f} s")
 config = os.path.join(args.work, "bench.toml")
 subprocess.run([args.bin, "user", "add", "--config", config, "--name", "bench", "--role", "auditor", "--password-stdin"],
                input=b"bench-pw", check=True, stdout=subprocess.DEVNULL)
 out = open(os.path.join(args.work, "serve.out"), "w+")
-children.append(subprocess.Popen([args.bin, "serve", "--lake", os.path.join(args.work, "lake"), "--config", config,
+children.append(subprocess.Popen([args.bin, "serve", "--lake", lake, "--config", config,
                                   "--addr", "127.0.0.1:0", "--ingest-from", source, "--interval", "1s"],
                                  stdout=out, stderr=open(os.path.join(args.work, "serve.err"), "w"), env=env))
 try:
     while "listening" not in open(out.name).read():
+        if children[-1].poll() is not None:
+            sys.exit("cclake serve stopped: " + open(os.path.join(args.work, "serve.err")).read()[-2000:])
         time.sleep(0.1)
     url = open(out.name).read().split("listening on ")[1].split()[0]
     conn = flightsql.connect(url, db_kwargs={"username": "bench", "password": "bench-pw"}, autocommit=True)
@@ -98,10 +105,8 @@ try:
             except Exception:
                 return 0
 
-    start = time.perf_counter()
     while count("SELECT count(*) FROM fact_interactions") < args.objects:
         time.sleep(0.5)
-    print(f"backlog ingested by the server in {time.perf_counter() - start:.1f} s")
     delays = []
     for i in range(args.samples):
         put(f"2024/03/05/new-{i:04}.jsonl", event(i, "new"))

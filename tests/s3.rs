@@ -139,4 +139,42 @@ async fn ingest_and_query_on_s3_compatible_storage() {
     })
     .await
     .unwrap();
+
+    // `serve --ingest-from` on S3: after its first pass lists the source whole, each pass
+    // lists only the keys after the greatest one seen, and finds a new export named later.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cclake.toml");
+    crate::flight::add_user(&config, "aud", "auditor", "auditor-pw");
+    let log_path = dir.path().join("serve.log");
+    let mut serve = cclake_command()
+        .args(["serve", "--lake", lake, "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args(["--ingest-from", "s3://cclake-test/exports", "--interval", "1s"])
+        .envs(server.env())
+        .env("CCLAKE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let passes = |log: &str| -> Vec<String> { log.lines().filter(|l| l.contains("ingest pass started")).map(String::from).collect() };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for("the first scheduled pass", Duration::from_secs(60), || !passes(&log()).is_empty());
+    let event = r#"{"event_id":"zz-1","interaction_id":"i-zz","timestamp":"2024-03-05T10:00:00Z","queue_name":"Billing"}"#;
+    store.put(&"exports/zz-later.jsonl".into(), format!("{event}\n").into_bytes().into()).await.unwrap();
+    let env_owned = server.env();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        wait_for("the new export to land", Duration::from_secs(60), || {
+            query_with_env(lake, "SELECT count(*) AS n FROM fact_interactions WHERE event_id = 'zz-1'", &env)[0]["n"] == 1
+        });
+    })
+    .await
+    .unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let passes = passes(&log());
+    assert!(passes.len() >= 2, "{passes:?}");
+    assert!(passes[0].contains("objects=0 skipped=8"), "the first pass lists every export: {}", passes[0]);
+    for pass in &passes[1..] {
+        assert!(pass.contains("skipped=0"), "later passes list only new keys: {pass}");
+    }
 }

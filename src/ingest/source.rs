@@ -81,13 +81,31 @@ pub async fn list_source_objects(
     location: &Location,
     prefix: &Path,
 ) -> Result<Listing, object_store::Error> {
+    list_source_objects_after(store, location, prefix, None).await
+}
+
+/// [`list_source_objects`], of a remote store only the keys after `after` (S3's
+/// `start-after`: one request per 1,000 new keys, not per 1,000 keys in all). A local folder
+/// is always listed whole (walking it is cheap).
+pub async fn list_source_objects_after(
+    store: &dyn ObjectStore,
+    location: &Location,
+    prefix: &Path,
+    after: Option<&Path>,
+) -> Result<Listing, object_store::Error> {
     let (listed, skipped) = match location.url().to_file_path() {
         Ok(root) if location.url().scheme() == "file" => {
             tokio::task::spawn_blocking(move || crate::storage::list_local(&root))
                 .await
                 .map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?
         }
-        _ => (futures::TryStreamExt::try_collect(store.list(Some(prefix))).await?, Vec::new()),
+        _ => {
+            let listing = match after {
+                Some(offset) => store.list_with_offset(Some(prefix), offset),
+                None => store.list(Some(prefix)),
+            };
+            (futures::TryStreamExt::try_collect(listing).await?, Vec::new())
+        }
     };
     let mut objects: Vec<SourceObject> = listed
         .into_iter()

@@ -39,7 +39,7 @@ use object_store::ObjectStoreExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{debug, info, warn};
 
-use crate::ingest::source::list_source_objects;
+use crate::ingest::source::list_source_objects_after;
 use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
@@ -205,7 +205,15 @@ struct Writer {
     /// The batch numbers of the last `quarantine` and `ingest_log` commits
     /// ([`upsert::BATCH_APP_ID`]).
     batches: Option<BatchNumbers>,
+    /// Per remote source: the greatest key listed, and when it was last listed whole.
+    listings: HashMap<String, (object_store::path::Path, Instant)>,
 }
+
+/// How often a scheduled pass over a remote source lists it whole. In between, a pass lists
+/// only the keys after the greatest one seen: exports named by time (as Genesys and most
+/// exporters name them) are found at the next pass; an object written under an earlier
+/// name, or overwritten in place, at the next whole listing.
+pub const WHOLE_LISTING_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug)]
 struct Ingested {
@@ -461,14 +469,27 @@ impl Lake {
         let started = Instant::now();
         let mut report = IngestReport::default();
         let source = Location::parse(source, false)?;
-        self.check_source(&source).await?;
+        // Checked on a source's first pass: what a source is does not change between passes
+        // (and on object storage the check is a dozen requests).
+        if !writer.listings.contains_key(source.url().as_str()) {
+            self.check_source(&source).await?;
+        }
         let (store, prefix) = source.object_store()?;
-        let listed = list_source_objects(store.as_ref(), &source, &prefix)
+        let previous = writer.listings.get(source.url().as_str()).filter(|(_, whole)| whole.elapsed() < WHOLE_LISTING_EVERY);
+        let after = previous.map(|(greatest, _)| greatest.clone());
+        let listed = list_source_objects_after(store.as_ref(), &source, &prefix, after.as_ref())
             .await
             .map_err(|e| LakeError::ListSource {
                 location: source.to_string(),
                 source: e,
             })?;
+        if source.url().scheme() != "file" {
+            let whole = previous.map_or_else(Instant::now, |(_, whole)| *whole);
+            let greatest = listed.objects.iter().map(|o| &o.path).max().cloned().into_iter().chain(after).max();
+            if let Some(greatest) = greatest {
+                writer.listings.insert(source.url().to_string(), (greatest, whole));
+            }
+        }
         for entry in &listed.skipped {
             warn!(source = %source, entry = %entry, "source entry skipped: it cannot be listed");
         }

@@ -333,7 +333,7 @@ struct WindowFile {
 enum WindowFraming {
     Ndjson(BufWriter<File>),
     Array(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Gzip(Box<flate2::write::GzEncoder<BufWriter<File>>>),
 }
 
 fn create(path: &Path) -> std::io::Result<BufWriter<File>> {
@@ -365,7 +365,7 @@ impl WindowFile {
         let file = create(&path)?;
         let framing = match framing {
             4 => WindowFraming::Array(file),
-            5 => WindowFraming::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast())),
+            5 => WindowFraming::Gzip(Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))),
             _ => WindowFraming::Ndjson(file),
         };
         // A re-delivery of the same window, a day later: must change nothing.

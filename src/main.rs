@@ -64,7 +64,7 @@ enum Command {
         /// Rows per commit, all tables together (a flat event is two rows: its fact and its
         /// recording; a conversation one row per session, segment and metric); bounds memory
         /// whatever the input size.
-        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 500_000)]
+        #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 1_000_000)]
         batch_rows: usize,
         /// Compact a partition after the pass once it holds this many files.
         #[arg(long, env = "CCLAKE_COMPACT_MIN_FILES", default_value_t = 16)]
@@ -200,7 +200,7 @@ struct ExpansionArgs {
     #[arg(long, env = "CCLAKE_MAX_EXPANSION_RATIO", default_value_t = 100)]
     max_expansion_ratio: u64,
     /// Objects larger than this (MB, as stored) are read as a stream and committed in parts
-    /// of about half --batch-rows, never held whole; `ingest_log` records how far each got,
+    /// of a quarter of --batch-rows, never held whole; `ingest_log` records how far each got,
     /// and an interrupted object resumes after its last committed part. 0 streams every one.
     #[arg(long, env = "CCLAKE_STREAM_ABOVE_MB", default_value_t = 64)]
     stream_above_mb: u64,

@@ -161,15 +161,22 @@ pub struct LakeOptions {
     pub progress: bool,
     /// How far a gzipped object may expand before it is refused.
     pub expansion: ExpansionLimits,
-    /// Objects larger than this are read as a stream and committed in parts of about half
-    /// `batch_rows` rows (`ingest_log` records how far each got), never held whole.
+    /// Objects larger than this are read as a stream and committed in parts of a quarter
+    /// of `batch_rows` rows (`ingest_log` records how far each got), never held whole.
     pub stream_above_bytes: u64,
+}
+
+impl LakeOptions {
+    /// Rows of one part of a streamed object.
+    fn part_rows(&self) -> usize {
+        (self.batch_rows / 4).max(1)
+    }
 }
 
 impl Default for LakeOptions {
     fn default() -> Self {
         Self {
-            batch_rows: 500_000,
+            batch_rows: 1_000_000,
             parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compact_min_files: 16,
             auto_compact: true,
@@ -554,8 +561,11 @@ impl Lake {
                 );
             }
             pending_rows += parsed.row_count();
+            // A part of a streamed object commits what is pending once a part's worth is:
+            // a large object's memory stays at a few parts, whatever the batch size.
+            let streaming = parsed.through_record.is_some();
             pending.push(parsed);
-            if pending_rows >= self.options.batch_rows {
+            if pending_rows >= self.options.batch_rows || (streaming && pending_rows >= self.options.part_rows()) {
                 self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report).await?;
                 pending.clear();
                 pending_rows = 0;
@@ -609,7 +619,7 @@ impl Lake {
     ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<Fetched, LakeError>> + Send + 'static>> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Fetched, LakeError>>(1);
         let limits = self.options.expansion;
-        let part_rows = (self.options.batch_rows / 2).max(1);
+        let part_rows = self.options.part_rows();
         let stream_above = self.options.stream_above_bytes;
         tokio::spawn(async move {
             // Deleted between listing and reading: nothing to ingest. One unreadable local

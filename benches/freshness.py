@@ -109,14 +109,15 @@ try:
         time.sleep(0.5)
     # The server's first pass lists the source whole (as it does every 5 minutes): one
     # warm-up object, not counted, lands after it.
-    put("2024/03/05/warm-up.jsonl", event(0, "warm"))
+    # Named to sort before the samples: a pass lists only the keys after the greatest seen.
+    put("2024/03/05/a-warm-up.jsonl", event(0, "warm"))
     start = time.perf_counter()
     while count("SELECT count(*) FROM fact_interactions WHERE event_id = 'warm-0'") < 1:
         time.sleep(0.02)
     print(f"warm-up object (after the first, whole listing) visible in {time.perf_counter() - start:.2f} s")
     delays = []
     for i in range(args.samples):
-        put(f"2024/03/05/new-{i:04}.jsonl", event(i, "new"))
+        put(f"2024/03/05/b-new-{i:04}.jsonl", event(i, "new"))
         written = time.perf_counter()
         while count(f"SELECT count(*) FROM fact_interactions WHERE event_id = 'new-{i}'") < 1:
             time.sleep(0.02)

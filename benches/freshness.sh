@@ -10,5 +10,5 @@ python="$(scripts/python-env.sh)"
 cargo build --release --quiet
 bin="$(realpath "${CARGO_TARGET_DIR:-target}/release/cclake")"
 work=${WORK:-/tmp/cclake-freshness}
-"$python" benches/freshness.py "$bin" "$work/s3" --objects "${OBJECTS:-20000}" --samples "${SAMPLES:-20}"
-"$python" benches/freshness.py "$bin" "$work/local" --objects "${OBJECTS:-20000}" --samples "${SAMPLES:-20}" --local
+"$python" -u benches/freshness.py "$bin" "$work/s3" --objects "${OBJECTS:-20000}" --samples "${SAMPLES:-20}"
+"$python" -u benches/freshness.py "$bin" "$work/local" --objects "${OBJECTS:-20000}" --samples "${SAMPLES:-20}" --local

@@ -490,13 +490,15 @@ impl Lake {
                 location: source.to_string(),
                 source: e,
             })?;
-        if source.url().scheme() != "file" {
+        // Kept only once the pass has committed what it listed: a pass that fails part-way
+        // must not leave unread objects behind the key the next pass starts after.
+        let listing = if source.url().scheme() != "file" {
             let whole = previous.map_or_else(Instant::now, |(_, whole)| *whole);
             let greatest = listed.objects.iter().map(|o| &o.path).max().cloned().into_iter().chain(after).max();
-            if let Some(greatest) = greatest {
-                writer.listings.insert(source.url().to_string(), (greatest, whole));
-            }
-        }
+            greatest.map(|greatest| (greatest, whole))
+        } else {
+            None
+        };
         for entry in &listed.skipped {
             warn!(source = %source, entry = %entry, "source entry skipped: it cannot be listed");
         }
@@ -590,6 +592,9 @@ impl Lake {
         writer.tables = Some(tables);
         writer.ingested = Some(done);
         writer.batches = Some(batches);
+        if let Some(listing) = listing {
+            writer.listings.insert(source.url().to_string(), listing);
+        }
         report.elapsed = started.elapsed();
         for (reason, records) in &report.quarantined_by_reason {
             info!(reason = %reason, records, "records quarantined");

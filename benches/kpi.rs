@@ -3,7 +3,8 @@
 //! shows what the Flight SQL hop adds.
 //!
 //! `CCLAKE_BENCH_LAKE=/path/to/lake cargo bench --bench kpi`; without it, a lake of 20k
-//! generated interactions is made first.
+//! generated interactions is made first. `CCLAKE_BENCH_DECODED_MB=0` reads every file from
+//! Parquet (default: 1024, a server's default `decoded_cache_mb`).
 
 use std::sync::Arc;
 
@@ -29,9 +30,20 @@ fn kpi(c: &mut Criterion) {
             lake
         }
     };
+    // As a server keeps them (`decoded_cache_mb`, default 1024); 0 reads every file from Parquet.
+    let decoded_mb: usize = std::env::var("CCLAKE_BENCH_DECODED_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let model = runtime.block_on(async {
         let lake = cclake::Lake::open(&lake_path).await.expect("lake");
-        Arc::new(ReadModel::new(lake.catalog().clone(), load_views(None).expect("views"), 1 << 31).await.expect("model"))
+        let views = load_views(None).expect("views");
+        let model = ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 31, decoded_mb << 20).await.expect("model");
+        // The snapshot's files are decoded in the background: measure once they are.
+        let mut held = usize::MAX;
+        while decoded_mb > 0 && held != model.decoded_bytes() {
+            held = model.decoded_bytes();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        eprintln!("decoded files in memory: {} MB", model.decoded_bytes() >> 20);
+        Arc::new(model)
     });
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/kpi"))
         .expect("benches/kpi")

@@ -88,6 +88,9 @@ pub struct ServerSettings {
     pub max_concurrent_queries: usize,
     /// Memory one query may use before it spills to disk or fails.
     pub query_memory_limit_mb: usize,
+    /// Memory the server keeps the newest files decoded in, shared by every query (0: every
+    /// query reads Parquet). Files past it are read from Parquet.
+    pub decoded_cache_mb: usize,
     /// Failed sign-ins in a row (per user name, and per client address) before sign-ins
     /// for it are refused for a while: 1 s, then twice as long after each further failure.
     pub failed_sign_ins_before_pause: u32,
@@ -102,6 +105,7 @@ impl Default for ServerSettings {
             query_timeout_seconds: 300,
             max_concurrent_queries: 16,
             query_memory_limit_mb: 2048,
+            decoded_cache_mb: 1024,
             failed_sign_ins_before_pause: 5,
             sign_in_pause_max_seconds: 30,
         }

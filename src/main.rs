@@ -426,7 +426,8 @@ fn read_new_password(name: &str, from_stdin: bool) -> Result<String, Box<dyn std
 
 async fn read_model(catalog: Catalog, access: &AccessConfig, views: Option<&Path>) -> Result<Arc<ReadModel>, Box<dyn std::error::Error>> {
     let memory = access.server.query_memory_limit_mb.max(64) * 1024 * 1024;
-    Ok(Arc::new(ReadModel::new(catalog, load_views(views)?, memory).await?))
+    let decoded = access.server.decoded_cache_mb.saturating_mul(1024 * 1024);
+    Ok(Arc::new(ReadModel::new_with_decoded_cache(catalog, load_views(views)?, memory, decoded).await?))
 }
 
 /// Serves until SIGINT or SIGTERM; prints the bound address first (tests read it).

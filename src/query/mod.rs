@@ -21,6 +21,7 @@ pub mod executor;
 pub mod limits;
 pub mod plain_types;
 pub mod read_model;
+pub mod snapshot_table;
 
 pub const CATALOG: &str = "cclake";
 pub const SCHEMA: &str = "cc_analytics";
@@ -74,7 +75,7 @@ pub fn read_only_options() -> SQLOptions {
 /// environment variables (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`, ...), then cclake's:
 /// strings are plain `Utf8` everywhere (the type results, `information_schema` and Flight
 /// SQL metadata all report), not `Utf8View`.
-fn session_config() -> Result<SessionConfig, DataFusionError> {
+pub(crate) fn session_config() -> Result<SessionConfig, DataFusionError> {
     let mut config = SessionConfig::from_env()?
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_create_default_catalog_and_schema(true)
@@ -100,8 +101,11 @@ fn session_config() -> Result<SessionConfig, DataFusionError> {
 
 /// A session with each table registered under `cclake.cc_analytics`; a table not created yet
 /// (a lake from an earlier release) is an empty table of its schema.
+/// With `decoded`, the snapshots' files are decoded into it in the background and read from
+/// there once they are.
 pub async fn read_only_session(
     tables: Vec<(LakeTable, Option<DeltaTable>)>,
+    decoded: Option<&Arc<snapshot_table::DecodedFiles>>,
 ) -> Result<SessionContext, QueryError> {
     let ctx = SessionContext::new_with_config(session_config()?);
     let state = Arc::new(ctx.state());
@@ -115,6 +119,11 @@ pub async fn read_only_session(
             table: name.to_string(),
             source,
         };
+        if let Some(provider) = snapshot_table::SnapshotTable::try_new(&delta, decoded.cloned()).map_err(&delta_error)? {
+            provider.decode_files();
+            ctx.register_table(name, provider)?;
+            continue;
+        }
         delta.update_datafusion_session(state.as_ref()).map_err(delta_error)?;
         // The session's options (plain strings) decide how the Delta scan reads Parquet.
         let provider = delta.table_provider().with_session(Arc::clone(&state)).await?;
@@ -132,7 +141,7 @@ pub async fn catalog_session(catalog: &Catalog) -> Result<SessionContext, QueryE
         let delta = catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
         tables.push((table, delta));
     }
-    read_only_session(tables).await
+    read_only_session(tables, None).await
 }
 
 /// Runs read-only SQL over a lake's tables and collects the result: the embedding API's one

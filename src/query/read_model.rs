@@ -22,6 +22,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tracing::warn;
 
+use super::snapshot_table::DecodedFiles;
 use super::QueryError;
 use crate::catalog::Catalog;
 use crate::model::LakeTable;
@@ -104,13 +105,28 @@ pub struct ReadModel {
     /// (each has a runtime of its own for its memory pool): Delta's data files never change
     /// under a name, so a query does not read them again.
     metadata_cache: Arc<FileMetadataCache>,
+    /// The newest files decoded in memory, shared by every session (none: every query reads
+    /// Parquet).
+    decoded: Option<Arc<DecodedFiles>>,
 }
 
 impl ReadModel {
+    /// A read model that reads every file from Parquet (the CLI's one-off queries).
     pub async fn new(
         catalog: Catalog,
         views: Vec<ViewDefinition>,
         memory_limit_bytes: usize,
+    ) -> Result<Self, QueryError> {
+        Self::new_with_decoded_cache(catalog, views, memory_limit_bytes, 0).await
+    }
+
+    /// A read model that keeps up to `decoded_cache_bytes` of the newest files decoded in
+    /// memory (a server's: queries over them read no Parquet).
+    pub async fn new_with_decoded_cache(
+        catalog: Catalog,
+        views: Vec<ViewDefinition>,
+        memory_limit_bytes: usize,
+        decoded_cache_bytes: usize,
     ) -> Result<Self, QueryError> {
         let mut tables = Vec::new();
         for table in LakeTable::ALL {
@@ -124,6 +140,7 @@ impl ReadModel {
             planned: tokio::sync::Mutex::new(HashMap::new()),
             memory_limit_bytes,
             metadata_cache: CacheManager::try_new(&CacheManagerConfig::default())?.get_file_metadata_cache(),
+            decoded: DecodedFiles::new(decoded_cache_bytes),
         };
         // Fail at start-up, not at the first query, when a view does not plan.
         let ctx = model.session(Role::Auditor).await?;
@@ -141,6 +158,11 @@ impl ReadModel {
 
     pub fn views(&self) -> &[ViewDefinition] {
         &self.views
+    }
+
+    /// Bytes of decoded files held in memory now.
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded.as_ref().map_or(0, |d| d.used_bytes())
     }
 
     /// A session seeing every commit finished before this call (give or take the 200 ms
@@ -202,7 +224,7 @@ impl ReadModel {
     ) -> Result<SessionContext, QueryError> {
         let hidden = role.hidden_tables();
         let visible = snapshots.into_iter().filter(|(table, _)| !hidden.contains(&table.name())).collect();
-        let ctx = super::read_only_session(visible).await?;
+        let ctx = super::read_only_session(visible, self.decoded.as_ref()).await?;
         super::limits::bound_functions(&ctx, self.memory_limit_bytes);
         self.register_views(&ctx, role).await;
         Ok(ctx)

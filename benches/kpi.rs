@@ -37,11 +37,7 @@ fn kpi(c: &mut Criterion) {
         let views = load_views(None).expect("views");
         let model = ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 31, decoded_mb << 20).await.expect("model");
         // The snapshot's files are decoded in the background: measure once they are.
-        let mut held = usize::MAX;
-        while decoded_mb > 0 && held != model.decoded_bytes() {
-            held = model.decoded_bytes();
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        model.decoded_settled().await;
         eprintln!("decoded files in memory: {} MB", model.decoded_bytes() >> 20);
         Arc::new(model)
     });

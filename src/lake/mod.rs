@@ -272,22 +272,6 @@ impl Tables {
     fn set(&mut self, table: LakeTable, delta: DeltaTable) {
         self.0.insert(table, delta);
     }
-
-    /// Upserts rows of an [`MergePolicy::UpsertLatest`] table and keeps the committed
-    /// snapshot; `matched` as [`upsert::upsert_events`] takes it.
-    async fn upsert(
-        &mut self,
-        table: LakeTable,
-        batch: RecordBatch,
-        matched: Option<Vec<Vec<datafusion::common::ScalarValue>>>,
-    ) -> Result<UpsertOutcome, LakeError> {
-        let (next, outcome) = upsert::upsert_events(self.get(table)?.clone(), table, batch, matched)
-            .await
-            .map_err(delta_err(table))?;
-        self.set(table, next);
-        debug!(?outcome, table = table.name(), "upserted");
-        Ok(outcome)
-    }
 }
 
 impl Lake {
@@ -778,25 +762,39 @@ impl Lake {
                 let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
                 (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
             };
-            let written = to_write.num_rows();
-            if written > 0 {
-                let outcome = tables.upsert(table, to_write, replaced).await?;
-                report.commits += u64::from(outcome.committed);
-                report.files_scanned += outcome.files_scanned as u64;
-                report.files_rewritten += outcome.files_removed as u64;
-                report.records_upserted += written as u64;
-                *report.rows_committed.entry(table.name().to_string()).or_default() += written as u64;
-            }
             // A delivery equal to the stored one was applied to the deciding table by an
             // earlier, interrupted pass: it skips that table but still goes to the others,
             // whose commit may be the one the crash prevented. Older deliveries go nowhere.
+            let mut upserts = vec![(table, to_write, replaced)];
             for follower in followers {
                 let Some(batch) = rows.remove(&follower) else { continue };
                 let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
                 let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
                 let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
-                if kept.num_rows() > 0 {
-                    report.commits += u64::from(tables.upsert(follower, kept, None).await?.committed);
+                upserts.push((follower, kept, None));
+            }
+            // Every table's rows are decided above, so the commits are independent: they run
+            // at once (each on the cores its write uses). Any order of them, or a crash between
+            // them, leaves what a re-run completes, since ingest_log is committed last.
+            upserts.retain(|(_, batch, _)| batch.num_rows() > 0);
+            let runs = upserts.into_iter().map(|(table, batch, replaced)| {
+                let delta = tables.get(table).cloned();
+                async move {
+                    let written = batch.num_rows();
+                    let (next, outcome) = upsert::upsert_events(delta?, table, batch, replaced).await.map_err(delta_err(table))?;
+                    debug!(?outcome, table = table.name(), "upserted");
+                    Ok::<_, LakeError>((table, next, outcome, written))
+                }
+            });
+            for result in futures::future::join_all(runs).await {
+                let (upserted, next, outcome, written) = result?;
+                tables.set(upserted, next);
+                report.commits += u64::from(outcome.committed);
+                if upserted == table {
+                    report.files_scanned += outcome.files_scanned as u64;
+                    report.files_rewritten += outcome.files_removed as u64;
+                    report.records_upserted += written as u64;
+                    *report.rows_committed.entry(table.name().to_string()).or_default() += written as u64;
                 }
             }
         }

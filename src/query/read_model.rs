@@ -165,6 +165,14 @@ impl ReadModel {
         self.decoded.as_ref().map_or(0, |d| d.used_bytes())
     }
 
+    /// Returns once the files of every snapshot planned so far are decoded in memory (those
+    /// that fit), e.g. to warm a server up before measuring it.
+    pub async fn decoded_settled(&self) {
+        if let Some(decoded) = &self.decoded {
+            decoded.settled().await;
+        }
+    }
+
     /// A session seeing every commit finished before this call (give or take the 200 ms
     /// refresh interval), with the tables and views `role` may read, and a memory pool of
     /// its own.

@@ -194,7 +194,9 @@ impl SnapshotTable {
         let live: HashSet<Path> = self.files.iter().map(|f| f.object_meta.location.clone()).collect();
         decoded.retain(self.store_url.as_str(), &live);
         let table = Arc::clone(self);
+        let task = decoded.task_started();
         tokio::spawn(async move {
+            let _task = task;
             let config = match super::session_config() {
                 Ok(config) => config,
                 Err(e) => return warn!(error = %e, "decoded file cache: no session"),
@@ -360,6 +362,18 @@ type FileKey = (String, Path);
 pub struct DecodedFiles {
     budget_bytes: usize,
     state: Mutex<DecodedState>,
+    /// Decoding tasks running, and a signal when one ends: [`DecodedFiles::settled`].
+    tasks: tokio::sync::watch::Sender<usize>,
+}
+
+/// One running decoding task; dropping it (the task ended, or panicked) counts it out.
+#[derive(Debug)]
+struct DecodingTask(tokio::sync::watch::Sender<usize>);
+
+impl Drop for DecodingTask {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -374,7 +388,22 @@ impl DecodedFiles {
     /// A cache of at most `budget_bytes`; `None` for a budget of 0 (every file read from
     /// Parquet).
     pub fn new(budget_bytes: usize) -> Option<Arc<Self>> {
-        (budget_bytes > 0).then(|| Arc::new(Self { budget_bytes, state: Mutex::new(DecodedState::default()) }))
+        (budget_bytes > 0).then(|| {
+            Arc::new(Self { budget_bytes, state: Mutex::new(DecodedState::default()), tasks: tokio::sync::watch::Sender::new(0) })
+        })
+    }
+
+    fn task_started(&self) -> DecodingTask {
+        self.tasks.send_modify(|n| *n += 1);
+        DecodingTask(self.tasks.clone())
+    }
+
+    /// Returns once no snapshot's files are being decoded (every file of the snapshots
+    /// planned so far is in memory, or past the budget).
+    pub async fn settled(&self) {
+        let mut tasks = self.tasks.subscribe();
+        // The sender lives in `self`: waiting cannot fail.
+        let _ = tasks.wait_for(|n| *n == 0).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DecodedState> {

@@ -13,12 +13,13 @@
 //!    version stays, whatever order the versions were read in.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
@@ -73,7 +74,9 @@ fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> 
 pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, DeltaTableError> {
     let ids = keys(batch, key)?;
     let columns = DeliveryColumns::of(batch)?;
-    let mut best: HashMap<&str, usize> = HashMap::with_capacity(batch.num_rows());
+    // One entry per row: DataFusion's map (foldhash) hashes short keys several times faster
+    // than the standard library's SipHash.
+    let mut best: datafusion::common::HashMap<&str, usize> = datafusion::common::HashMap::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         best.entry(ids.value(i))
             .and_modify(|kept| {
@@ -105,8 +108,16 @@ pub fn sorted(batch: &RecordBatch, table: LakeTable, key: &str) -> Result<Record
     if columns.is_empty() || batch.num_rows() < 2 {
         return Ok(batch.clone());
     }
-    let indices = lexsort_to_indices(&columns, None)?;
-    take_record_batch(batch, &indices)
+    if columns.len() == 1 {
+        return take_record_batch(batch, &lexsort_to_indices(&columns, None)?);
+    }
+    // Several columns compare as one byte string each in Arrow's row format: a plain sort
+    // of indices, without a dynamic comparator per column and comparison.
+    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.values.data_type().clone())).collect())?;
+    let rows = converter.convert_columns(&columns.iter().map(|c| Arc::clone(&c.values)).collect::<Vec<_>>())?;
+    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    indices.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    take_record_batch(batch, &UInt32Array::from(indices))
 }
 
 /// What the lake already holds decides, for the latest row of each key in a batch, where it
@@ -119,7 +130,21 @@ pub struct Decision {
     pub replaced_partitions: Vec<Vec<ScalarValue>>,
     /// Keys whose batch delivery is as late as the stored one or later: the tables this one
     /// decides for take these keys' rows.
-    pub winners: HashSet<String>,
+    pub winners: Winners,
+}
+
+/// The keys that won a [`Decision`]: rows of the decided batch's key column (shared with
+/// it, not copied).
+#[derive(Debug)]
+pub struct Winners {
+    keys: StringArray,
+    rows: Vec<usize>,
+}
+
+impl Winners {
+    fn set(&self) -> datafusion::common::HashSet<&str> {
+        self.rows.iter().map(|&i| self.keys.value(i)).collect()
+    }
 }
 
 /// Compares each row's delivery with the stored one of its key: later (or new) rows are
@@ -130,7 +155,7 @@ pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEv
     let columns = DeliveryColumns::of(latest)?;
     let mut write = Vec::with_capacity(latest.num_rows());
     let mut replaced_partitions: Vec<Vec<ScalarValue>> = Vec::new();
-    let mut winners = HashSet::with_capacity(latest.num_rows());
+    let mut winners = Vec::with_capacity(latest.num_rows());
     for i in 0..latest.num_rows() {
         let (id, delivery) = (ids.value(i), columns.get(i));
         let order = stored.get(id).map(|s| (delivery.cmp(&s.delivery), &s.partition));
@@ -148,15 +173,16 @@ pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEv
                 continue;
             }
         }
-        winners.insert(id.to_string());
+        winners.push(i);
     }
     let to_write = filter_record_batch(latest, &BooleanArray::from(write))?;
-    Ok(Decision { to_write, replaced_partitions, winners })
+    Ok(Decision { to_write, replaced_partitions, winners: Winners { keys: ids, rows: winners } })
 }
 
 /// The rows of keys among `winners` (all rows without a set).
-pub fn rows_of(batch: &RecordBatch, key: &str, winners: Option<&HashSet<String>>) -> Result<RecordBatch, DeltaTableError> {
+pub fn rows_of(batch: &RecordBatch, key: &str, winners: Option<&Winners>) -> Result<RecordBatch, DeltaTableError> {
     let Some(winners) = winners else { return Ok(batch.clone()) };
+    let winners = winners.set();
     let ids = keys(batch, key)?;
     let keep: BooleanArray = (0..batch.num_rows()).map(|i| Some(winners.contains(ids.value(i)))).collect();
     Ok(filter_record_batch(batch, &keep)?)

@@ -152,7 +152,9 @@ pub struct LakeOptions {
     /// Rows per commit, all tables together (a flat event is two rows). Bounds the memory of
     /// a pass, whatever the input size.
     pub batch_rows: usize,
-    /// Objects parsed at once (each on a blocking thread).
+    /// Objects parsed at once (each on a blocking thread). Twice the cores by default: with
+    /// one per core, a core sat idle whenever the next objects had finished and waited for
+    /// a larger one (details ingest used 1.15 cores of 2; with twice as many, 1.27).
     pub parallel_objects: usize,
     /// Compact a partition automatically after a pass once it holds this many files.
     pub compact_min_files: usize,
@@ -177,7 +179,7 @@ impl Default for LakeOptions {
     fn default() -> Self {
         Self {
             batch_rows: 1_000_000,
-            parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
             compact_min_files: 16,
             auto_compact: true,
             progress: false,

@@ -298,35 +298,45 @@ pub async fn replace_aggregates(
     }
     let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(root, &partitions, key, &winners));
 
+    // Each member's rows are decided above (the root's stored deliveries), so the members'
+    // commits are independent and run at once. A crash between them leaves some tables
+    // written: the re-run finds the root's delivery equal and writes every table again.
+    let mut writes = Vec::new();
     for member in root.aggregate_members() {
         let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
         let kept = match rows.get(&member) {
             Some(batch) => rows_of_winners(batch, key, &winners).map_err(|e| (member, e))?,
             None => RecordBatch::new_empty(member.schema()),
         };
-        let written = kept.num_rows();
-        let next = match &replace {
-            Some(predicate) => {
-                delta
-                    .write(vec![kept])
-                    .with_save_mode(SaveMode::Overwrite)
-                    .with_replace_where(predicate.clone())
-                    .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
-                    .with_writer_properties(writer_properties())
-                    .await
-            }
-            None if written == 0 => Ok(delta),
-            None => {
-                delta
-                    .write(vec![kept])
-                    .with_save_mode(SaveMode::Append)
-                    .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
-                    .with_writer_properties(writer_properties())
-                    .await
-            }
-        }
-        .map_err(|e| (member, e))?;
-        tables.insert(member, next);
+        let replace = replace.clone();
+        writes.push(tokio::spawn(async move {
+            let written = kept.num_rows();
+            let next = match replace {
+                Some(predicate) => {
+                    delta
+                        .write(vec![kept])
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_replace_where(predicate)
+                        .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
+                        .with_writer_properties(writer_properties())
+                        .await
+                }
+                None if written == 0 => Ok(delta),
+                None => {
+                    delta
+                        .write(vec![kept])
+                        .with_save_mode(SaveMode::Append)
+                        .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
+                        .with_writer_properties(writer_properties())
+                        .await
+                }
+            };
+            (member, written, next)
+        }));
+    }
+    for joined in futures::future::join_all(writes).await {
+        let (member, written, next) = joined.map_err(|e| (root, DeltaTableError::Generic(format!("writer task: {e}"))))?;
+        tables.insert(member, next.map_err(|e| (member, e))?);
         outcome.rows_written.push((member, written));
     }
     Ok(outcome)

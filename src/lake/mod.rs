@@ -776,20 +776,22 @@ impl Lake {
                 upserts.push((follower, kept, None));
             }
             // Every table's rows are decided above, so the commits are independent: they run
-            // at once (each on the cores its write uses). Any order of them, or a crash between
+            // at once, each on a task of its own (so on both cores). Any order of them, or a crash between
             // them, leaves what a re-run completes, since ingest_log is committed last.
             upserts.retain(|(_, batch, _)| batch.num_rows() > 0);
-            let runs = upserts.into_iter().map(|(table, batch, replaced)| {
-                let delta = tables.get(table).cloned();
-                async move {
+            let mut runs = Vec::new();
+            for (table, batch, replaced) in upserts {
+                let delta = tables.get(table)?.clone();
+                runs.push(tokio::spawn(async move {
                     let written = batch.num_rows();
-                    let (next, outcome) = upsert::upsert_events(delta?, table, batch, replaced).await.map_err(delta_err(table))?;
+                    let (next, outcome) = upsert::upsert_events(delta, table, batch, replaced).await.map_err(delta_err(table))?;
                     debug!(?outcome, table = table.name(), "upserted");
                     Ok::<_, LakeError>((table, next, outcome, written))
-                }
-            });
-            for result in futures::future::join_all(runs).await {
-                let (upserted, next, outcome, written) = result?;
+                }));
+            }
+            for joined in futures::future::join_all(runs).await {
+                let (upserted, next, outcome, written) =
+                    joined.map_err(|e| delta_err(table)(DeltaTableError::Generic(format!("writer task: {e}"))))??;
                 tables.set(upserted, next);
                 report.commits += u64::from(outcome.committed);
                 if upserted == table {

@@ -4,12 +4,15 @@
 # and the same SQL in DuckDB in-process over its own partitioned Parquet of the same data.
 # Reuses the exports, lake and DuckDB copy of benches/ingest_vs_duckdb.sh (run first if
 # missing), adds generated conversation details to that lake. Prints per-query medians and
-# ratios duckdb/cclake, and their geometric means. About 5 minutes.
+# ratios duckdb/cclake, and their geometric means. About 5 minutes. cclake keeps the newest
+# files decoded in memory as a server does (decoded_cache_mb, default 1024);
+# DECODED_MB=0 measures it reading every file from Parquet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 interactions=${INTERACTIONS:-200000}
 days=${DAYS:-7}
 work=${WORK:-/tmp/cclake-bench-$interactions-$days}
+decoded_mb=${DECODED_MB:-1024}
 python="$(scripts/python-env.sh)"
 bin="${CARGO_TARGET_DIR:-target}/release/cclake"
 [ -d "$work/lake" ] && [ -d "$work/duckdb-out" ] || benches/ingest_vs_duckdb.sh
@@ -23,8 +26,9 @@ fi
 "$bin" compact --lake "$work/lake"
 [ -d "$work/duckdb-genesys" ] || "$python" benches/duckdb_genesys_copy.py "$work/lake" "$work/duckdb-genesys"
 # In-process first (criterion writes its medians under the target folder), then over Flight.
-CCLAKE_BENCH_LAKE="$work/lake" cargo bench --quiet --bench kpi > "$work/kpi-in-process.out" 2>&1
+CCLAKE_BENCH_LAKE="$work/lake" CCLAKE_BENCH_DECODED_MB="$decoded_mb" cargo bench --quiet --bench kpi > "$work/kpi-in-process.out" 2>&1
 rm -f "$work/bench.toml"
+printf '[server]\ndecoded_cache_mb = %s\n' "$decoded_mb" > "$work/bench.toml"
 echo -n bench-pw | "$bin" user add --config "$work/bench.toml" --name bench --role auditor --password-stdin >/dev/null
 "$bin" serve --lake "$work/lake" --config "$work/bench.toml" --addr 127.0.0.1:0 > "$work/serve.out" &
 server=$!

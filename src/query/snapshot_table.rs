@@ -188,35 +188,36 @@ impl SnapshotTable {
 
     /// Decodes the snapshot's files that are not in memory yet into [`DecodedFiles`] (while
     /// its budget lasts), and forgets this table's files that the snapshot no longer holds.
-    /// Runs in the background: queries meanwhile read those files from Parquet.
+    /// Runs in the background, on the decoding thread: queries meanwhile read those files
+    /// from Parquet.
     pub fn decode_files(self: &Arc<Self>) {
-        let Some(decoded) = self.decoded.clone() else { return };
+        let Some(decoded) = &self.decoded else { return };
         let live: HashSet<Path> = self.files.iter().map(|f| f.object_meta.location.clone()).collect();
         decoded.retain(self.store_url.as_str(), &live);
-        let table = Arc::clone(self);
-        let task = decoded.task_started();
-        tokio::spawn(async move {
-            let _task = task;
-            let config = match super::session_config() {
-                Ok(config) => config,
-                Err(e) => return warn!(error = %e, "decoded file cache: no session"),
-            };
-            let ctx = SessionContext::new_with_config(config);
-            for file in &table.files {
-                let key = table.key(file);
-                if !decoded.claim(&key) {
-                    continue;
-                }
-                let batches = table.decode(&ctx, file.clone()).await;
-                match batches {
-                    Ok(batches) => decoded.insert(key, batches),
-                    Err(e) => {
-                        debug!(file = %key.1, error = %e, "file not decoded; read from Parquet");
-                        decoded.release(&key);
-                    }
+        decoded.enqueue(Arc::clone(self));
+    }
+
+    /// [`SnapshotTable::decode_files`]' work, file by file.
+    async fn decode_all(&self) {
+        let Some(decoded) = &self.decoded else { return };
+        let config = match super::session_config() {
+            Ok(config) => config,
+            Err(e) => return warn!(error = %e, "decoded files: no session to decode with"),
+        };
+        let ctx = SessionContext::new_with_config(config);
+        for file in &self.files {
+            let key = self.key(file);
+            if !decoded.claim(&key) {
+                continue;
+            }
+            match self.decode(&ctx, file.clone()).await {
+                Ok(batches) => decoded.insert(key, batches),
+                Err(e) => {
+                    debug!(file = %key.1, error = %e, "file not decoded; read from Parquet");
+                    decoded.release(&key);
                 }
             }
-        });
+        }
     }
 
     /// One file's rows, every column in the table's order and types.
@@ -362,8 +363,12 @@ type FileKey = (String, Path);
 pub struct DecodedFiles {
     budget_bytes: usize,
     state: Mutex<DecodedState>,
-    /// Decoding tasks running, and a signal when one ends: [`DecodedFiles::settled`].
+    /// Decoding tasks queued or running, and a signal when one ends: [`DecodedFiles::settled`].
     tasks: tokio::sync::watch::Sender<usize>,
+    /// Snapshots whose files are to be decoded, taken one at a time by a thread of its own:
+    /// decoding keeps at most one core busy, and never a thread that answers RPCs or runs
+    /// queries. The thread ends once this sender is dropped and the queue is empty.
+    queue: std::sync::mpsc::Sender<(Arc<SnapshotTable>, DecodingTask)>,
 }
 
 /// One running decoding task; dropping it (the task ended, or panicked) counts it out.
@@ -385,17 +390,39 @@ struct DecodedState {
 }
 
 impl DecodedFiles {
-    /// A cache of at most `budget_bytes`; `None` for a budget of 0 (every file read from
-    /// Parquet).
+    /// A cache of at most `budget_bytes`, with its decoding thread; `None` for a budget of 0
+    /// (every file read from Parquet), or when no thread can be started.
     pub fn new(budget_bytes: usize) -> Option<Arc<Self>> {
-        (budget_bytes > 0).then(|| {
-            Arc::new(Self { budget_bytes, state: Mutex::new(DecodedState::default()), tasks: tokio::sync::watch::Sender::new(0) })
-        })
+        if budget_bytes == 0 {
+            return None;
+        }
+        let (queue, jobs) = std::sync::mpsc::channel::<(Arc<SnapshotTable>, DecodingTask)>();
+        let started = std::thread::Builder::new().name("cclake-decode".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return warn!(error = %e, "decoded files: no runtime; every file is read from Parquet"),
+            };
+            while let Ok((table, _task)) = jobs.recv() {
+                runtime.block_on(table.decode_all());
+            }
+        });
+        if let Err(e) = started {
+            warn!(error = %e, "decoded files: no thread; every file is read from Parquet");
+            return None;
+        }
+        Some(Arc::new(Self {
+            budget_bytes,
+            state: Mutex::new(DecodedState::default()),
+            tasks: tokio::sync::watch::Sender::new(0),
+            queue,
+        }))
     }
 
-    fn task_started(&self) -> DecodingTask {
+    /// Queues `table`'s files for the decoding thread.
+    fn enqueue(&self, table: Arc<SnapshotTable>) {
         self.tasks.send_modify(|n| *n += 1);
-        DecodingTask(self.tasks.clone())
+        // A thread that is gone drops the job, and with it the count.
+        let _ = self.queue.send((table, DecodingTask(self.tasks.clone())));
     }
 
     /// Returns once no snapshot's files are being decoded (every file of the snapshots

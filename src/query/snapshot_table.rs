@@ -21,7 +21,6 @@
 //! background once it is planned; until a file is in memory (or when the budget is full)
 //! it is read from Parquet, so a query always sees exactly its snapshot's files.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +41,7 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -280,10 +279,6 @@ impl TableProvider for SnapshotTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        None
     }
 
     async fn scan(

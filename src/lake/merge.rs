@@ -298,9 +298,10 @@ pub async fn replace_aggregates(
     }
     let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(root, &partitions, key, &winners));
 
-    // Each member's rows are decided above (the root's stored deliveries), so the members'
-    // commits are independent and run at once. A crash between them leaves some tables
-    // written: the re-run finds the root's delivery equal and writes every table again.
+    // The root commits first: the re-run after a crash must find the root's delivery equal
+    // to decide to replace (not append to) what the other tables already got. Their rows are
+    // decided above, so their commits are independent of each other and run at once, each
+    // on a task of its own.
     let mut writes = Vec::new();
     for member in root.aggregate_members() {
         let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
@@ -309,7 +310,7 @@ pub async fn replace_aggregates(
             None => RecordBatch::new_empty(member.schema()),
         };
         let replace = replace.clone();
-        writes.push(tokio::spawn(async move {
+        let write = async move {
             let written = kept.num_rows();
             let next = match replace {
                 Some(predicate) => {
@@ -332,7 +333,14 @@ pub async fn replace_aggregates(
                 }
             };
             (member, written, next)
-        }));
+        };
+        if member == root {
+            let (member, written, next) = write.await;
+            tables.insert(member, next.map_err(|e| (member, e))?);
+            outcome.rows_written.push((member, written));
+        } else {
+            writes.push(tokio::spawn(write));
+        }
     }
     for joined in futures::future::join_all(writes).await {
         let (member, written, next) = joined.map_err(|e| (root, DeltaTableError::Generic(format!("writer task: {e}"))))?;

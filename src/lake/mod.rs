@@ -776,17 +776,18 @@ impl Lake {
                 upserts.push((follower, kept, None));
             }
             // Every table's rows are decided above, so the commits are independent: they run
-            // at once, each on a task of its own (so on both cores). Any order of them, or a crash between
-            // them, leaves what a re-run completes, since ingest_log is committed last.
+            // at once, each on a task of its own (so on both cores). Any order of them, or a
+            // crash between them, leaves what a re-run completes: ingest_log commits last.
             upserts.retain(|(_, batch, _)| batch.num_rows() > 0);
             let mut runs = Vec::new();
-            for (table, batch, replaced) in upserts {
-                let delta = tables.get(table)?.clone();
+            for (target, batch, replaced) in upserts {
+                let delta = tables.get(target)?.clone();
                 runs.push(tokio::spawn(async move {
                     let written = batch.num_rows();
-                    let (next, outcome) = upsert::upsert_events(delta, table, batch, replaced).await.map_err(delta_err(table))?;
-                    debug!(?outcome, table = table.name(), "upserted");
-                    Ok::<_, LakeError>((table, next, outcome, written))
+                    let (next, outcome) =
+                        upsert::upsert_events(delta, target, batch, replaced).await.map_err(delta_err(target))?;
+                    debug!(?outcome, table = target.name(), "upserted");
+                    Ok::<_, LakeError>((target, next, outcome, written))
                 }));
             }
             for joined in futures::future::join_all(runs).await {

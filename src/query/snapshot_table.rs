@@ -71,6 +71,9 @@ pub struct SnapshotTable {
     partition_columns: Vec<FieldRef>,
     /// Every live file of the snapshot, with its partition values and row count.
     files: Vec<PartitionedFile>,
+    /// The files' partition values as columns, a row per file: what partition filters are
+    /// evaluated on (built once per snapshot, not per query).
+    partition_values: RecordBatch,
     /// Where the files are, relative to the table's root: registered in each session.
     store_url: ObjectStoreUrl,
     store: Arc<dyn ObjectStore>,
@@ -132,12 +135,22 @@ impl SnapshotTable {
             }
             files.push(file);
         }
+        let partition_schema = Arc::new(Schema::new(partition_columns.clone()));
+        let partition_values = if files.is_empty() || partition_columns.is_empty() {
+            RecordBatch::new_empty(partition_schema)
+        } else {
+            let columns = (0..partition_columns.len())
+                .map(|i| ScalarValue::iter_to_array(files.iter().map(|f| f.partition_values[i].clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(partition_schema, columns)?
+        };
         let log_store = delta.log_store();
         Ok(Some(Arc::new(Self {
             schema,
             scan_schema: TableSchema::builder(file_schema).with_table_partition_cols(partition_columns.clone()).build(),
             scan_index,
             partition_columns,
+            partition_values,
             files,
             store_url: log_store.object_store_url(),
             store: log_store.object_store(None),
@@ -247,19 +260,15 @@ impl SnapshotTable {
         if self.files.is_empty() {
             return Ok(Vec::new());
         }
-        let partition_schema = Arc::new(Schema::new(self.partition_columns.clone()));
-        let columns = (0..self.partition_columns.len())
-            .map(|i| ScalarValue::iter_to_array(self.files.iter().map(|f| f.partition_values[i].clone())))
-            .collect::<Result<Vec<_>>>()?;
-        let values = RecordBatch::try_new(Arc::clone(&partition_schema), columns)?;
-        let df_schema = DFSchema::try_from(partition_schema)?;
+        let values = &self.partition_values;
+        let df_schema = DFSchema::try_from(values.schema())?;
         let predicate = datafusion::physical_expr::create_physical_expr(
             &filter,
             &df_schema,
             &datafusion::logical_expr::execution_props::ExecutionProps::new(),
             &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(),
         )?;
-        let matches = predicate.evaluate(&values)?.into_array(values.num_rows())?;
+        let matches = predicate.evaluate(values)?.into_array(values.num_rows())?;
         let matches = matches.as_boolean();
         Ok(self
             .files

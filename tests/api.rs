@@ -167,3 +167,64 @@ async fn the_read_model_reads_every_table_as_delta_rs_does() {
         assert_eq!(ours, expected, "{queue}");
     }
 }
+
+#[tokio::test]
+async fn aggregates_by_queue_run_in_one_stage_and_count_as_by_hand() {
+    // The scan puts each queue's files in one partition, and a query grouped by queue is
+    // aggregated in one stage over them (query/key_grouped.rs). The answers are counted here
+    // from the plain rows; a join of such an aggregate with rows partitioned by hash must
+    // still pair every queue with itself.
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixtures(&dir.path().join("exports"));
+    let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
+    lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
+    let views = cclake::query::read_model::load_views(None).unwrap();
+    let model = cclake::query::read_model::ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 30, 1 << 30)
+        .await
+        .unwrap();
+    let _ = model.session(cclake::access::Role::Auditor).await.unwrap();
+    model.decoded_settled().await;
+    let from_memory = model.session(cclake::access::Role::Auditor).await.unwrap();
+
+    let rows = cclake::query::sql(lake.catalog(), "SELECT queue_name, interaction_id, state FROM fact_interactions")
+        .await
+        .unwrap();
+    let mut by_queue: std::collections::BTreeMap<String, (usize, usize, std::collections::HashSet<String>)> =
+        Default::default();
+    for line in sorted_lines(&rows) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let entry = by_queue.entry(cells[0].to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(cells[2] == "abandoned");
+        if cells[1] != "NULL" {
+            entry.2.insert(cells[1].to_string());
+        }
+    }
+    assert!(by_queue.len() > 2, "several queues in the fixtures: {by_queue:?}");
+    assert!(by_queue.values().any(|(_, abandoned, _)| *abandoned > 0));
+
+    let abandon = "SELECT queue_name, count(*) FILTER (WHERE state = 'abandoned'), count(DISTINCT interaction_id) \
+                   FROM fact_interactions GROUP BY queue_name";
+    let expected: Vec<String> = by_queue.iter().map(|(q, (_, a, ids))| format!("{q}|{a}|{}", ids.len())).collect();
+    let mut expected = expected;
+    expected.sort();
+    let squared = "SELECT f.queue_name, sum(a.n) FROM \
+                   (SELECT queue_name, count(*) AS n FROM fact_interactions GROUP BY queue_name) a \
+                   JOIN fact_interactions f ON f.queue_name = a.queue_name GROUP BY f.queue_name";
+    let mut expected_squared: Vec<String> = by_queue.iter().map(|(q, (n, _, _))| format!("{q}|{}", n * n)).collect();
+    expected_squared.sort();
+    let from_parquet = cclake::query::catalog_session(lake.catalog()).await.unwrap();
+    for (how, session) in [("Parquet", &from_parquet), ("decoded files", &from_memory)] {
+        let ours = cclake::query::run_sql(session, abandon).await.unwrap();
+        assert_eq!(sorted_lines(&ours), expected, "{how}");
+        let ours = cclake::query::run_sql(session, squared).await.unwrap();
+        assert_eq!(sorted_lines(&ours), expected_squared, "{how}");
+        if session.state().config().target_partitions() > 1 {
+            let plan = cclake::query::run_sql(session, &format!("EXPLAIN {abandon}")).await.unwrap();
+            let plan = sorted_lines(&plan).join("\n");
+            assert!(plan.contains("KeyGroupedExec: key=queue_name"), "{how}: {plan}");
+            assert!(plan.contains("mode=SinglePartitioned"), "{how}: one stage: {plan}");
+            assert!(!plan.contains("RepartitionExec"), "{how}: no repartition: {plan}");
+        }
+    }
+}

@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::util::display::FormatOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -18,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::model::LakeTable;
 
 pub mod executor;
+pub mod key_grouped;
 pub mod limits;
 pub mod plain_types;
 pub mod read_model;
@@ -107,7 +109,11 @@ pub async fn read_only_session(
     tables: Vec<(LakeTable, Option<DeltaTable>)>,
     decoded: Option<&Arc<snapshot_table::DecodedFiles>>,
 ) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new_with_config(session_config()?);
+    // Aggregates grouped by a table's layout column run in one stage (query/key_grouped.rs).
+    let state = SessionStateBuilder::new_from_existing(SessionContext::new_with_config(session_config()?).state())
+        .with_physical_optimizer_rule(Arc::new(key_grouped::OneStageAggregateByKey))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let state = Arc::new(ctx.state());
     for (table, delta) in tables {
         let name = table.name();

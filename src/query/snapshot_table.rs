@@ -44,13 +44,14 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableError};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use tracing::{debug, warn};
 
+use super::key_grouped::KeyGroupedExec;
 use super::plain_types::plain_schema;
 
 /// The newest delta-rs reader version whose files are plain Parquet: version 2 adds column
@@ -165,10 +166,14 @@ impl SnapshotTable {
 
     /// Reads `files` from Parquet: `projection` indexes the scan's columns (the files', then
     /// the partition columns).
+    /// `groups`: the files each output partition reads, in order, or `None` to let the
+    /// scan spread the files over the session's partitions (and move them between
+    /// partitions as it runs).
     async fn parquet_scan(
         &self,
         state: &dyn Session,
         files: Vec<PartitionedFile>,
+        groups: Option<Vec<FileGroup>>,
         projection: Vec<usize>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -181,16 +186,25 @@ impl SnapshotTable {
         let mut statistics = Statistics::new_unknown(self.scan_schema.table_schema());
         let rows: Option<usize> = files
             .iter()
+            .chain(groups.iter().flatten().flat_map(|g| g.iter()))
             .map(|f| f.statistics.as_ref().and_then(|s| s.num_rows.get_value().copied()))
             .sum();
         if let Some(rows) = rows {
             statistics.num_rows = Precision::Exact(rows);
         }
-        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        // Declared groups stay as they are: no splitting, no work stealing between them.
+        let (groups, declared) = match groups {
+            Some(groups) => {
+                let partitions = groups.len();
+                (groups, Some(Partitioning::UnknownPartitioning(partitions)))
+            }
+            None => (FileGroup::new(files).split_files(state.config().target_partitions()), None),
+        };
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = Arc::new(ParquetSource::new(self.scan_schema.clone()));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
+            .with_output_partitioning(declared)
             .with_statistics(statistics)
             .with_projection_indices(Some(projection))?
             .with_limit(limit)
@@ -235,12 +249,21 @@ impl SnapshotTable {
     /// One file's rows, every column in the table's order and types.
     async fn decode(&self, ctx: &SessionContext, file: PartitionedFile) -> Result<Vec<RecordBatch>> {
         let state = ctx.state();
-        let plan = self.parquet_scan(&state, vec![file], self.scan_index.clone(), None).await?;
+        let plan = self.parquet_scan(&state, vec![file], None, self.scan_index.clone(), None).await?;
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
         batches
             .into_iter()
             .map(|b| Ok(RecordBatch::try_new(Arc::clone(&self.schema), b.columns().to_vec())?))
             .collect()
+    }
+
+    /// The partition column scans lay their partitions out by, as (its index in the table,
+    /// its index among a file's partition values): the last one, the finest (a table
+    /// partitioned by day and queue is laid out by queue).
+    fn layout_column(&self) -> Option<(usize, usize)> {
+        let column = self.partition_columns.last()?;
+        let table_index = self.schema.index_of(column.name()).ok()?;
+        Some((table_index, self.partition_columns.len() - 1))
     }
 
     fn partition_names(&self) -> Vec<&str> {
@@ -312,33 +335,49 @@ impl TableProvider for SnapshotTable {
         }
         // Files in memory are served from there, the rest from Parquet.
         let partitions = state.config().target_partitions().max(1);
+        let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        // With the layout column among the output, each partition reads whole values of it.
+        let layout = self.layout_column().and_then(|(table_index, value_index)| {
+            let output = projection.iter().position(|&c| c == table_index)?;
+            (partitions > 1).then_some((output, value_index))
+        });
+        let buckets = match layout {
+            Some((_, value_index)) => balanced_buckets(&files, value_index, partitions),
+            None => (0..files.len()).map(|i| i % partitions).collect(),
+        };
         let mut in_memory: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
-        let mut from_parquet = Vec::new();
-        let mut next = 0;
-        for file in files {
+        let mut from_parquet: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+        let mut cached = 0;
+        for (file, bucket) in files.into_iter().zip(buckets) {
             match self.decoded.as_ref().and_then(|d| d.get(&self.key(&file))) {
                 Some(batches) => {
-                    in_memory[next % partitions].extend(batches.iter().cloned());
-                    next += 1;
+                    in_memory[bucket].extend(batches.iter().cloned());
+                    cached += 1;
                 }
-                None => from_parquet.push(file),
+                None => from_parquet[bucket].push(file),
             }
         }
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if next > 0 {
-            in_memory.retain(|p| !p.is_empty());
-            if in_memory.is_empty() {
-                in_memory.push(Vec::new());
+        if cached > 0 {
+            if layout.is_none() {
+                in_memory.retain(|p| !p.is_empty());
             }
-            let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
             plans.push(MemorySourceConfig::try_new_exec(&in_memory, Arc::clone(&self.schema), Some(projection))?);
         }
-        if !from_parquet.is_empty() {
-            plans.push(self.parquet_scan(state, from_parquet, scan_projection, limit).await?);
+        if from_parquet.iter().any(|g| !g.is_empty()) {
+            let plan = match layout {
+                Some(_) => {
+                    let groups = from_parquet.into_iter().map(FileGroup::new).collect();
+                    self.parquet_scan(state, Vec::new(), Some(groups), scan_projection, limit).await?
+                }
+                None => self.parquet_scan(state, from_parquet.concat(), None, scan_projection, limit).await?,
+            };
+            plans.push(plan);
         }
-        match plans.len() {
-            1 => Ok(plans.remove(0)),
-            _ => UnionExec::try_new(plans),
+        match (layout, plans.len()) {
+            (Some((key, _)), _) => KeyGroupedExec::over(plans, key),
+            (None, 1) => Ok(plans.remove(0)),
+            (None, _) => UnionExec::try_new(plans),
         }
     }
 
@@ -356,6 +395,32 @@ impl TableProvider for SnapshotTable {
             })
             .collect())
     }
+}
+
+/// For each file, the partition it is read in: files with the same partition value at
+/// `value_index` share one, and the values go largest first (by rows) to the partition with
+/// the fewest rows so far, so partitions end up about even.
+fn balanced_buckets(files: &[PartitionedFile], value_index: usize, partitions: usize) -> Vec<usize> {
+    let rows = |f: &PartitionedFile| {
+        f.statistics
+            .as_ref()
+            .and_then(|s| s.num_rows.get_value().copied())
+            .unwrap_or(f.object_meta.size as usize)
+    };
+    let mut values: HashMap<&ScalarValue, usize> = HashMap::new();
+    for file in files {
+        *values.entry(&file.partition_values[value_index]).or_default() += rows(file);
+    }
+    let mut values: Vec<(&ScalarValue, usize)> = values.into_iter().collect();
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.partial_cmp(b.0).unwrap_or(std::cmp::Ordering::Equal)));
+    let mut load = vec![0usize; partitions];
+    let mut bucket_of: HashMap<&ScalarValue, usize> = HashMap::new();
+    for (value, rows) in values {
+        let bucket = (0..partitions).min_by_key(|&b| (load[b], b)).unwrap_or_default();
+        load[bucket] += rows;
+        bucket_of.insert(value, bucket);
+    }
+    files.iter().map(|f| bucket_of.get(&f.partition_values[value_index]).copied().unwrap_or_default()).collect()
 }
 
 /// A file in [`DecodedFiles`]: its table's store and its path there.

@@ -176,6 +176,32 @@ impl<'de> Deserialize<'de> for Flex<'de> {
     }
 }
 
+/// A JSON string borrowed from the input when it has no escapes (serde's own `Cow<str>`
+/// always copies): object keys, read once per field of every record.
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
 /// Text fields analysts read are masked ([`mask_field`]); unchanged values are not copied.
 pub(crate) fn masked(value: Option<String>) -> Option<String> {
     value.map(|v| match mask_field(&v) {

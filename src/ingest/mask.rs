@@ -89,15 +89,18 @@ pub fn mask_field(value: &str) -> Cow<'_, str> {
     if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.' || b == b'@') {
         return Cow::Borrowed(value);
     }
+    // Ids are mostly UUIDs, which hold nothing (as in `scrub`): checked before any copy.
+    if is_uuid(value) {
+        return Cow::Borrowed(value);
+    }
     let normalized = normalize_digits(value);
-    if normalized.trim().parse::<IpAddr>().is_ok() {
+    // An IP address has a `.` (v4) or a `:` (v6).
+    if normalized.contains(['.', ':']) && normalized.trim().parse::<IpAddr>().is_ok() {
         return Cow::Owned(REDACTED_IP.to_string());
     }
-    let scrubbed = scrub(&normalized, true);
-    if scrubbed == normalized {
-        Cow::Borrowed(value)
-    } else {
-        Cow::Owned(scrubbed)
+    match scrub(&normalized, true) {
+        Cow::Owned(scrubbed) if scrubbed != *normalized => Cow::Owned(scrubbed),
+        _ => Cow::Borrowed(value),
     }
 }
 
@@ -261,7 +264,7 @@ pub fn mask_json(value: &mut Value) {
 /// addresses are redacted and runs of digits that look like phone numbers keep their last
 /// four digits. Digits of other scripts are read as ASCII first.
 pub fn scrub_text(text: &str) -> String {
-    scrub(&normalize_digits(text), false)
+    scrub(&normalize_digits(text), false).into_owned()
 }
 
 /// Whether `text` is exactly one UUID (8-4-4-4-12 hexadecimal digits).
@@ -277,7 +280,8 @@ fn contains_www(bytes: &[u8]) -> bool {
 }
 
 /// [`scrub_text`] of normalized text; with `strict`, a bare run of digits is no phone number.
-fn scrub(text: &str, strict: bool) -> String {
+/// Borrowed when nothing was masked.
+fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
     static IP_CANDIDATE: OnceLock<Regex> = OnceLock::new();
     static PHONE_CANDIDATE: OnceLock<Regex> = OnceLock::new();
     let ip = IP_CANDIDATE.get_or_init(|| {
@@ -293,7 +297,7 @@ fn scrub(text: &str, strict: bool) -> String {
     // Every pass below runs only where its pattern can match (checked on bytes first: this
     // runs on most text fields of every record). A value that is one UUID holds nothing.
     if is_uuid(text) {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
     let bytes = text.as_bytes();
     let text = if memchr::memmem::find(bytes, b"://").is_some() || contains_www(bytes) {
@@ -320,12 +324,11 @@ fn scrub(text: &str, strict: bool) -> String {
     };
     // A phone number holds 7 to 15 digits (`looks_like_phone_number`).
     if text.bytes().filter(u8::is_ascii_digit).count() < 7 {
-        return text.into_owned();
+        return text;
     }
     // Runs of digits and dashes inside a UUID (`4a00-0069-98d7`) are hex, not numbers.
     let uuids: Vec<(usize, usize)> = uuid.find_iter(&text).map(|m| (m.start(), m.end())).collect();
-    phone
-        .replace_all(&text, |caps: &regex::Captures<'_>| {
+    let masked = phone.replace_all(&text, |caps: &regex::Captures<'_>| {
             let m = &caps[0];
             let formatted = m.starts_with('+') || m.contains(|c: char| !c.is_ascii_digit());
             let (start, end) = caps.get(0).map_or((0, 0), |g| (g.start(), g.end()));
@@ -336,8 +339,11 @@ fn scrub(text: &str, strict: bool) -> String {
             } else {
                 m.to_string()
             }
-        })
-        .into_owned()
+        });
+    if let Cow::Owned(masked) = masked {
+        return Cow::Owned(masked);
+    }
+    text
 }
 
 #[cfg(test)]

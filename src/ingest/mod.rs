@@ -246,7 +246,7 @@ impl ObjectParser {
             line: line as i64,
         };
         if formats::may_be_tree_format(raw) {
-            if let Ok(record) = serde_json::from_slice::<serde_json::Value>(raw) {
+            if let Ok(record) = formats::tree::parse(raw) {
                 if let Some(format) = formats::tree_format_of(&record) {
                     for item in format.decode(&record) {
                         match item.outcome {
@@ -316,8 +316,8 @@ impl ObjectParser {
 }
 
 /// A quarantined item of a tree format, masked field by field (and cut like any record).
-fn masked_json_text(item: &serde_json::Value) -> String {
-    let mut value = item.clone();
+fn masked_json_text(item: &formats::Value<'_>) -> String {
+    let mut value = item.to_serde();
     mask::mask_json(&mut value);
     let text = value.to_string();
     if text.len() > MAX_QUARANTINED_RECORD_BYTES {

@@ -11,11 +11,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use serde_json::Value;
-
 use super::{
     array, boolean, child, contact, decode_items, enumeration, float, id, integer, masked_text, object, required_id,
-    required_time, text, time, utc_day, Decoded, Object, TreeFormat,
+    required_time, text, time, utc_day, Decoded, Object, TreeFormat, Value,
 };
 use crate::ingest::coerce::Rejection;
 use crate::ingest::rows::{Cell, RecordRows};
@@ -29,12 +27,12 @@ impl TreeFormat for ConversationDetail {
         "conversation_detail"
     }
 
-    fn sniff(&self, top: &Object) -> bool {
+    fn sniff(&self, top: &Object<'_>) -> bool {
         matches!(top.get("conversations"), Some(Value::Array(_)))
             || (top.contains_key("conversationId") && (top.contains_key("participants") || top.contains_key("conversationStart")))
     }
 
-    fn decode<'v>(&self, record: &'v Value) -> Vec<Decoded<'v>> {
+    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
         match record.get("conversations") {
             Some(Value::Array(items)) => {
                 // Items of one page share its delivery: should a page list a conversation
@@ -55,7 +53,7 @@ impl TreeFormat for ConversationDetail {
 }
 
 /// One conversation's rows.
-pub fn conversation(value: &Value) -> Result<RecordRows<'_>, Rejection> {
+pub fn conversation<'v>(value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejection> {
     let c = object(value, "conversations[]")?;
     let conversation_id = required_id(c, "conversationId", "conversationId")?;
     let start = required_time(c, "conversationStart", "conversationStart")?;
@@ -181,7 +179,7 @@ struct SegmentSummary<'v> {
 }
 
 impl<'v> Session<'v> {
-    fn segments(&self, s: &'v Object, rows: &mut RecordRows<'v>) -> Result<SegmentSummary<'v>, Rejection> {
+    fn segments(&self, s: &'v Object<'v>, rows: &mut RecordRows<'v>) -> Result<SegmentSummary<'v>, Rejection> {
         let mut summary = SegmentSummary { queue_id: None, disconnect_type: None, start: None, end: None };
         for (index, g) in array(s, "segments", "sessions.segments")?.iter().enumerate() {
             let g = object(g, "sessions.segments[]")?;
@@ -225,7 +223,7 @@ impl<'v> Session<'v> {
         Ok(summary)
     }
 
-    fn metrics(&self, s: &'v Object, queue_id: Option<&Cow<'v, str>>, rows: &mut RecordRows<'v>) -> Result<(), Rejection> {
+    fn metrics(&self, s: &'v Object<'v>, queue_id: Option<&Cow<'v, str>>, rows: &mut RecordRows<'v>) -> Result<(), Rejection> {
         for m in array(s, "metrics", "sessions.metrics")? {
             let m = object(m, "sessions.metrics[]")?;
             let name = text(m, "name", "metrics.name")?.ok_or(Rejection::MissingField("metrics.name"))?;

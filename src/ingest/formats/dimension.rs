@@ -3,9 +3,7 @@
 //! page is comes from its URIs (`selfUri`, `firstUri`, ...) or, without them, from the
 //! entities' fields; each entity is one row of the latest export of its dimension.
 
-use serde_json::Value;
-
-use super::{child, decode_items, id, integer, masked_text, object, required_id, text, Decoded, Object, TreeFormat};
+use super::{child, decode_items, id, integer, masked_text, object, required_id, text, Decoded, Object, TreeFormat, Value};
 use crate::ingest::coerce::Rejection;
 use crate::ingest::rows::{Cell, RecordRows};
 use crate::model::LakeTable;
@@ -25,11 +23,11 @@ impl TreeFormat for DimensionExport {
         "dimension"
     }
 
-    fn sniff(&self, top: &Object) -> bool {
+    fn sniff(&self, top: &Object<'_>) -> bool {
         matches!(top.get("entities"), Some(Value::Array(_)))
     }
 
-    fn decode<'v>(&self, record: &'v Value) -> Vec<Decoded<'v>> {
+    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
         let Some(Value::Array(items)) = record.get("entities") else { return Vec::new() };
         let page = page_dimension(record);
         decode_items(items, "entities", |item| {
@@ -47,7 +45,7 @@ impl TreeFormat for DimensionExport {
 }
 
 /// The export a page is, from the API path in any of its URIs.
-fn page_dimension(page: &Value) -> Option<Dimension> {
+fn page_dimension(page: &Value<'_>) -> Option<Dimension> {
     ["selfUri", "firstUri", "nextUri", "previousUri", "lastUri"].iter().find_map(|key| {
         let uri = page.get(*key)?.as_str()?;
         let path = uri.split('?').next().unwrap_or(uri);
@@ -64,7 +62,7 @@ fn page_dimension(page: &Value) -> Option<Dimension> {
 }
 
 /// The export an entity belongs to, from its own `selfUri` or its fields.
-fn entity_dimension(entity: &Value) -> Option<Dimension> {
+fn entity_dimension(entity: &Value<'_>) -> Option<Dimension> {
     if let Some(found) = page_dimension(entity) {
         return Some(found);
     }
@@ -82,7 +80,7 @@ fn division_id<'v>(e: &'v Object) -> Result<Option<std::borrow::Cow<'v, str>>, R
     child(e, "division", "division")?.map_or(Ok(None), |d| id(d, "id", "division.id"))
 }
 
-fn entity(dimension: Dimension, value: &Value) -> Result<RecordRows<'_>, Rejection> {
+fn entity<'v>(dimension: Dimension, value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejection> {
     let e = object(value, "entities[]")?;
     let mut rows = RecordRows::default();
     match dimension {

@@ -5,9 +5,7 @@
 //! fields of the documented topics get columns of their own.
 
 
-use serde_json::Value;
-
-use super::{child, contact, enumeration, id, integer, object, required_id, text, time, utc_day, Decoded, Object, TreeFormat};
+use super::{child, contact, enumeration, id, integer, object, required_id, text, time, utc_day, Decoded, Object, TreeFormat, Value};
 use crate::ingest::coerce::Rejection;
 use crate::ingest::mask::mask_json;
 use crate::ingest::rows::{Cell, RecordRows};
@@ -21,11 +19,11 @@ impl TreeFormat for EventBridge {
         "eventbridge"
     }
 
-    fn sniff(&self, top: &Object) -> bool {
+    fn sniff(&self, top: &Object<'_>) -> bool {
         top.contains_key("detail-type") && top.contains_key("detail")
     }
 
-    fn decode<'v>(&self, record: &'v Value) -> Vec<Decoded<'v>> {
+    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
         vec![Decoded { position: None, outcome: event(record), item: record }]
     }
 }
@@ -42,7 +40,7 @@ fn event_type<'t>(topic: &'t str, conversation_id: Option<&str>) -> &'t str {
     }
 }
 
-fn event(value: &Value) -> Result<RecordRows<'_>, Rejection> {
+fn event<'v>(value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejection> {
     let envelope = object(value, "envelope")?;
     let event_id = required_id(envelope, "id", "id")?;
     let detail = child(envelope, "detail", "detail")?.ok_or(Rejection::MissingField("detail"))?;
@@ -51,7 +49,7 @@ fn event(value: &Value) -> Result<RecordRows<'_>, Rejection> {
         None => text(envelope, "detail-type", "detail-type")?.ok_or(Rejection::MissingField("detail.topicName"))?,
     };
     // A topic without a body still lands, with the envelope's time.
-    static NO_BODY: std::sync::LazyLock<Object> = std::sync::LazyLock::new(Object::new);
+    static NO_BODY: Object<'static> = Object::new();
     let body = child(detail, "eventBody", "detail.eventBody")?.unwrap_or(&NO_BODY);
     let event_time = match time(body, "eventTime", "detail.eventBody.eventTime")? {
         Some(t) => t,
@@ -63,7 +61,7 @@ fn event(value: &Value) -> Result<RecordRows<'_>, Rejection> {
     let conversation_id = id(body, "conversationId", "eventBody.conversationId")?;
     let event_type = event_type(&topic, conversation_id.as_deref()).to_string();
     let body_text = {
-        let mut masked = Value::Object(body.clone());
+        let mut masked = serde_json::Value::Object(body.to_serde());
         mask_json(&mut masked);
         masked.to_string()
     };

@@ -1,14 +1,13 @@
 //! One flat interaction event (GENESYS.md §1): parsed in a single pass with serde, coerced
 //! the way a staging step would, or rejected with the field and the reason.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::ingest::coerce::{
-    coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection,
+    coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
 };
 use crate::ingest::mask::{mask_field, mask_phone_number};
 use crate::ingest::rows::{Cell, RecordRows};
@@ -168,7 +167,7 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut raw = RawFields::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     let slot = match key.as_ref() {
                         "event_id" => &mut raw.event_id,
                         "interaction_id" => &mut raw.interaction_id,
@@ -255,7 +254,7 @@ impl<'de> Deserialize<'de> for Metadata<'de> {
                     campaign_id: None,
                     unknown: Vec::new(),
                 };
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
                         "campaign_id" => meta.campaign_id = Some(map.next_value()?),
                         "source_ip" => {

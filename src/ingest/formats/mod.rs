@@ -9,24 +9,22 @@
 //!
 //! The flat event has a serde parser of its own (one pass, borrowed strings: it is the
 //! high-volume path). The Genesys shapes are trees: they implement [`TreeFormat`] over a
-//! parsed `serde_json::Value`, with the helpers below for coercion and masking, shared with
+//! parsed [`tree::Value`], with the helpers below for coercion and masking, shared with
 //! the flat parser through [`crate::ingest::coerce`] and [`crate::ingest::mask`].
 
 pub mod conversation_detail;
 pub mod dimension;
 pub mod eventbridge;
 pub mod flat_event;
+pub mod tree;
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+pub use tree::{Object, Value};
 
 use super::coerce::{coerce_timestamp, truncate, Flex, Rejection};
 use super::mask::{holds_personal_data, mask_contact, mask_field, mask_phone_number, looks_like_phone_number};
 use super::rows::RecordRows;
-
-/// A JSON object, as the tree formats read it.
-pub type Object = Map<String, Value>;
 
 /// What a tree format made of one record (a page yields one per element).
 #[derive(Debug)]
@@ -36,7 +34,7 @@ pub struct Decoded<'v> {
     pub position: Option<String>,
     pub outcome: Result<RecordRows<'v>, Rejection>,
     /// The item's JSON, kept (masked) in `quarantine` when it is refused.
-    pub item: &'v Value,
+    pub item: &'v Value<'v>,
 }
 
 /// A Genesys export shape read from a parsed JSON tree.
@@ -44,9 +42,9 @@ pub trait TreeFormat: Sync {
     /// Its name in summaries (`conversation_detail`).
     fn name(&self) -> &'static str;
     /// Whether a record with these top-level keys is of this format.
-    fn sniff(&self, top: &Object) -> bool;
+    fn sniff(&self, top: &Object<'_>) -> bool;
     /// The record's items, each decoded into rows or refused.
-    fn decode<'v>(&self, record: &'v Value) -> Vec<Decoded<'v>>;
+    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>>;
 }
 
 /// The tree formats, tried in order; a record none of them claims is a flat event.
@@ -75,13 +73,13 @@ pub fn may_be_tree_format(raw: &[u8]) -> bool {
 }
 
 /// The tree format a parsed record is in, if any.
-pub fn tree_format_of(record: &Value) -> Option<&'static dyn TreeFormat> {
+pub fn tree_format_of(record: &Value<'_>) -> Option<&'static dyn TreeFormat> {
     let top = record.as_object()?;
     TREE_FORMATS.iter().copied().find(|f| f.sniff(top))
 }
 
 /// A JSON value as the shared coercions take it.
-fn flex(value: &Value) -> Flex<'_> {
+fn flex<'v>(value: &'v Value<'_>) -> Flex<'v> {
     match value {
         Value::Null => Flex::Null,
         Value::Bool(b) => Flex::Bool(*b),
@@ -91,19 +89,19 @@ fn flex(value: &Value) -> Flex<'_> {
             (_, _, Some(f)) => Flex::Float(f),
             _ => Flex::Null,
         },
-        Value::String(s) => Flex::Str(Cow::Borrowed(s)),
+        Value::String(s) => Flex::Str(Cow::Borrowed(s.as_ref())),
         Value::Object(_) => Flex::Object,
         Value::Array(_) => Flex::Array,
     }
 }
 
 /// `value` as an object, or the rejection naming `field`.
-pub(crate) fn object<'v>(value: &'v Value, field: &'static str) -> Result<&'v Object, Rejection> {
+pub(crate) fn object<'v>(value: &'v Value<'v>, field: &'static str) -> Result<&'v Object<'v>, Rejection> {
     value.as_object().ok_or(Rejection::WrongType { field, found: flex(value).type_name() })
 }
 
 /// An optional nested object.
-pub(crate) fn child<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<&'v Object>, Rejection> {
+pub(crate) fn child<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<&'v Object<'v>>, Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => object(v, field).map(Some),
@@ -111,7 +109,7 @@ pub(crate) fn child<'v>(obj: &'v Object, key: &str, field: &'static str) -> Resu
 }
 
 /// An optional array; missing or null is empty.
-pub(crate) fn array<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<&'v [Value], Rejection> {
+pub(crate) fn array<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<&'v [Value<'v>], Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
@@ -120,7 +118,7 @@ pub(crate) fn array<'v>(obj: &'v Object, key: &str, field: &'static str) -> Resu
 }
 
 /// A scalar as text (numbers and booleans too: drifted exports change types); empty is none.
-pub(crate) fn text<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(crate) fn text<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
@@ -134,7 +132,7 @@ pub(crate) fn text<'v>(obj: &'v Object, key: &str, field: &'static str) -> Resul
 }
 
 /// An enumeration, lower case: detail records write `voice`, EventBridge `VOICE`.
-pub(crate) fn enumeration<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(crate) fn enumeration<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     Ok(text(obj, key, field)?.map(|t| {
         if t.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(t.to_ascii_lowercase())
@@ -145,7 +143,7 @@ pub(crate) fn enumeration<'v>(obj: &'v Object, key: &str, field: &'static str) -
 }
 
 /// A text field analysts read, masked as [`mask_field`] does.
-pub(crate) fn masked_text<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(crate) fn masked_text<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     Ok(text(obj, key, field)?.map(|t| match mask_field(&t) {
         Cow::Borrowed(_) => t,
         Cow::Owned(m) => Cow::Owned(m),
@@ -154,7 +152,7 @@ pub(crate) fn masked_text<'v>(obj: &'v Object, key: &str, field: &'static str) -
 
 /// A field holding the customer's side (numbers, addresses, names), masked as
 /// [`mask_contact`] does; `ani`/`dnis` style fields are phone numbers whatever their form.
-pub(crate) fn contact<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(crate) fn contact<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     Ok(text(obj, key, field)?.map(|t| {
         let masked = if looks_like_phone_number(&t) { Cow::Owned(mask_phone_number(&t)) } else { mask_contact(&t) };
         match masked {
@@ -166,7 +164,7 @@ pub(crate) fn contact<'v>(obj: &'v Object, key: &str, field: &'static str) -> Re
 
 /// An optional id: trimmed, and refused when it holds personal data (masking could merge
 /// two ids).
-pub(crate) fn id<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(crate) fn id<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     let value = text(obj, key, field)?;
     if value.as_deref().is_some_and(holds_personal_data) {
         return Err(Rejection::PersonalDataInId(field));
@@ -174,13 +172,13 @@ pub(crate) fn id<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<
     Ok(value)
 }
 
-pub(crate) fn required_id<'v>(obj: &'v Object, key: &str, field: &'static str) -> Result<Cow<'v, str>, Rejection> {
+pub(crate) fn required_id<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Cow<'v, str>, Rejection> {
     id(obj, key, field)?.ok_or(Rejection::MissingField(field))
 }
 
 /// An optional date-time: ISO-8601 text or epoch numbers (EventBridge's `eventTime` is in
 /// milliseconds), as microseconds since the epoch.
-pub(crate) fn time(obj: &Object, key: &str, field: &'static str) -> Result<Option<i64>, Rejection> {
+pub(crate) fn time(obj: &Object<'_>, key: &str, field: &'static str) -> Result<Option<i64>, Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -191,13 +189,13 @@ pub(crate) fn time(obj: &Object, key: &str, field: &'static str) -> Result<Optio
     }
 }
 
-pub(crate) fn required_time(obj: &Object, key: &str, field: &'static str) -> Result<i64, Rejection> {
+pub(crate) fn required_time(obj: &Object<'_>, key: &str, field: &'static str) -> Result<i64, Rejection> {
     time(obj, key, field)?.ok_or(Rejection::MissingField(field))
 }
 
 /// An optional integer: JSON integers, integral floats and numeric text.
-pub(crate) fn integer(obj: &Object, key: &str, field: &'static str) -> Result<Option<i64>, Rejection> {
-    let not_integer = |v: &Value| Rejection::NotAnInteger { field, value: truncate(&v.to_string()).to_string() };
+pub(crate) fn integer(obj: &Object<'_>, key: &str, field: &'static str) -> Result<Option<i64>, Rejection> {
+    let not_integer = |v: &Value<'_>| Rejection::NotAnInteger { field, value: truncate(&v.to_serde().to_string()).to_string() };
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
@@ -210,7 +208,7 @@ pub(crate) fn integer(obj: &Object, key: &str, field: &'static str) -> Result<Op
     }
 }
 
-pub(crate) fn float(obj: &Object, key: &str, field: &'static str) -> Result<Option<f64>, Rejection> {
+pub(crate) fn float(obj: &Object<'_>, key: &str, field: &'static str) -> Result<Option<f64>, Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -223,7 +221,7 @@ pub(crate) fn float(obj: &Object, key: &str, field: &'static str) -> Result<Opti
     }
 }
 
-pub(crate) fn boolean(obj: &Object, key: &str, field: &'static str) -> Result<Option<bool>, Rejection> {
+pub(crate) fn boolean(obj: &Object<'_>, key: &str, field: &'static str) -> Result<Option<bool>, Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -240,9 +238,9 @@ pub(crate) fn utc_day(micros: i64) -> i32 {
 
 /// Items of a page, each decoded on its own so that one bad item costs only itself.
 pub(crate) fn decode_items<'v>(
-    items: &'v [Value],
+    items: &'v [Value<'v>],
     page_key: &str,
-    decode: impl Fn(&'v Value) -> Result<RecordRows<'v>, Rejection>,
+    decode: impl Fn(&'v Value<'v>) -> Result<RecordRows<'v>, Rejection>,
 ) -> Vec<Decoded<'v>> {
     items
         .iter()
@@ -260,25 +258,26 @@ mod tests {
         assert!(!may_be_tree_format(br#"{"event_id":"e1","interaction_id":"i1"}"#));
         assert!(may_be_tree_format(br#"{"conversations":[]}"#));
         assert!(may_be_tree_format(br#"{"detail-type":"x","detail":{}}"#));
-        let flat: Value = serde_json::json!({"event_id": "e1", "note": "conversationId"});
+        let flat = tree::parse(br#"{"event_id": "e1", "note": "conversationId"}"#).unwrap();
         assert!(tree_format_of(&flat).is_none());
     }
 
     #[test]
     fn helpers_coerce_and_name_the_field() {
-        let obj: Object = serde_json::from_str(
-            r#"{"t":"2024-03-04T09:00:00.000Z","ms":1709542800000,"n":"12","f":1.5,"b":"true","bad":"soon","ani":"tel:+15551230001","who":"15551230001"}"#,
+        let value = tree::parse(
+            br#"{"t":"2024-03-04T09:00:00.000Z","ms":1709542800000,"n":"12","f":1.5,"b":"true","bad":"soon","ani":"tel:+15551230001","who":"15551230001"}"#,
         )
         .unwrap();
-        assert_eq!(time(&obj, "t", "t").unwrap(), Some(1_709_542_800_000_000));
-        assert_eq!(time(&obj, "ms", "ms").unwrap(), Some(1_709_542_800_000_000));
-        assert_eq!(integer(&obj, "n", "n").unwrap(), Some(12));
-        assert_eq!(integer(&obj, "f", "f").unwrap_err().code(), "not_an_integer");
-        assert_eq!(boolean(&obj, "b", "b").unwrap(), Some(true));
-        assert_eq!(time(&obj, "bad", "x.bad").unwrap_err().field(), Some("x.bad"));
-        assert_eq!(contact(&obj, "ani", "ani").unwrap().as_deref(), Some("tel:+*******0001"));
+        let obj = value.as_object().unwrap();
+        assert_eq!(time(obj, "t", "t").unwrap(), Some(1_709_542_800_000_000));
+        assert_eq!(time(obj, "ms", "ms").unwrap(), Some(1_709_542_800_000_000));
+        assert_eq!(integer(obj, "n", "n").unwrap(), Some(12));
+        assert_eq!(integer(obj, "f", "f").unwrap_err().code(), "not_an_integer");
+        assert_eq!(boolean(obj, "b", "b").unwrap(), Some(true));
+        assert_eq!(time(obj, "bad", "x.bad").unwrap_err().field(), Some("x.bad"));
+        assert_eq!(contact(obj, "ani", "ani").unwrap().as_deref(), Some("tel:+*******0001"));
         // A bare number in a customer field is a phone number.
-        assert_eq!(contact(&obj, "who", "who").unwrap().as_deref(), Some("*******0001"));
-        assert_eq!(required_id(&obj, "ani", "ani").unwrap_err().code(), "personal_data_in_id");
+        assert_eq!(contact(obj, "who", "who").unwrap().as_deref(), Some("*******0001"));
+        assert_eq!(required_id(obj, "ani", "ani").unwrap_err().code(), "personal_data_in_id");
     }
 }

@@ -357,8 +357,23 @@ fn rows_of_winners(
     winners: &HashMap<String, Delivery<'static>>,
 ) -> Result<RecordBatch, DeltaTableError> {
     let ids = keys(batch, key)?;
-    let keep: BooleanArray =
-        deliveries(batch)?.iter().enumerate().map(|(i, d)| Some(winners.get(ids.value(i)) == Some(d))).collect();
+    let columns = DeliveryColumns::of(batch)?;
+    let rows = batch.num_rows();
+    let mut keep = arrow::array::BooleanBufferBuilder::new(rows);
+    let mut previous: Option<(usize, bool)> = None;
+    for i in 0..rows {
+        // An aggregate's rows come together, with one delivery: looked up once per run.
+        let kept = match previous {
+            Some((p, kept)) if ids.value(p) == ids.value(i) && columns.get(p) == columns.get(i) => kept,
+            _ => winners.get(ids.value(i)).is_some_and(|w| *w == columns.get(i)),
+        };
+        keep.append(kept);
+        previous = Some((i, kept));
+    }
+    let keep = BooleanArray::new(keep.finish(), None);
+    if keep.true_count() == rows {
+        return Ok(batch.clone());
+    }
     Ok(filter_record_batch(batch, &keep)?)
 }
 

@@ -92,6 +92,18 @@ async fn rows_read_by_delta_rs(lake: &cclake::Lake, table: cclake::model::LakeTa
     sorted_lines(&batches)
 }
 
+/// A session of a server's read model once every file of the lake is decoded in memory.
+async fn session_from_decoded_files(lake: &cclake::Lake) -> datafusion::prelude::SessionContext {
+    let views = cclake::query::read_model::load_views(None).unwrap();
+    let model = cclake::query::read_model::ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 30, 1 << 30)
+        .await
+        .unwrap();
+    let _ = model.session(cclake::access::Role::Auditor).await.unwrap();
+    model.decoded_settled().await;
+    assert!(model.decoded_bytes() > 0, "files decoded");
+    model.session(cclake::access::Role::Auditor).await.unwrap()
+}
+
 fn sorted_lines(batches: &[arrow::array::RecordBatch]) -> Vec<String> {
     let mut lines = Vec::new();
     for batch in batches {
@@ -125,14 +137,7 @@ async fn the_read_model_reads_every_table_as_delta_rs_does() {
     lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
     // A server's read model serves the same rows from its decoded files once they are in
     // memory; the CLI's reads every file from Parquet.
-    let views = cclake::query::read_model::load_views(None).unwrap();
-    let decoded = cclake::query::read_model::ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 30, 1 << 30)
-        .await
-        .unwrap();
-    let _ = decoded.session(cclake::access::Role::Auditor).await.unwrap();
-    decoded.decoded_settled().await;
-    assert!(decoded.decoded_bytes() > 0, "files decoded");
-    let from_memory = decoded.session(cclake::access::Role::Auditor).await.unwrap();
+    let from_memory = session_from_decoded_files(&lake).await;
     for table in cclake::model::LakeTable::ALL {
         let reference = rows_read_by_delta_rs(&lake, table).await;
         let ours = cclake::query::sql(lake.catalog(), &format!("SELECT * FROM {}", table.name())).await.unwrap();
@@ -178,13 +183,7 @@ async fn aggregates_by_queue_run_in_one_stage_and_count_as_by_hand() {
     copy_fixtures(&dir.path().join("exports"));
     let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
     lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
-    let views = cclake::query::read_model::load_views(None).unwrap();
-    let model = cclake::query::read_model::ReadModel::new_with_decoded_cache(lake.catalog().clone(), views, 1 << 30, 1 << 30)
-        .await
-        .unwrap();
-    let _ = model.session(cclake::access::Role::Auditor).await.unwrap();
-    model.decoded_settled().await;
-    let from_memory = model.session(cclake::access::Role::Auditor).await.unwrap();
+    let from_memory = session_from_decoded_files(&lake).await;
 
     let rows = cclake::query::sql(lake.catalog(), "SELECT queue_name, interaction_id, state FROM fact_interactions")
         .await

@@ -47,7 +47,7 @@ impl TreeFormat for DimensionExport {
 /// The export a page is, from the API path in any of its URIs.
 fn page_dimension(page: &Value<'_>) -> Option<Dimension> {
     ["selfUri", "firstUri", "nextUri", "previousUri", "lastUri"].iter().find_map(|key| {
-        let uri = page.get(*key)?.as_str()?;
+        let uri = page.get(key)?.as_str()?;
         let path = uri.split('?').next().unwrap_or(uri);
         if path.contains("/routing/queues") {
             Some(Dimension::Queues)
@@ -67,9 +67,9 @@ fn entity_dimension(entity: &Value<'_>) -> Option<Dimension> {
         return Some(found);
     }
     let obj = entity.as_object()?;
-    if ["email", "username", "presence", "routingStatus"].iter().any(|k| obj.contains_key(*k)) {
+    if ["email", "username", "presence", "routingStatus"].iter().any(|k| obj.contains_key(k)) {
         Some(Dimension::Users)
-    } else if ["mediaSettings", "memberCount", "acwSettings", "queueFlow", "skillEvaluationMethod"].iter().any(|k| obj.contains_key(*k)) {
+    } else if ["mediaSettings", "memberCount", "acwSettings", "queueFlow", "skillEvaluationMethod"].iter().any(|k| obj.contains_key(k)) {
         Some(Dimension::Queues)
     } else {
         None

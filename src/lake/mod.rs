@@ -156,6 +156,10 @@ pub struct LakeOptions {
     /// one per core, a core sat idle whenever the next objects had finished and waited for
     /// a larger one (details ingest used 1.15 cores of 2; with twice as many, 1.27).
     pub parallel_objects: usize,
+    /// More objects are parsed ahead, up to 64 at once, while those ahead add up to less
+    /// than this many bytes: many small objects keep both cores busy while a large one
+    /// parses, and large objects stay at `parallel_objects` (memory bounded either way).
+    pub lookahead_bytes: u64,
     /// Compact a partition automatically after a pass once it holds this many files.
     pub compact_min_files: usize,
     pub auto_compact: bool,
@@ -180,12 +184,50 @@ impl Default for LakeOptions {
         Self {
             batch_rows: 1_000_000,
             parallel_objects: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            lookahead_bytes: 32 << 20,
             compact_min_files: 16,
             auto_compact: true,
             progress: false,
             expansion: ExpansionLimits::default(),
             stream_above_bytes: 64 << 20,
         }
+    }
+}
+
+/// How far ahead a pass starts objects: always `objects`, more (up to 64) while the
+/// started ones that wait add up to under `bytes`.
+struct LookAhead {
+    objects: usize,
+    bytes: u64,
+}
+
+impl LookAhead {
+    /// `start` of each item, in order, each called ahead of its turn as far as allowed.
+    fn started<'a, T: 'a, S: 'a>(
+        self,
+        items: Vec<T>,
+        size: impl Fn(&T) -> u64 + 'a,
+        start: impl FnMut(T) -> S + 'a,
+    ) -> impl futures::Stream<Item = S> + 'a {
+        const MOST: usize = 64;
+        let state = (items.into_iter().peekable(), std::collections::VecDeque::<(S, u64)>::new(), 0u64, start);
+        futures::stream::unfold(state, move |(mut items, mut started, mut bytes, mut start)| {
+            while let Some(next) = items.peek() {
+                let n = size(next);
+                let room = started.len() < self.objects || (started.len() < MOST && bytes + n <= self.bytes);
+                if !room {
+                    break;
+                }
+                let Some(item) = items.next() else { break };
+                bytes += n;
+                started.push_back((start(item), n));
+            }
+            let next = started.pop_front().map(|(s, n)| {
+                bytes -= n;
+                (s, (items, started, bytes, start))
+            });
+            futures::future::ready(next)
+        })
     }
 }
 
@@ -516,9 +558,11 @@ impl Lake {
         let local = source.url().scheme() == "file";
         // Objects are read and parsed ahead (each by a task of its own), their parts taken
         // in listing order.
-        let mut parsed_objects = futures::stream::iter(todo)
-            .map(|(object, resume_after)| futures::future::ready(self.object_parts(Arc::clone(&store), object, resume_after, local)))
-            .buffered(self.options.parallel_objects.max(1))
+        let ahead = LookAhead { objects: self.options.parallel_objects.max(1), bytes: self.options.lookahead_bytes };
+        let mut parsed_objects = ahead
+            .started(todo, |(object, _)| object.size, |(object, resume_after)| {
+                self.object_parts(Arc::clone(&store), object, resume_after, local)
+            })
             .flatten();
 
         let mut pending: Vec<ParsedObject> = Vec::new();

@@ -166,14 +166,13 @@ impl SnapshotTable {
 
     /// Reads `files` from Parquet: `projection` indexes the scan's columns (the files', then
     /// the partition columns).
-    /// `groups`: the files each output partition reads, in order, or `None` to let the
-    /// scan spread the files over the session's partitions (and move them between
-    /// partitions as it runs).
+    /// `groups`: the files each output partition reads, in order. With `fixed`, each file
+    /// stays in its group (no splitting, no work stealing): the groups are a layout.
     async fn parquet_scan(
         &self,
         state: &dyn Session,
-        files: Vec<PartitionedFile>,
-        groups: Option<Vec<FileGroup>>,
+        groups: Vec<FileGroup>,
+        fixed: bool,
         projection: Vec<usize>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -184,22 +183,16 @@ impl SnapshotTable {
             runtime.register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
         }
         let mut statistics = Statistics::new_unknown(self.scan_schema.table_schema());
-        let rows: Option<usize> = files
+        let rows: Option<usize> = groups
             .iter()
-            .chain(groups.iter().flatten().flat_map(|g| g.iter()))
+            .flat_map(|g| g.iter())
             .map(|f| f.statistics.as_ref().and_then(|s| s.num_rows.get_value().copied()))
             .sum();
         if let Some(rows) = rows {
             statistics.num_rows = Precision::Exact(rows);
         }
-        // Declared groups stay as they are: no splitting, no work stealing between them.
-        let (groups, declared) = match groups {
-            Some(groups) => {
-                let partitions = groups.len();
-                (groups, Some(Partitioning::UnknownPartitioning(partitions)))
-            }
-            None => (FileGroup::new(files).split_files(state.config().target_partitions()), None),
-        };
+        // Declared partitioning (as unknown: no hash claimed) keeps the groups as they are.
+        let declared = fixed.then(|| Partitioning::UnknownPartitioning(groups.len()));
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = Arc::new(ParquetSource::new(self.scan_schema.clone()));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
@@ -249,7 +242,7 @@ impl SnapshotTable {
     /// One file's rows, every column in the table's order and types.
     async fn decode(&self, ctx: &SessionContext, file: PartitionedFile) -> Result<Vec<RecordBatch>> {
         let state = ctx.state();
-        let plan = self.parquet_scan(&state, vec![file], None, self.scan_index.clone(), None).await?;
+        let plan = self.parquet_scan(&state, vec![FileGroup::new(vec![file])], false, self.scan_index.clone(), None).await?;
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
         batches
             .into_iter()
@@ -365,14 +358,11 @@ impl TableProvider for SnapshotTable {
             plans.push(MemorySourceConfig::try_new_exec(&in_memory, Arc::clone(&self.schema), Some(projection))?);
         }
         if from_parquet.iter().any(|g| !g.is_empty()) {
-            let plan = match layout {
-                Some(_) => {
-                    let groups = from_parquet.into_iter().map(FileGroup::new).collect();
-                    self.parquet_scan(state, Vec::new(), Some(groups), scan_projection, limit).await?
-                }
-                None => self.parquet_scan(state, from_parquet.concat(), None, scan_projection, limit).await?,
+            let groups = match layout {
+                Some(_) => from_parquet.into_iter().map(FileGroup::new).collect(),
+                None => FileGroup::new(from_parquet.concat()).split_files(partitions),
             };
-            plans.push(plan);
+            plans.push(self.parquet_scan(state, groups, layout.is_some(), scan_projection, limit).await?);
         }
         match (layout, plans.len()) {
             (Some((key, _)), _) => KeyGroupedExec::over(plans, key),

@@ -242,8 +242,31 @@ struct LakeArgs {
     lake: String,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(cli_main()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc's malloc gives each thread an arena that it grows, and hands back to the system,
+/// 128 KB at a time: an ingest that builds and frees hundreds of MB of Arrow buffers spent a
+/// quarter of its time in the kernel, growing arenas and faulting their pages in again. A
+/// 64 MB pad grows and trims them in larger steps (details ingest: 0.58 -> 0.46 s of
+/// system time). Set before any thread starts.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc's parameters, under malloc's own lock.
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+async fn cli_main() -> ExitCode {
     // CCLAKE_LOG sets cclake's own level. Dependencies stay at `warn`: delta-rs logs file
     // statistics (column minima and maxima, recording URLs among them) at debug level.
     let level = std::env::var("CCLAKE_LOG").unwrap_or_else(|_| "warn".to_string());

@@ -116,6 +116,9 @@ pub struct TableDefinition {
     pub sort_columns: &'static [&'static str],
     pub merge: MergePolicy,
     pub sensitivity: Sensitivity,
+    /// Columns whose values are nearly all distinct (ids, hashes, exact times): written
+    /// without a Parquet dictionary, which would be built only to be given up.
+    pub plain_columns: &'static [&'static str],
     schema: fn() -> Vec<Field>,
 }
 
@@ -134,6 +137,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["event_timestamp"],
         merge: EVENT_ID,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp", "created_at"],
         schema: fact_interactions_schema,
     },
     TableDefinition {
@@ -147,6 +151,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
             decided_by: Some(LakeTable::FactInteractions),
         },
         sensitivity: Sensitivity::Restricted,
+        plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp"],
         schema: call_recordings_schema,
     },
     TableDefinition {
@@ -155,6 +160,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: MergePolicy::AppendOnly,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &[],
         schema: quarantine_schema,
     },
     TableDefinition {
@@ -163,6 +169,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: MergePolicy::AppendOnly,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &[],
         schema: ingest_log_schema,
     },
     // Conversation tables are partitioned by the conversation's start date: it never changes
@@ -175,6 +182,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["conversation_start"],
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["conversation_id", "conversation_start", "conversation_end"],
         schema: conversations_schema,
     },
     TableDefinition {
@@ -183,6 +191,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["conversation_start", "conversation_id"],
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["conversation_id", "participant_id", "session_id", "session_start", "session_end", "conversation_start"],
         schema: participant_sessions_schema,
     },
     TableDefinition {
@@ -191,6 +200,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["segment_start"],
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["conversation_id", "participant_id", "session_id", "segment_start", "segment_end"],
         schema: session_segments_schema,
     },
     TableDefinition {
@@ -199,6 +209,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["emit_date"],
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["conversation_id", "participant_id", "session_id", "emit_date"],
         schema: session_metrics_schema,
     },
     TableDefinition {
@@ -207,6 +218,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &["event_time"],
         merge: EVENT_ID,
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &["event_id", "event_time"],
         schema: conversation_events_schema,
     },
     TableDefinition {
@@ -215,6 +227,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: dimension("queue_id"),
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &[],
         schema: queues_schema,
     },
     TableDefinition {
@@ -223,6 +236,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: dimension("user_id"),
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &[],
         schema: users_schema,
     },
     // Agents' e-mail addresses are company data, kept for auditors only: a table of their
@@ -233,6 +247,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: dimension("user_id"),
         sensitivity: Sensitivity::Restricted,
+        plain_columns: &[],
         schema: user_contacts_schema,
     },
     TableDefinition {
@@ -241,6 +256,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         sort_columns: &[],
         merge: dimension("wrapup_code_id"),
         sensitivity: Sensitivity::Analytics,
+        plain_columns: &[],
         schema: wrapup_codes_schema,
     },
 ];
@@ -284,6 +300,10 @@ impl LakeTable {
 
     pub fn partition_columns(self) -> &'static [&'static str] {
         self.definition().partition_columns
+    }
+
+    pub fn plain_columns(self) -> &'static [&'static str] {
+        self.definition().plain_columns
     }
 
     pub fn merge_policy(self) -> MergePolicy {
@@ -610,7 +630,7 @@ mod tests {
         for (i, table) in LakeTable::ALL.into_iter().enumerate() {
             assert_eq!(table as usize, i);
             let schema = table.schema();
-            let columns = table.partition_columns().iter().chain(table.sort_columns());
+            let columns = table.partition_columns().iter().chain(table.sort_columns()).chain(table.plain_columns());
             for column in columns {
                 assert!(schema.field_with_name(column).is_ok(), "{}.{column}", table.name());
             }

@@ -113,7 +113,7 @@ pub async fn compact_table(
             .with_filters(&filters)
             .with_type(optimize_type)
             .with_target_size(NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN))
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(writer_properties(table))
             .await?;
         delta = next;
         outcome += CompactOutcome {

@@ -188,17 +188,20 @@ pub fn rows_of(batch: &RecordBatch, key: &str, winners: Option<&Winners>) -> Res
     Ok(filter_record_batch(batch, &keep)?)
 }
 
-/// Each key's latest delivery in a batch.
-fn latest_deliveries(batch: &RecordBatch, key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
-    let ids = keys(batch, key)?;
+/// Each key's latest delivery in some batches.
+fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
     let mut latest: HashMap<String, Delivery<'static>> = HashMap::new();
-    for (i, delivery) in deliveries(batch)?.into_iter().enumerate() {
-        let id = ids.value(i);
-        match latest.get_mut(id) {
-            Some(kept) if delivery > *kept => *kept = delivery,
-            Some(_) => {}
-            None => {
-                latest.insert(id.to_string(), delivery);
+    for batch in batches {
+        let ids = keys(batch, key)?;
+        let columns = DeliveryColumns::of(batch)?;
+        for i in 0..batch.num_rows() {
+            let delivery = columns.get(i);
+            match latest.get_mut(ids.value(i)) {
+                Some(kept) if delivery > *kept => *kept = delivery.into_owned(),
+                Some(_) => {}
+                None => {
+                    latest.insert(ids.value(i).to_string(), delivery.into_owned());
+                }
             }
         }
     }
@@ -263,8 +266,8 @@ pub struct ReplaceOutcome {
 pub async fn replace_aggregates(
     tables: &mut HashMap<LakeTable, DeltaTable>,
     root: LakeTable,
-    key: &str,
-    rows: &HashMap<LakeTable, RecordBatch>,
+    key: &'static str,
+    rows: &HashMap<LakeTable, Vec<RecordBatch>>,
 ) -> Result<ReplaceOutcome, (LakeTable, DeltaTableError)> {
     let mut outcome = ReplaceOutcome::default();
     let Some(root_rows) = rows.get(&root) else { return Ok(outcome) };
@@ -283,98 +286,127 @@ pub async fn replace_aggregates(
     }
     outcome.aggregates_written = winners.len();
     outcome.aggregates_replaced = winners.keys().filter(|id| stored.contains_key(*id)).count();
+    let winners = Arc::new(winners);
 
-    // The partitions to clear: where the winners' rows go, and where earlier versions lie.
-    let partition_columns = root.partition_columns();
-    let mut partitions: BTreeSet<Vec<String>> = BTreeSet::new();
+    // The other tables' rows are sorted out on threads of their own while the root's are
+    // written: the work of each table overlaps the root's commit.
+    let mut members = Vec::new();
+    for member in root.aggregate_members().into_iter().filter(|m| *m != root) {
+        let batches = rows.get(&member).cloned().unwrap_or_default();
+        let winners = Arc::clone(&winners);
+        members.push((member, tokio::task::spawn_blocking(move || rows_of_winners(&batches, key, &winners))));
+    }
     let root_kept = rows_of_winners(root_rows, key, &winners).map_err(|e| (root, e))?;
-    for i in 0..root_kept.num_rows() {
-        partitions.insert(partition_values(&root_kept, partition_columns, i).map_err(|e| (root, e))?);
-    }
-    for (id, (_, values)) in &stored {
-        if winners.contains_key(id) {
-            partitions.insert(values.iter().map(|v| v.to_string()).collect());
+    let replace = if outcome.aggregates_replaced > 0 {
+        // The partitions to clear: where the winners' rows go, and where earlier versions lie.
+        let partition_columns = root.partition_columns();
+        let mut partitions: BTreeSet<Vec<String>> = BTreeSet::new();
+        for batch in &root_kept {
+            for i in 0..batch.num_rows() {
+                partitions.insert(partition_values(batch, partition_columns, i).map_err(|e| (root, e))?);
+            }
         }
-    }
-    let replace = (outcome.aggregates_replaced > 0).then(|| replace_predicate(root, &partitions, key, &winners));
+        for (id, (_, values)) in &stored {
+            if winners.contains_key(id) {
+                partitions.insert(values.iter().map(|v| v.to_string()).collect());
+            }
+        }
+        Some(replace_predicate(root, &partitions, key, &winners))
+    } else {
+        None
+    };
 
     // The root commits first: the re-run after a crash must find the root's delivery equal
     // to decide to replace (not append to) what the other tables already got. Their rows are
     // decided above, so their commits are independent of each other and run at once, each
     // on a task of its own.
+    let (written, next) = write_aggregate_rows(delta.clone(), root, root_kept, replace.clone()).await;
+    tables.insert(root, next.map_err(|e| (root, e))?);
+    outcome.rows_written.push((root, written));
     let mut writes = Vec::new();
-    for member in root.aggregate_members() {
+    for (member, kept) in members {
+        let kept = kept
+            .await
+            .map_err(|e| (member, DeltaTableError::Generic(format!("task sorting out rows: {e}"))))?
+            .map_err(|e| (member, e))?;
         let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
-        let kept = match rows.get(&member) {
-            Some(batch) => rows_of_winners(batch, key, &winners).map_err(|e| (member, e))?,
-            None => RecordBatch::new_empty(member.schema()),
-        };
         let replace = replace.clone();
-        let write = async move {
-            let written = kept.num_rows();
-            let next = match replace {
-                Some(predicate) => {
-                    delta
-                        .write(vec![kept])
-                        .with_save_mode(SaveMode::Overwrite)
-                        .with_replace_where(predicate)
-                        .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
-                        .with_writer_properties(writer_properties())
-                        .await
-                }
-                None if written == 0 => Ok(delta),
-                None => {
-                    delta
-                        .write(vec![kept])
-                        .with_save_mode(SaveMode::Append)
-                        .with_partition_columns(member.partition_columns().iter().map(|c| c.to_string()))
-                        .with_writer_properties(writer_properties())
-                        .await
-                }
-            };
-            (member, written, next)
-        };
-        if member == root {
-            let (member, written, next) = write.await;
-            tables.insert(member, next.map_err(|e| (member, e))?);
-            outcome.rows_written.push((member, written));
-        } else {
-            writes.push(tokio::spawn(write));
-        }
+        writes.push(tokio::spawn(async move { (member, write_aggregate_rows(delta, member, kept, replace).await) }));
     }
     for joined in futures::future::join_all(writes).await {
-        let (member, written, next) = joined.map_err(|e| (root, DeltaTableError::Generic(format!("writer task: {e}"))))?;
+        let (member, (written, next)) = joined.map_err(|e| (root, DeltaTableError::Generic(format!("writer task: {e}"))))?;
         tables.insert(member, next.map_err(|e| (member, e))?);
         outcome.rows_written.push((member, written));
     }
     Ok(outcome)
 }
 
-/// The rows of `batch` that belong to a winning delivery of their key.
+/// One table's rows of the winning aggregates, in one commit: replacing the earlier versions
+/// (`replace`) or appended (new aggregates only).
+async fn write_aggregate_rows(
+    delta: DeltaTable,
+    table: LakeTable,
+    kept: Vec<RecordBatch>,
+    replace: Option<Expr>,
+) -> (usize, Result<DeltaTable, DeltaTableError>) {
+    let started = std::time::Instant::now();
+    let written = kept.iter().map(RecordBatch::num_rows).sum();
+    let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
+    let next = match replace {
+        Some(predicate) => {
+            delta
+                .write(kept)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate)
+                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+                .with_writer_properties(writer_properties(table))
+                .await
+        }
+        None if written == 0 => Ok(delta),
+        None => {
+            delta
+                .write(kept)
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+                .with_writer_properties(writer_properties(table))
+                .await
+        }
+    };
+    tracing::debug!(table = table.name(), rows = written, seconds = started.elapsed().as_secs_f64(), "aggregate rows written");
+    (written, next)
+}
+
+/// The rows of `batches` that belong to a winning delivery of their key; a batch whose rows
+/// all win is kept as it is, one with none left out.
 fn rows_of_winners(
-    batch: &RecordBatch,
+    batches: &[RecordBatch],
     key: &str,
     winners: &HashMap<String, Delivery<'static>>,
-) -> Result<RecordBatch, DeltaTableError> {
-    let ids = keys(batch, key)?;
-    let columns = DeliveryColumns::of(batch)?;
-    let rows = batch.num_rows();
-    let mut keep = arrow::array::BooleanBufferBuilder::new(rows);
-    let mut previous: Option<(usize, bool)> = None;
-    for i in 0..rows {
-        // An aggregate's rows come together, with one delivery: looked up once per run.
-        let kept = match previous {
-            Some((p, kept)) if ids.value(p) == ids.value(i) && columns.get(p) == columns.get(i) => kept,
-            _ => winners.get(ids.value(i)).is_some_and(|w| *w == columns.get(i)),
-        };
-        keep.append(kept);
-        previous = Some((i, kept));
+) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let ids = keys(batch, key)?;
+        let columns = DeliveryColumns::of(batch)?;
+        let rows = batch.num_rows();
+        let mut keep = arrow::array::BooleanBufferBuilder::new(rows);
+        let mut previous: Option<(usize, bool)> = None;
+        for i in 0..rows {
+            // An aggregate's rows come together, with one delivery: looked up once per run.
+            let kept = match previous {
+                Some((p, kept)) if ids.value(p) == ids.value(i) && columns.get(p) == columns.get(i) => kept,
+                _ => winners.get(ids.value(i)).is_some_and(|w| *w == columns.get(i)),
+            };
+            keep.append(kept);
+            previous = Some((i, kept));
+        }
+        let keep = BooleanArray::new(keep.finish(), None);
+        match keep.true_count() {
+            0 => {}
+            n if n == rows => kept.push(batch.clone()),
+            _ => kept.push(filter_record_batch(batch, &keep)?),
+        }
     }
-    let keep = BooleanArray::new(keep.finish(), None);
-    if keep.true_count() == rows {
-        return Ok(batch.clone());
-    }
-    Ok(filter_record_batch(batch, &keep)?)
+    Ok(kept)
 }
 
 fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result<Vec<String>, DeltaTableError> {

@@ -318,6 +318,57 @@ impl Tables {
     }
 }
 
+/// One table's rows of a batch and the table as last committed.
+type Upsert = (LakeTable, &'static str, Vec<RecordBatch>, DeltaTable);
+
+/// A deciding table's batch and its followers' ([`LakeTable::decides_for`]):
+/// the latest delivery of each key, decided against what the deciding table holds, upserted
+/// into each table. Returns the deciding table and, per table committed, its new snapshot.
+async fn upsert_latest(
+    (table, key, batches, delta): Upsert,
+    followers: Vec<Upsert>,
+) -> Result<(LakeTable, Vec<(LakeTable, DeltaTable, upsert::UpsertOutcome, usize)>), LakeError> {
+    let batch = arrow::compute::concat_batches(&table.schema(), &batches)?;
+    let latest = merge::sorted(&merge::latest_by_key(&batch, key).map_err(delta_err(table))?, table, key)?;
+    let (to_write, replaced, winners) = if followers.is_empty() {
+        (latest, None, None)
+    } else {
+        let stored = upsert::stored_events(&delta, table, upsert::key_batch(table, &latest).map_err(delta_err(table))?)
+            .await
+            .map_err(delta_err(table))?;
+        let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
+        (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
+    };
+    // A delivery equal to the stored one was applied to the deciding table by an earlier,
+    // interrupted pass: it skips that table but still goes to the others, whose commit may
+    // be the one the crash prevented. Older deliveries go nowhere.
+    let mut upserts = vec![(table, to_write, replaced, delta)];
+    for (follower, key, batches, delta) in followers {
+        let batch = arrow::compute::concat_batches(&follower.schema(), &batches)?;
+        let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
+        let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
+        upserts.push((follower, kept, None, delta));
+    }
+    // Every table's rows are decided above, so the commits are independent: they run at
+    // once, each on a task of its own (so on both cores). Any order of them, or a crash
+    // between them, leaves what a re-run completes: ingest_log commits last.
+    upserts.retain(|(_, batch, _, _)| batch.num_rows() > 0);
+    let mut runs = Vec::new();
+    for (target, batch, replaced, delta) in upserts {
+        runs.push(tokio::spawn(async move {
+            let written = batch.num_rows();
+            let (next, outcome) = upsert::upsert_events(delta, target, batch, replaced).await.map_err(delta_err(target))?;
+            debug!(?outcome, table = target.name(), "upserted");
+            Ok::<_, LakeError>((target, next, outcome, written))
+        }));
+    }
+    let mut committed = Vec::new();
+    for joined in futures::future::join_all(runs).await {
+        committed.push(joined.map_err(|e| delta_err(table)(DeltaTableError::Generic(format!("writer task: {e}"))))??);
+    }
+    Ok((table, committed))
+}
+
 impl Lake {
     /// Opens the existing lake at a local path or URL. Creates nothing: a path that holds no
     /// lake (a typo, an unmounted bucket) is [`CatalogError::NoLake`].
@@ -336,10 +387,10 @@ impl Lake {
     }
 
     pub async fn open_or_create_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
-        let lake = Self::at(Catalog::at(Location::parse(location, true)?), options);
-        for table in LakeTable::ALL {
-            lake.load_or_create(table).await?;
-        }
+        let mut lake = Self::at(Catalog::at(Location::parse(location, true)?), options);
+        let tables = lake.load_tables(None).await?;
+        // The writer starts from what was just loaded: its first pass does not load again.
+        lake.writer.get_mut().tables = Some(tables);
         Ok(lake)
     }
 
@@ -428,17 +479,19 @@ impl Lake {
     /// Every table, newest snapshot: the writer's own, brought up to date, when it has them.
     async fn load_tables(&self, kept: Option<Tables>) -> Result<Tables, LakeError> {
         if let Some(mut tables) = kept {
-            for (table, delta) in tables.0.iter_mut() {
-                delta.update_incremental(None).await.map_err(delta_err(*table))?;
-            }
+            futures::future::try_join_all(
+                tables.0.iter_mut().map(|(table, delta)| async move { delta.update_incremental(None).await.map_err(delta_err(*table)) }),
+            )
+            .await?;
             return Ok(tables);
         }
-        let mut tables = HashMap::new();
-        for table in LakeTable::ALL {
-            // A lake written by an earlier release lacks the newer tables: created here.
-            tables.insert(table, self.load_or_create(table).await?);
-        }
-        Ok(Tables(tables))
+        // A lake written by an earlier release lacks the newer tables: created here. The
+        // tables are independent: loaded (or created) at once, not one after another.
+        let loaded = futures::future::try_join_all(
+            LakeTable::ALL.into_iter().map(|table| async move { Ok::<_, LakeError>((table, self.load_or_create(table).await?)) }),
+        )
+        .await?;
+        Ok(Tables(loaded.into_iter().collect()))
     }
 
     /// The object versions already ingested: those the writer knows of when `ingest_log`
@@ -757,16 +810,13 @@ impl Lake {
     ) -> Result<(), LakeError> {
         let number = numbers.next();
         debug!(objects = objects.len(), batch = number, "committing a batch");
-        let mut batches: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
+        // Each table's rows as the objects' parts hold them: not copied into one batch.
+        let mut rows: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
         for parsed in objects {
             for (table, batch) in &parsed.rows {
-                batches.entry(*table).or_default().push(batch.clone());
+                rows.entry(*table).or_default().push(batch.clone());
             }
         }
-        let mut rows: HashMap<LakeTable, RecordBatch> = batches
-            .into_iter()
-            .map(|(table, batches)| Ok((table, arrow::compute::concat_batches(&table.schema(), &batches)?)))
-            .collect::<Result<_, arrow::error::ArrowError>>()?;
 
         // Aggregates (every row of a conversation) replace their earlier versions whole.
         let mut roots = Vec::new();
@@ -793,50 +843,24 @@ impl Lake {
         }
 
         // Keyed rows: the latest delivery of each key wins, in the tables that decide for
-        // themselves and then in the tables they decide for.
+        // themselves and then in the tables they decide for. Each deciding table and its
+        // followers touch no other table: the groups run at once.
+        let mut groups = Vec::new();
         for table in LakeTable::ALL {
             let MergePolicy::UpsertLatest { key, decided_by: None, .. } = table.merge_policy() else { continue };
-            let Some(batch) = rows.remove(&table) else { continue };
-            let latest = merge::sorted(&merge::latest_by_key(&batch, key).map_err(delta_err(table))?, table, key)?;
-            let followers = table.decides_for();
-            let (to_write, replaced, winners) = if followers.is_empty() {
-                (latest, None, None)
-            } else {
-                let stored = upsert::stored_events(tables.get(table)?, table, upsert::key_batch(table, &latest).map_err(delta_err(table))?)
-                    .await
-                    .map_err(delta_err(table))?;
-                let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
-                (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
-            };
-            // A delivery equal to the stored one was applied to the deciding table by an
-            // earlier, interrupted pass: it skips that table but still goes to the others,
-            // whose commit may be the one the crash prevented. Older deliveries go nowhere.
-            let mut upserts = vec![(table, to_write, replaced)];
-            for follower in followers {
-                let Some(batch) = rows.remove(&follower) else { continue };
+            let Some(batches) = rows.remove(&table) else { continue };
+            let deciding = (table, key, batches, tables.get(table)?.clone());
+            let mut followers = Vec::new();
+            for follower in table.decides_for() {
+                let Some(batches) = rows.remove(&follower) else { continue };
                 let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
-                let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
-                let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
-                upserts.push((follower, kept, None));
+                followers.push((follower, key, batches, tables.get(follower)?.clone()));
             }
-            // Every table's rows are decided above, so the commits are independent: they run
-            // at once, each on a task of its own (so on both cores). Any order of them, or a
-            // crash between them, leaves what a re-run completes: ingest_log commits last.
-            upserts.retain(|(_, batch, _)| batch.num_rows() > 0);
-            let mut runs = Vec::new();
-            for (target, batch, replaced) in upserts {
-                let delta = tables.get(target)?.clone();
-                runs.push(tokio::spawn(async move {
-                    let written = batch.num_rows();
-                    let (next, outcome) =
-                        upsert::upsert_events(delta, target, batch, replaced).await.map_err(delta_err(target))?;
-                    debug!(?outcome, table = target.name(), "upserted");
-                    Ok::<_, LakeError>((target, next, outcome, written))
-                }));
-            }
-            for joined in futures::future::join_all(runs).await {
-                let (upserted, next, outcome, written) =
-                    joined.map_err(|e| delta_err(table)(DeltaTableError::Generic(format!("writer task: {e}"))))??;
+            groups.push(upsert_latest(deciding, followers));
+        }
+        for group in futures::future::join_all(groups).await {
+            let (table, upserted) = group?;
+            for (upserted, next, outcome, written) in upserted {
                 tables.set(upserted, next);
                 report.commits += u64::from(outcome.committed);
                 if upserted == table {
@@ -873,7 +897,7 @@ impl Lake {
             .clone()
             .write(vec![tables::ingest_log_batch(&log_rows, logged_version, committed_at)?])
             .with_save_mode(SaveMode::Append)
-            .with_writer_properties(upsert::writer_properties())
+            .with_writer_properties(upsert::writer_properties(LakeTable::IngestLog))
             .with_commit_properties(upsert::batch_commit(number))
             .await
             .map_err(delta_err(LakeTable::IngestLog))?;

@@ -22,6 +22,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
@@ -68,10 +69,15 @@ impl From<&MergeMetrics> for UpsertOutcome {
     }
 }
 
-/// Parquet settings for every file cclake writes: row groups small enough that statistics on
-/// the time-sorted `event_timestamp` prune time ranges.
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Parquet settings for every file cclake writes of `table`: row groups small enough that
+/// statistics on the time-sorted `event_timestamp` prune time ranges, and no dictionary for
+/// the table's nearly distinct columns ([`LakeTable::plain_columns`]: interning them cost a
+/// tenth of a details ingest, for nothing).
+pub fn writer_properties(table: LakeTable) -> WriterProperties {
+    table
+        .plain_columns()
+        .iter()
+        .fold(WriterProperties::builder(), |b, c| b.set_column_dictionary_enabled(ColumnPath::from(*c), false))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
         .build()
@@ -272,7 +278,7 @@ pub async fn upsert_events(
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(partition_cols.iter().map(|c| c.to_string()))
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(writer_properties(table))
             .await?;
         let outcome = UpsertOutcome {
             rows_inserted: rows,
@@ -297,7 +303,7 @@ pub async fn upsert_events(
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
-        .with_writer_properties(writer_properties());
+        .with_writer_properties(writer_properties(table));
     if let Some(column) = present_when {
         merge = merge.when_matched_delete(|delete| {
             delete.predicate(format!("({}) AND source.\"{column}\" IS NULL", Delivery::SOURCE_IS_NEWER))
@@ -375,7 +381,7 @@ pub async fn insert_quarantined(
         return delta
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(writer_properties(LakeTable::Quarantine))
             .with_commit_properties(batch_commit(number))
             .await;
     }
@@ -391,7 +397,7 @@ pub async fn insert_quarantined(
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(writer_properties(LakeTable::Quarantine))
         .with_commit_properties(batch_commit(number))
         .when_not_matched_insert(|insert| {
             columns

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use arrow::compute::{cast, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::compute::{cast, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -94,30 +94,65 @@ pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, Delt
     Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
 }
 
-/// `batch` sorted by the table's sort columns, then the key: each written file is then
-/// sorted, which keeps row-group statistics tight for time-range pruning.
-pub fn sorted(batch: &RecordBatch, table: LakeTable, key: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let schema = batch.schema();
-    let columns: Vec<SortColumn> = table
+/// The latest delivery of each `key` among `batches` (a tie keeps the first row), sorted by
+/// the table's sort columns and then by `tie` (the key or its hash), as one batch: each
+/// written file is then sorted, which keeps row-group statistics tight for time-range
+/// pruning. The rows are copied once, straight from the objects' batches.
+pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<RecordBatch, DeltaTableError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
+    let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
+    // One entry per key: DataFusion's map (foldhash) hashes short keys several times faster
+    // than the standard library's SipHash.
+    let mut best: datafusion::common::HashMap<&str, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
+    for (b, ids) in ids.iter().enumerate() {
+        for i in 0..ids.len() {
+            best.entry(ids.value(i))
+                .and_modify(|kept| {
+                    if deliveries[b].get(i) > deliveries[kept.0].get(kept.1) {
+                        *kept = (b, i);
+                    }
+                })
+                .or_insert((b, i));
+        }
+    }
+    let mut indices: Vec<(usize, usize)> = if best.len() == rows {
+        batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect()
+    } else {
+        let mut kept: Vec<(usize, usize)> = best.into_values().collect();
+        kept.sort_unstable();
+        kept
+    };
+    let schema = table.schema();
+    let columns: Vec<usize> = table
         .sort_columns()
         .iter()
-        .chain(std::iter::once(&key))
+        .chain(std::iter::once(&tie))
         .filter_map(|c| schema.index_of(c).ok())
-        .map(|i| SortColumn { values: Arc::clone(batch.column(i)), options: None })
         .collect();
-    if columns.is_empty() || batch.num_rows() < 2 {
-        return Ok(batch.clone());
+    if !columns.is_empty() && indices.len() > 1 {
+        // The sort columns compare as one byte string per row in Arrow's row format: a
+        // plain sort of indices, without a dynamic comparator per column and comparison.
+        let fields = columns.iter().map(|&c| SortField::new(schema.field(c).data_type().clone())).collect();
+        let converter = RowConverter::new(fields)?;
+        let mut encoded = converter.empty_rows(rows, rows * 16);
+        let mut starts = Vec::with_capacity(batches.len());
+        for batch in batches {
+            starts.push(encoded.num_rows());
+            let values: Vec<_> = columns.iter().map(|&c| Arc::clone(batch.column(c))).collect();
+            converter.append(&mut encoded, &values)?;
+        }
+        // Rows are distinct after the key: an unstable sort orders them all the same.
+        let mut order: Vec<(&[u8], (usize, usize))> =
+            indices.iter().map(|&(b, i)| (encoded.row(starts[b] + i).data(), (b, i))).collect();
+        order.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        indices = order.into_iter().map(|(_, at)| at).collect();
     }
-    if columns.len() == 1 {
-        return take_record_batch(batch, &lexsort_to_indices(&columns, None)?);
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    if sources.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
     }
-    // Several columns compare as one byte string each in Arrow's row format: a plain sort
-    // of indices, without a dynamic comparator per column and comparison.
-    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.values.data_type().clone())).collect())?;
-    let rows = converter.convert_columns(&columns.iter().map(|c| Arc::clone(&c.values)).collect::<Vec<_>>())?;
-    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    indices.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-    take_record_batch(batch, &UInt32Array::from(indices))
+    Ok(arrow::compute::interleave_record_batch(&sources, &indices)?)
 }
 
 /// What the lake already holds decides, for the latest row of each key in a batch, where it
@@ -175,7 +210,8 @@ pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEv
         }
         winners.push(i);
     }
-    let to_write = filter_record_batch(latest, &BooleanArray::from(write))?;
+    // A batch of new keys only (a cold lake, a day's first export) is written as it is.
+    let to_write = if write.iter().all(|w| *w) { latest.clone() } else { filter_record_batch(latest, &BooleanArray::from(write))? };
     Ok(Decision { to_write, replaced_partitions, winners: Winners { keys: ids, rows: winners } })
 }
 

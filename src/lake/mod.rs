@@ -328,8 +328,11 @@ async fn upsert_latest(
     (table, key, batches, delta): Upsert,
     followers: Vec<Upsert>,
 ) -> Result<(LakeTable, Vec<(LakeTable, DeltaTable, upsert::UpsertOutcome, usize)>), LakeError> {
-    let batch = arrow::compute::concat_batches(&table.schema(), &batches)?;
-    let latest = merge::sorted(&merge::latest_by_key(&batch, key).map_err(delta_err(table))?, table, key)?;
+    let tie = match table.merge_policy() {
+        MergePolicy::UpsertLatest { key_hash: Some(hash), .. } => hash,
+        _ => key,
+    };
+    let latest = merge::latest_sorted(&batches, table, key, tie).map_err(delta_err(table))?;
     let (to_write, replaced, winners) = if followers.is_empty() {
         (latest, None, None)
     } else {

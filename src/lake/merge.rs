@@ -16,8 +16,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use arrow::compute::{cast, filter_record_batch, take_record_batch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -69,36 +69,9 @@ fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> 
     Ok(keys.as_string::<i32>().clone())
 }
 
-/// At most one row per `key`: the latest delivery of each (a tie keeps the first row), in
-/// the order of the batch.
-pub fn latest_by_key(batch: &RecordBatch, key: &str) -> Result<RecordBatch, DeltaTableError> {
-    let ids = keys(batch, key)?;
-    let columns = DeliveryColumns::of(batch)?;
-    // One entry per row: DataFusion's map (foldhash) hashes short keys several times faster
-    // than the standard library's SipHash.
-    let mut best: datafusion::common::HashMap<&str, usize> = datafusion::common::HashMap::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
-        best.entry(ids.value(i))
-            .and_modify(|kept| {
-                if columns.get(i) > columns.get(*kept) {
-                    *kept = i;
-                }
-            })
-            .or_insert(i);
-    }
-    if best.len() == batch.num_rows() {
-        return Ok(batch.clone());
-    }
-    let mut indices: Vec<u32> = best.into_values().map(|i| i as u32).collect();
-    indices.sort_unstable();
-    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
-}
-
-/// The latest delivery of each `key` among `batches` (a tie keeps the first row), sorted by
-/// the table's sort columns and then by `tie` (the key or its hash), as one batch: each
-/// written file is then sorted, which keeps row-group statistics tight for time-range
-/// pruning. The rows are copied once, straight from the objects' batches.
-pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<RecordBatch, DeltaTableError> {
+/// The row (batch, row) of each `key`'s latest delivery among `batches` (a tie keeps the
+/// first row), in the batches' order.
+fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>, DeltaTableError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
     let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
@@ -116,13 +89,36 @@ pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: 
                 .or_insert((b, i));
         }
     }
-    let mut indices: Vec<(usize, usize)> = if best.len() == rows {
-        batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect()
-    } else {
-        let mut kept: Vec<(usize, usize)> = best.into_values().collect();
-        kept.sort_unstable();
-        kept
-    };
+    if best.len() == rows {
+        return Ok(batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect());
+    }
+    let mut kept: Vec<(usize, usize)> = best.into_values().collect();
+    kept.sort_unstable();
+    Ok(kept)
+}
+
+/// Rows `at` of `batches`, as one batch of `table`'s schema: one copy.
+fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> Result<RecordBatch, DeltaTableError> {
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    if sources.is_empty() {
+        return Ok(RecordBatch::new_empty(table.schema()));
+    }
+    Ok(arrow::compute::interleave_record_batch(&sources, at)?)
+}
+
+/// At most one row per `key` among `batches` of `table`: the latest delivery of each (a tie
+/// keeps the first row), in the batches' order.
+pub fn latest_by_key(batches: &[RecordBatch], table: LakeTable, key: &str) -> Result<RecordBatch, DeltaTableError> {
+    gather(batches, table, &latest_rows(batches, key)?)
+}
+
+/// The latest delivery of each `key` among `batches` (a tie keeps the first row), sorted by
+/// the table's sort columns and then by `tie` (the key or its hash), as one batch: each
+/// written file is then sorted, which keeps row-group statistics tight for time-range
+/// pruning. The rows are copied once, straight from the objects' batches.
+pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<RecordBatch, DeltaTableError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut indices = latest_rows(batches, key)?;
     let schema = table.schema();
     let columns: Vec<usize> = table
         .sort_columns()
@@ -148,11 +144,7 @@ pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: 
         order.sort_unstable_by(|x, y| x.0.cmp(y.0));
         indices = order.into_iter().map(|(_, at)| at).collect();
     }
-    let sources: Vec<&RecordBatch> = batches.iter().collect();
-    if sources.is_empty() {
-        return Ok(RecordBatch::new_empty(schema));
-    }
-    Ok(arrow::compute::interleave_record_batch(&sources, &indices)?)
+    gather(batches, table, &indices)
 }
 
 /// What the lake already holds decides, for the latest row of each key in a batch, where it
@@ -387,26 +379,17 @@ async fn write_aggregate_rows(
 ) -> (usize, Result<DeltaTable, DeltaTableError>) {
     let started = std::time::Instant::now();
     let written = kept.iter().map(RecordBatch::num_rows).sum();
+    if written == 0 && replace.is_none() {
+        return (0, Ok(delta));
+    }
     let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
+    let write = delta
+        .write(kept)
+        .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+        .with_writer_properties(writer_properties(table));
     let next = match replace {
-        Some(predicate) => {
-            delta
-                .write(kept)
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(predicate)
-                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-                .with_writer_properties(writer_properties(table))
-                .await
-        }
-        None if written == 0 => Ok(delta),
-        None => {
-            delta
-                .write(kept)
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-                .with_writer_properties(writer_properties(table))
-                .await
-        }
+        Some(predicate) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate).await,
+        None => write.with_save_mode(SaveMode::Append).await,
     };
     tracing::debug!(table = table.name(), rows = written, seconds = started.elapsed().as_secs_f64(), "aggregate rows written");
     (written, next)
@@ -501,7 +484,8 @@ mod tests {
     #[test]
     fn the_latest_delivery_of_each_key_is_kept() {
         let b = batch(&[("a", 1, "x", 1), ("a", 2, "w", 1), ("b", 1, "x", 2), ("a", 2, "w", 1), ("b", 1, "x", 1)]);
-        let latest = latest_by_key(&b, "id").unwrap();
+        // The table names only the schema of an empty result.
+        let latest = latest_by_key(&[b], LakeTable::Queues, "id").unwrap();
         let ids = keys(&latest, "id").unwrap();
         let got: Vec<(String, Delivery<'static>)> =
             deliveries(&latest).unwrap().into_iter().enumerate().map(|(i, d)| (ids.value(i).to_string(), d)).collect();

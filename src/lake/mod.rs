@@ -347,8 +347,7 @@ async fn upsert_latest(
     // be the one the crash prevented. Older deliveries go nowhere.
     let mut upserts = vec![(table, to_write, replaced, delta)];
     for (follower, key, batches, delta) in followers {
-        let batch = arrow::compute::concat_batches(&follower.schema(), &batches)?;
-        let latest = merge::latest_by_key(&batch, key).map_err(delta_err(follower))?;
+        let latest = merge::latest_by_key(&batches, follower, key).map_err(delta_err(follower))?;
         let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
         upserts.push((follower, kept, None, delta));
     }

@@ -263,7 +263,7 @@ fn main() -> ExitCode {
 /// Each arena keeps its pad when it trims, so the arenas are capped at two per core (glibc's
 /// default allows eight, and a long ingest's blocking threads spread over more of them as it
 /// goes): without the cap, one 1 GB object's ingest peaked at 592, 697 and 804 MB as the
-/// object grew from 270 MB to 1 GB; with it at 416, 472 and 504 MB, and details ingest kept
+/// object grew from 270 MB to 1 GB; with it at 403, 432 and 475 MB, and details ingest kept
 /// its time (at one arena per core it lost a tenth). A `MALLOC_ARENA_MAX` in the environment
 /// is left to rule. Set before any thread starts.
 fn tune_allocator() {

@@ -267,11 +267,19 @@ pub fn scrub_text(text: &str) -> String {
     scrub(&normalize_digits(text), false).into_owned()
 }
 
-/// Whether `text` is exactly one UUID (8-4-4-4-12 hexadecimal digits).
+/// Whether `text` is exactly one UUID (8-4-4-4-12 hexadecimal digits). Every id of every
+/// record comes here: the bytes are checked without a branch each (a byte-by-byte loop with
+/// early exits was 4% of a flat ingest's CPU).
 fn is_uuid(text: &str) -> bool {
     let b = text.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() })
+    if b.len() != 36 {
+        return false;
+    }
+    b.iter().enumerate().fold(true, |ok, (i, &c)| {
+        let dash = matches!(i, 8 | 13 | 18 | 23);
+        let hex = c.is_ascii_digit() | matches!(c | 0x20, b'a'..=b'f');
+        ok & if dash { c == b'-' } else { hex }
+    })
 }
 
 /// Whether `bytes` hold `www.` in any case (the URL pattern's second form).
@@ -349,6 +357,30 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_are_told_from_near_misses() {
+        for uuid in ["8804dd8b-e2a0-4e02-8890-e2745f29cae9", "8804DD8B-E2A0-4E02-8890-E2745F29CAE9", "00000000-0000-0000-0000-000000000000"] {
+            assert!(is_uuid(uuid), "{uuid}");
+        }
+        for not in [
+            "",
+            "8804dd8b-e2a0-4e02-8890-e2745f29cae",   // 35 characters
+            "8804dd8b-e2a0-4e02-8890-e2745f29cae90", // 37
+            "8804dd8be-2a0-4e02-8890-e2745f29cae9",  // a dash moved
+            "8804dd8b-e2a0-4e02-8890_e2745f29cae9",  // not a dash
+            "8804dd8b-e2a0-4e02-8890-e2745f29cag9",  // not hexadecimal
+            "8804dd8b-e2a0-4e02-8890-e2745f29ca-9",  // a dash among the digits
+            "8804dd8b-e2a0-4e02-8890-e2745f29ca\u{e9}", // 36 bytes, one not ASCII
+            "+1-555-123-4567-00000000000000000000", // 36, a phone number first
+        ] {
+            assert!(!is_uuid(not), "{not}");
+        }
+        // `@` and `` ` `` sit next to `A` and `a`: not digits.
+        assert!(!is_uuid("@804dd8b-e2a0-4e02-8890-e2745f29cae9"));
+        assert!(!is_uuid("`804dd8b-e2a0-4e02-8890-e2745f29cae9"));
+        assert!(!is_uuid("g804dd8b-e2a0-4e02-8890-e2745f29cae9"));
+    }
 
     #[test]
     fn phone_numbers_keep_last_four_digits() {

@@ -100,16 +100,30 @@ fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>
 /// Rows gathered by one thread before [`gather`] shares the columns out between threads.
 const ROWS_PER_GATHER_THREAD: usize = 64 * 1024;
 
+/// The cores this process may use.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `work`, started now on a blocking thread (sorting rows out is CPU work, kept off the
+/// runtime's threads); a panic in it is an error.
+pub(super) fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DeltaTableError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, DeltaTableError>> {
+    let running = tokio::task::spawn_blocking(work);
+    async move { running.await.map_err(|e| DeltaTableError::Generic(format!("task sorting out rows: {e}")))? }
+}
+
 /// Rows `at` of `batches`, as one batch of `table`'s schema: one copy. A large gather shares
 /// the columns out between the machine's cores (the commit has nothing else to run then),
 /// each column whole to one thread, the columns' sizes balanced.
 fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> Result<RecordBatch, DeltaTableError> {
     let Some(first) = batches.first() else { return Ok(RecordBatch::new_empty(table.schema())) };
     let width = first.num_columns();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(at.len() / ROWS_PER_GATHER_THREAD)
-        .min(width);
+    let threads = (at.len() / ROWS_PER_GATHER_THREAD).min(width);
+    // The core count is looked up once (it reads cgroup files), and only for large gathers.
+    let threads = if threads > 1 { threads.min(cores()) } else { threads };
     if threads <= 1 {
         let sources: Vec<&RecordBatch> = batches.iter().collect();
         return Ok(arrow::compute::interleave_record_batch(&sources, at)?);
@@ -369,7 +383,7 @@ pub async fn replace_aggregates(
     for member in root.aggregate_members().into_iter().filter(|m| *m != root) {
         let batches = rows.get(&member).cloned().unwrap_or_default();
         let winners = Arc::clone(&winners);
-        members.push((member, tokio::task::spawn_blocking(move || rows_of_winners(&batches, key, &winners))));
+        members.push((member, blocking(move || rows_of_winners(&batches, key, &winners))));
     }
     let root_kept = rows_of_winners(root_rows, key, &winners).map_err(|e| (root, e))?;
     let replace = if outcome.aggregates_replaced > 0 {
@@ -400,10 +414,7 @@ pub async fn replace_aggregates(
     outcome.rows_written.push((root, written));
     let mut writes = Vec::new();
     for (member, kept) in members {
-        let kept = kept
-            .await
-            .map_err(|e| (member, DeltaTableError::Generic(format!("task sorting out rows: {e}"))))?
-            .map_err(|e| (member, e))?;
+        let kept = kept.await.map_err(|e| (member, e))?;
         let delta = tables.get(&member).ok_or((member, DeltaTableError::NotATable(member.name().into())))?.clone();
         let replace = replace.clone();
         writes.push(tokio::spawn(async move { (member, write_aggregate_rows(delta, member, kept, replace).await) }));

@@ -337,11 +337,11 @@ async fn upsert_latest(
     let followers: Vec<_> = followers
         .into_iter()
         .map(|(follower, key, batches, delta)| {
-            let latest = blocking(follower, move || merge::latest_by_key(&batches, follower, key));
+            let latest = merge::blocking(move || merge::latest_by_key(&batches, follower, key));
             (follower, key, latest, delta)
         })
         .collect();
-    let latest = blocking(table, move || merge::latest_sorted(&batches, table, key, tie)).await?;
+    let latest = merge::blocking(move || merge::latest_sorted(&batches, table, key, tie)).await.map_err(delta_err(table))?;
     let (to_write, replaced, winners) = if followers.is_empty() {
         (latest, None, None)
     } else {
@@ -356,7 +356,8 @@ async fn upsert_latest(
     // be the one the crash prevented. Older deliveries go nowhere.
     let mut upserts = vec![(table, to_write, replaced, delta)];
     for (follower, key, latest, delta) in followers {
-        let kept = merge::rows_of(&latest.await?, key, winners.as_ref()).map_err(delta_err(follower))?;
+        let latest = latest.await.map_err(delta_err(follower))?;
+        let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
         upserts.push((follower, kept, None, delta));
     }
     // Every table's rows are decided above, so the commits are independent: they run at
@@ -377,20 +378,6 @@ async fn upsert_latest(
         committed.push(joined.map_err(|e| delta_err(table)(DeltaTableError::Generic(format!("writer task: {e}"))))??);
     }
     Ok((table, committed))
-}
-
-/// `work`, started now on a blocking thread; an error or a panic is `table`'s.
-fn blocking<T: Send + 'static>(
-    table: LakeTable,
-    work: impl FnOnce() -> Result<T, DeltaTableError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, LakeError>> {
-    let running = tokio::task::spawn_blocking(work);
-    async move {
-        running
-            .await
-            .map_err(|e| delta_err(table)(DeltaTableError::Generic(format!("blocking task: {e}"))))?
-            .map_err(delta_err(table))
-    }
 }
 
 impl Lake {

@@ -101,7 +101,7 @@ fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>
 const ROWS_PER_GATHER_THREAD: usize = 64 * 1024;
 
 /// The cores this process may use.
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
@@ -168,16 +168,18 @@ pub fn latest_by_key(batches: &[RecordBatch], table: LakeTable, key: &str) -> Re
 }
 
 /// The latest delivery of each `key` among `batches` (a tie keeps the first row), sorted by
-/// the table's sort columns and then by `tie` (the key or its hash), as one batch: each
-/// written file is then sorted, which keeps row-group statistics tight for time-range
-/// pruning. The rows are copied once, straight from the objects' batches.
+/// the table's partition columns, then its sort columns and then `tie` (the key or its
+/// hash), as one batch: each partition is then a slice ([`super::append`] writes them as
+/// they are), and each written file is sorted, which keeps row-group statistics tight for
+/// time-range pruning. The rows are copied once, straight from the objects' batches.
 pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<RecordBatch, DeltaTableError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut indices = latest_rows(batches, key)?;
     let schema = table.schema();
     let columns: Vec<usize> = table
-        .sort_columns()
+        .partition_columns()
         .iter()
+        .chain(table.sort_columns())
         .chain(std::iter::once(&tie))
         .filter_map(|c| schema.index_of(c).ok())
         .collect();

@@ -16,6 +16,7 @@
 //! `quarantine` without reading it (each batch's `quarantine` and `ingest_log` commits carry
 //! the same batch number, so the one case that needs a merge, a crash between the two, shows).
 
+pub mod append;
 pub mod compact;
 pub mod merge;
 pub mod tables;

@@ -274,12 +274,7 @@ pub async fn upsert_events(
             return Ok((delta, UpsertOutcome::default()));
         }
         let rows = batch.num_rows();
-        let delta = delta
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_partition_columns(partition_cols.iter().map(|c| c.to_string()))
-            .with_writer_properties(writer_properties(table))
-            .await?;
+        let delta = super::append::append(delta, table, batch, CommitProperties::default()).await?;
         let outcome = UpsertOutcome {
             rows_inserted: rows,
             committed: true,

@@ -203,15 +203,24 @@ impl<'de> Deserialize<'de> for Text<'de> {
 }
 
 /// Text fields analysts read are masked ([`mask_field`]); unchanged values are not copied.
-pub(crate) fn masked(value: Option<String>) -> Option<String> {
+pub(crate) fn masked(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     value.map(|v| match mask_field(&v) {
-        std::borrow::Cow::Borrowed(_) => v,
-        std::borrow::Cow::Owned(m) => m,
+        Cow::Borrowed(_) => v,
+        Cow::Owned(m) => Cow::Owned(m),
     })
 }
 
+/// `text` without its leading and trailing white space; text from the input stays borrowed.
+fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
 /// An id, trimmed; one holding personal data is refused (masking could merge two ids).
-pub(crate) fn required_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
+pub(crate) fn required_id<'a>(value: Option<Flex<'a>>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
     let id = unchecked_id(value, field)?;
     if holds_personal_data(&id) {
         return Err(Rejection::PersonalDataInId(field));
@@ -219,19 +228,19 @@ pub(crate) fn required_id(value: Option<Flex<'_>>, field: &'static str) -> Resul
     Ok(id)
 }
 
-pub(crate) fn unchecked_id(value: Option<Flex<'_>>, field: &'static str) -> Result<String, Rejection> {
+pub(crate) fn unchecked_id<'a>(value: Option<Flex<'a>>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
     match value {
         None | Some(Flex::Null) => Err(Rejection::MissingField(field)),
         Some(Flex::Str(s)) => {
-            let s = s.trim();
+            let s = trimmed(s);
             if s.is_empty() {
                 Err(Rejection::MissingField(field))
             } else {
-                Ok(s.to_string())
+                Ok(s)
             }
         }
-        Some(Flex::Int(i)) => Ok(i.to_string()),
-        Some(Flex::UInt(u)) => Ok(u.to_string()),
+        Some(Flex::Int(i)) => Ok(Cow::Owned(i.to_string())),
+        Some(Flex::UInt(u)) => Ok(Cow::Owned(u.to_string())),
         Some(other) => Err(Rejection::WrongType {
             field,
             found: other.type_name(),
@@ -240,18 +249,18 @@ pub(crate) fn unchecked_id(value: Option<Flex<'_>>, field: &'static str) -> Resu
 }
 
 /// Scalars become text (a drifted number or boolean is still the value); objects and arrays
-/// cannot be.
-pub(crate) fn scalar_text(value: &Flex<'_>, field: &'static str) -> Result<Option<String>, Rejection> {
+/// cannot be. Text from the input stays borrowed.
+pub(crate) fn scalar_text<'a>(value: Flex<'a>, field: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
     match value {
         Flex::Null => Ok(None),
         Flex::Str(s) => {
-            let s = s.trim();
-            Ok((!s.is_empty()).then(|| s.to_string()))
+            let s = trimmed(s);
+            Ok((!s.is_empty()).then_some(s))
         }
-        Flex::Int(i) => Ok(Some(i.to_string())),
-        Flex::UInt(u) => Ok(Some(u.to_string())),
-        Flex::Float(f) => Ok(Some(f.to_string())),
-        Flex::Bool(b) => Ok(Some(b.to_string())),
+        Flex::Int(i) => Ok(Some(Cow::Owned(i.to_string()))),
+        Flex::UInt(u) => Ok(Some(Cow::Owned(u.to_string()))),
+        Flex::Float(f) => Ok(Some(Cow::Owned(f.to_string()))),
+        Flex::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
         Flex::Object | Flex::Array => Err(Rejection::WrongType {
             field,
             found: value.type_name(),
@@ -259,17 +268,24 @@ pub(crate) fn scalar_text(value: &Flex<'_>, field: &'static str) -> Result<Optio
     }
 }
 
-pub(crate) fn optional_text(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
+pub(crate) fn optional_text<'a>(value: Option<Flex<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
     match value {
         None => Ok(None),
-        Some(v) => scalar_text(&v, field),
+        Some(v) => scalar_text(v, field),
     }
 }
 
 /// Enumerations (`type`, `direction`, `state`) are lower case in flat events and detail
-/// records but upper case in EventBridge events: normalised to lower case.
-pub(crate) fn optional_enum(value: Option<Flex<'_>>, field: &'static str) -> Result<Option<String>, Rejection> {
-    Ok(optional_text(value, field)?.map(|s| s.to_lowercase()))
+/// records but upper case in EventBridge events: normalised to lower case (copied only
+/// when that changes them).
+pub(crate) fn optional_enum<'a>(value: Option<Flex<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    Ok(optional_text(value, field)?.map(|s| {
+        if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+            s
+        } else {
+            Cow::Owned(s.to_lowercase())
+        }
+    }))
 }
 
 pub(crate) fn coerce_duration(value: &Flex<'_>) -> Result<i64, Rejection> {

@@ -84,10 +84,16 @@ pub fn normalize_digits(text: &str) -> Cow<'_, str> {
 /// scheme or separators (`555-123-4567`) to be taken for one here. Unchanged values are
 /// borrowed.
 pub fn mask_field(value: &str) -> Cow<'_, str> {
-    // Called on every text field of every event: ASCII text with no digit, `:` or `.` can
-    // hold no phone number, IP address or URL, and skips the regular expressions.
-    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_digit() || b == b':' || b == b'.' || b == b'@') {
-        return Cow::Borrowed(value);
+    // Called on every text field of every event: ASCII text with no `:`, `.` or `@` holds
+    // no URL, IP address or e-mail address, and with fewer than 7 digits no phone number
+    // (`scrub`): it skips the regular expressions (ids such as `agent-041` come here).
+    if value.is_ascii() {
+        let (digits, marks) = value.bytes().fold((0usize, false), |(digits, marks), b| {
+            (digits + usize::from(b.is_ascii_digit()), marks | matches!(b, b':' | b'.' | b'@'))
+        });
+        if digits < 7 && !marks {
+            return Cow::Borrowed(value);
+        }
     }
     // Ids are mostly UUIDs, which hold nothing (as in `scrub`): checked before any copy.
     if is_uuid(value) {

@@ -1,6 +1,7 @@
 //! One flat interaction event (GENESYS.md §1): parsed in a single pass with serde, coerced
 //! the way a staging step would, or rejected with the field and the reason.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -18,40 +19,40 @@ pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
 
 /// A usable event, with PII already masked and `recording_url` kept apart.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlatEvent {
-    pub event_id: String,
-    pub interaction_id: String,
+pub struct FlatEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub interaction_id: Cow<'a, str>,
     /// Microseconds since the epoch, UTC.
     pub event_timestamp: i64,
-    pub interaction_type: Option<String>,
-    pub direction: Option<String>,
-    pub state: Option<String>,
+    pub interaction_type: Option<Cow<'a, str>>,
+    pub direction: Option<Cow<'a, str>>,
+    pub state: Option<Cow<'a, str>>,
     pub duration_seconds: Option<i64>,
-    pub queue_name: Option<String>,
-    pub agent_id: Option<String>,
-    pub source_system: String,
-    pub caller_number_masked: Option<String>,
-    pub campaign_id: Option<String>,
+    pub queue_name: Option<Cow<'a, str>>,
+    pub agent_id: Option<Cow<'a, str>>,
+    pub source_system: Cow<'a, str>,
+    pub caller_number_masked: Option<Cow<'a, str>>,
+    pub campaign_id: Option<Cow<'a, str>>,
     /// Goes to `call_recordings` only, whose access can be restricted.
-    pub recording_url: Option<String>,
+    pub recording_url: Option<Cow<'a, str>>,
     /// `created_at` when the export carries one (microseconds, UTC).
     pub created_at: Option<i64>,
 }
 
-impl FlatEvent {
+impl FlatEvent<'_> {
     /// Days since the epoch of the event's UTC date: the `event_date` partition.
     pub fn event_date(&self) -> i32 {
         self.event_timestamp.div_euclid(86_400_000_000) as i32
     }
 }
 
-impl FlatEvent {
+impl FlatEvent<'_> {
     /// The event's rows: one of `fact_interactions`, one of `call_recordings` (whose null
     /// `recording_url` removes an earlier delivery's recording). `created_at` is the export's
     /// own, else the source object's last-modified time, so that a re-run writes identical
     /// rows.
     pub fn rows(&self, object_modified_at: i64) -> RecordRows<'_> {
-        fn text(value: &Option<String>) -> Cell<'_> {
+        fn text<'r>(value: &'r Option<Cow<'_, str>>) -> Cell<'r> {
             Cell::text(value.as_deref())
         }
         let key = key_hash(&self.event_id);
@@ -59,8 +60,8 @@ impl FlatEvent {
         rows.add(
             LakeTable::FactInteractions,
             vec![
-                ("event_id", Cell::text(Some(&self.event_id))),
-                ("interaction_id", Cell::text(Some(&self.interaction_id))),
+                ("event_id", Cell::text(Some(&*self.event_id))),
+                ("interaction_id", Cell::text(Some(&*self.interaction_id))),
                 ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
                 ("interaction_type", text(&self.interaction_type)),
                 ("direction", text(&self.direction)),
@@ -68,7 +69,7 @@ impl FlatEvent {
                 ("duration_seconds", Cell::Int(self.duration_seconds)),
                 ("queue_name", text(&self.queue_name)),
                 ("agent_id", text(&self.agent_id)),
-                ("source_system", Cell::text(Some(&self.source_system))),
+                ("source_system", Cell::text(Some(&*self.source_system))),
                 ("created_at", Cell::Time(Some(self.created_at.unwrap_or(object_modified_at)))),
                 ("event_date", Cell::Date(self.event_date())),
                 ("caller_number_masked", text(&self.caller_number_masked)),
@@ -79,8 +80,8 @@ impl FlatEvent {
         rows.add(
             LakeTable::CallRecordings,
             vec![
-                ("event_id", Cell::text(Some(&self.event_id))),
-                ("interaction_id", Cell::text(Some(&self.interaction_id))),
+                ("event_id", Cell::text(Some(&*self.event_id))),
+                ("interaction_id", Cell::text(Some(&*self.interaction_id))),
                 ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
                 ("recording_url", text(&self.recording_url)),
                 ("event_date", Cell::Date(self.event_date())),
@@ -94,13 +95,13 @@ impl FlatEvent {
 /// A parsed record: the event or why not, plus the field names the event did not define
 /// (schema drift, counted in the summary).
 #[derive(Debug)]
-pub struct ParsedRecord {
-    pub outcome: Result<FlatEvent, Rejection>,
+pub struct ParsedRecord<'a> {
+    pub outcome: Result<FlatEvent<'a>, Rejection>,
     pub unknown_fields: Vec<String>,
 }
 
 /// Parses and validates one record's JSON text.
-pub fn parse_flat_event(json: &[u8]) -> ParsedRecord {
+pub fn parse_flat_event(json: &[u8]) -> ParsedRecord<'_> {
     let mut de = serde_json::Deserializer::from_slice(json);
     let raw = match RawRecord::deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
         Ok(raw) => raw,
@@ -285,8 +286,8 @@ impl<'de> Deserialize<'de> for Metadata<'de> {
     }
 }
 
-impl RawFields<'_> {
-    fn validate(self) -> Result<FlatEvent, Rejection> {
+impl<'a> RawFields<'a> {
+    fn validate(self) -> Result<FlatEvent<'a>, Rejection> {
         let event_id = required_id(self.event_id, "event_id")?;
         let interaction_id = required_id(self.interaction_id, "interaction_id")?;
         let event_timestamp = match self.timestamp {
@@ -304,7 +305,7 @@ impl RawFields<'_> {
         };
         let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
             .or(optional_text(self.raw_caller_number, "caller_number")?)
-            .map(|n| mask_phone_number(&mask_field(&n)));
+            .map(|n| Cow::Owned(mask_phone_number(&mask_field(&n))));
         Ok(FlatEvent {
             event_id,
             interaction_id,
@@ -317,12 +318,12 @@ impl RawFields<'_> {
             queue_name: match self.queue_name {
                 None | Some(Flex::Null) => None,
                 Some(Flex::Str(s)) if s.is_empty() => None,
-                Some(Flex::Str(s)) => Some(mask_field(&s).into_owned()),
-                Some(v) => masked(scalar_text(&v, "queue_name")?),
+                Some(Flex::Str(s)) => masked(Some(s)),
+                Some(v) => masked(scalar_text(v, "queue_name")?),
             },
             agent_id: masked(optional_text(self.agent_id, "agent_id")?),
             source_system: masked(optional_text(self.source_system, "source_system")?)
-                .unwrap_or_else(|| DEFAULT_SOURCE_SYSTEM.to_string()),
+                .unwrap_or(Cow::Borrowed(DEFAULT_SOURCE_SYSTEM)),
             caller_number_masked: caller_number,
             campaign_id: masked(optional_text(self.campaign_id, "metadata.campaign_id")?),
             recording_url: optional_text(self.recording_url, "recording_url")?,
@@ -336,7 +337,7 @@ mod tests {
     use super::*;
     use crate::ingest::coerce::parse_timestamp;
 
-    fn parse(json: &str) -> Result<FlatEvent, Rejection> {
+    fn parse(json: &str) -> Result<FlatEvent<'_>, Rejection> {
         parse_flat_event(json.as_bytes()).outcome
     }
 
@@ -344,12 +345,12 @@ mod tests {
 
     #[test]
     fn design_card_event_parses() {
-        let e = parse(&format!(
+        let json = format!(
             r#"{{{BASE},"type":"voice","direction":"inbound","state":"completed","duration_seconds":345,
             "queue_name":"Billing / Tier=2","agent_id":"a-7","caller_number_masked":"+15551234567",
             "recording_url":"https://r/1","metadata":{{"source_ip":"10.0.0.1","campaign_id":"c9"}}}}"#
-        ))
-        .unwrap();
+        );
+        let e = parse(&json).unwrap();
         assert_eq!(e.event_id, "e1");
         assert_eq!(e.event_timestamp, 1_709_542_800_000_000);
         assert_eq!(e.duration_seconds, Some(345));
@@ -363,7 +364,8 @@ mod tests {
     #[test]
     fn drifted_types_are_coerced() {
         for (d, want) in [(r#""345""#, 345), ("345.0", 345), (r#""345.0""#, 345), ("0", 0)] {
-            let e = parse(&format!(r#"{{{BASE},"duration_seconds":{d}}}"#)).unwrap();
+            let json = format!(r#"{{{BASE},"duration_seconds":{d}}}"#);
+            let e = parse(&json).unwrap();
             assert_eq!(e.duration_seconds, Some(want), "{d}");
         }
         let e = parse(r#"{"event_id":17,"interaction_id":"i","timestamp":"2024-03-04T10:00:00.123+01:00","type":"VOICE","queue_name":42}"#).unwrap();
@@ -414,9 +416,8 @@ mod tests {
 
     #[test]
     fn raw_numbers_never_survive_and_unknown_fields_are_counted() {
-        let parsed = parse_flat_event(
-            format!(r#"{{{BASE},"caller_number":"+15551234567","ani":"tel:+15550000000","colour":"red","metadata":{{"source_ip":"1.2.3.4","x":1}}}}"#).as_bytes(),
-        );
+        let json = format!(r#"{{{BASE},"caller_number":"+15551234567","ani":"tel:+15550000000","colour":"red","metadata":{{"source_ip":"1.2.3.4","x":1}}}}"#);
+        let parsed = parse_flat_event(json.as_bytes());
         let e = parsed.outcome.unwrap();
         assert_eq!(e.caller_number_masked.as_deref(), Some("+*******4567"));
         assert_eq!(parsed.unknown_fields, vec!["colour".to_string(), "metadata.x".to_string()]);

@@ -32,30 +32,40 @@ use crate::lake::merge::cores;
 use crate::lake::upsert::writer_properties;
 use crate::model::LakeTable;
 
-/// The runs of rows with equal `columns` in `batch`, each partition one run: the batch as
-/// it is when it is grouped by them, else grouped (stably) first.
-fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch, Vec<Range<usize>>), DeltaTableError> {
+/// A partition's key: its values of the partition columns.
+type Key = Vec<ScalarValue>;
+
+/// A batch's partitions: the rows of each, and its key.
+type Runs = Vec<(Range<usize>, Key)>;
+
+/// The runs of rows with equal `columns` in `batch`, each partition one run, with its key:
+/// the batch as it is when it is grouped by them, else grouped (stably) first.
+fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch, Runs), DeltaTableError> {
     let arrays = |batch: &RecordBatch| -> Result<Vec<ArrayRef>, DeltaTableError> {
         columns.iter().map(|c| Ok(Arc::clone(batch.column(batch.schema().index_of(c)?)))).collect()
     };
-    let runs = |batch: &RecordBatch| -> Result<Vec<Range<usize>>, DeltaTableError> {
+    let runs = |batch: &RecordBatch| -> Result<Runs, DeltaTableError> {
         if columns.is_empty() || batch.num_rows() == 0 {
-            return Ok(vec![0..batch.num_rows()]);
+            return Ok(vec![(0..batch.num_rows(), Vec::new())]);
         }
-        Ok(arrow::compute::partition(&arrays(batch)?)?.ranges())
+        let values = arrays(batch)?;
+        arrow::compute::partition(&values)?
+            .ranges()
+            .into_iter()
+            .map(|run| {
+                let key = values.iter().map(|a| ScalarValue::try_from_array(a, run.start)).collect::<Result<Key, _>>()?;
+                Ok((run, key))
+            })
+            .collect()
     };
     let found = runs(&batch)?;
     let mut seen = HashSet::with_capacity(found.len());
-    let values = arrays(&batch)?;
-    let grouped = found.iter().try_fold(true, |grouped, run| {
-        let key = values.iter().map(|a| ScalarValue::try_from_array(a, run.start)).collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, DeltaTableError>(grouped && seen.insert(key))
-    })?;
-    if grouped {
+    if found.iter().all(|(_, key)| seen.insert(key)) {
         return Ok((batch, found));
     }
     // Rows compare as byte strings in Arrow's row format; a stable sort keeps each
     // partition's rows in their order.
+    let values = arrays(&batch)?;
     let converter = RowConverter::new(values.iter().map(|a| SortField::new(a.data_type().clone())).collect())?;
     let rows = converter.convert_columns(&values)?;
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
@@ -65,23 +75,25 @@ fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch
     Ok((grouped, found))
 }
 
-/// Appends `batch` (rows of `table`, in the Delta table's schema) to `delta` as one commit
-/// with `properties`, writing each partition's rows to new files on all cores. Writes
-/// nothing, and makes no commit, for an empty batch.
+/// Appends `batches` (rows of `table`, in the Delta table's schema) to `delta` as one commit
+/// with `properties`, writing each partition's rows (from all batches) to new files, the
+/// partitions shared out between the cores. Writes nothing, and makes no commit, when there
+/// are no rows.
 pub async fn append(
     delta: DeltaTable,
     table: LakeTable,
-    batch: RecordBatch,
+    batches: Vec<RecordBatch>,
     properties: CommitProperties,
 ) -> Result<DeltaTable, DeltaTableError> {
-    if batch.num_rows() == 0 {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
         return Ok(delta);
     }
     let snapshot = delta.snapshot()?;
     let partition_columns = snapshot.metadata().partition_columns().to_vec();
     let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
     let config = WriterConfig::new(
-        batch.schema(),
+        table.schema(),
         partition_columns.clone(),
         Some(writer_properties(table)),
         Some(snapshot.table_config().target_file_size()),
@@ -89,27 +101,42 @@ pub async fn append(
         stats.num_indexed_cols,
         stats.stats_columns,
     );
-    let rows = batch.num_rows();
-    let (batch, runs) = partition_runs(batch, &partition_columns)?;
+
+    // Each partition's slices of every batch, and its values as Delta writes them.
+    let mut partitions: IndexMap<Key, (usize, Vec<RecordBatch>, IndexMap<String, _>)> = IndexMap::new();
+    for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+        let (batch, runs) = partition_runs(batch, &partition_columns)?;
+        for (run, key) in runs {
+            let slice = batch.slice(run.start, run.len());
+            let partition = match partitions.entry(key) {
+                indexmap::map::Entry::Occupied(found) => found.into_mut(),
+                indexmap::map::Entry::Vacant(new) => {
+                    let values = partition_columns
+                        .iter()
+                        .map(|c| {
+                            let column = slice.column(slice.schema().index_of(c)?);
+                            let value = ScalarExt::from_array(column.as_ref(), 0)
+                                .ok_or_else(|| DeltaTableError::Generic(format!("partition value of column {c} cannot be read")))?;
+                            Ok((c.clone(), value))
+                        })
+                        .collect::<Result<IndexMap<_, _>, DeltaTableError>>()?;
+                    new.insert((0, Vec::new(), values))
+                }
+            };
+            partition.0 += slice.num_rows();
+            partition.1.push(slice);
+        }
+    }
 
     // Largest partitions first, each to the writer with the fewest rows so far.
-    let writers = cores().min(runs.len()).max(1);
-    let mut runs = runs;
-    runs.sort_unstable_by_key(|run| std::cmp::Reverse(run.len()));
-    let mut shares: Vec<(usize, Vec<(RecordBatch, IndexMap<String, _>)>)> = (0..writers).map(|_| (0, Vec::new())).collect();
-    for run in runs {
-        let values = partition_columns
-            .iter()
-            .map(|c| {
-                let column = batch.column(batch.schema().index_of(c)?);
-                let value = ScalarExt::from_array(column.as_ref(), run.start)
-                    .ok_or_else(|| DeltaTableError::Generic(format!("partition value of column {c} cannot be read")))?;
-                Ok((c.clone(), value))
-            })
-            .collect::<Result<IndexMap<_, _>, DeltaTableError>>()?;
+    let writers = cores().min(partitions.len()).max(1);
+    let mut partitions: Vec<_> = partitions.into_values().collect();
+    partitions.sort_by_key(|(rows, _, _)| std::cmp::Reverse(*rows));
+    let mut shares: Vec<(usize, Vec<_>)> = (0..writers).map(|_| (0, Vec::new())).collect();
+    for (rows, slices, values) in partitions {
         if let Some(share) = shares.iter_mut().min_by_key(|(load, _)| *load) {
-            share.0 += run.len();
-            share.1.push((batch.slice(run.start, run.len()), values));
+            share.0 += rows;
+            share.1.push((slices, values));
         }
     }
     let store = delta.log_store().object_store(None);
@@ -117,8 +144,10 @@ pub async fn append(
     for (_, share) in shares {
         let mut writer = DeltaWriter::new(Arc::clone(&store), config.clone());
         tasks.push(tokio::spawn(async move {
-            for (slice, values) in share {
-                writer.write_partition(slice, &values).await?;
+            for (slices, values) in share {
+                for slice in slices {
+                    writer.write_partition(slice, &values).await?;
+                }
             }
             writer.close().await
         }));
@@ -208,7 +237,9 @@ mod tests {
         let theirs_lake = crate::lake::Lake::open_or_create(theirs.path().to_str().unwrap()).await.unwrap();
         let table = LakeTable::FactInteractions;
 
-        let appended = append(ours_lake.table(table).await.unwrap(), table, events(), CommitProperties::default()).await.unwrap();
+        // Two batches: each partition's rows of both go to one file.
+        let (first, second) = (events().slice(0, 4), events().slice(4, 2));
+        let appended = append(ours_lake.table(table).await.unwrap(), table, vec![first, second], CommitProperties::default()).await.unwrap();
         let written = theirs_lake
             .table(table)
             .await
@@ -239,7 +270,7 @@ mod tests {
         let ids = arrow::compute::cast(grouped.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
         let ids: Vec<&str> = ids.as_any().downcast_ref::<arrow::array::StringArray>().unwrap().iter().flatten().collect();
         // Within a partition, the input's order; partitions in key order.
-        let mut by_run: Vec<Vec<&str>> = runs.iter().map(|r| ids[r.clone()].to_vec()).collect();
+        let mut by_run: Vec<Vec<&str>> = runs.iter().map(|(r, _)| ids[r.clone()].to_vec()).collect();
         by_run.sort();
         assert_eq!(by_run, vec![vec!["e1", "e3", "e6"], vec!["e2", "e4"], vec!["e5"]]);
         // A grouped batch is taken as it is.

@@ -442,14 +442,19 @@ async fn write_aggregate_rows(
     if written == 0 && replace.is_none() {
         return (0, Ok(delta));
     }
-    let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
-    let write = delta
-        .write(kept)
-        .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-        .with_writer_properties(writer_properties(table));
     let next = match replace {
-        Some(predicate) => write.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate).await,
-        None => write.with_save_mode(SaveMode::Append).await,
+        Some(predicate) => {
+            let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
+            delta
+                .write(kept)
+                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+                .with_writer_properties(writer_properties(table))
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate)
+                .await
+        }
+        // New aggregates only: each partition's rows of every object, straight to its file.
+        None => super::append::append(delta, table, kept, deltalake::kernel::transaction::CommitProperties::default()).await,
     };
     tracing::debug!(table = table.name(), rows = written, seconds = started.elapsed().as_secs_f64(), "aggregate rows written");
     (written, next)

@@ -274,7 +274,7 @@ pub async fn upsert_events(
             return Ok((delta, UpsertOutcome::default()));
         }
         let rows = batch.num_rows();
-        let delta = super::append::append(delta, table, batch, CommitProperties::default()).await?;
+        let delta = super::append::append(delta, table, vec![batch], CommitProperties::default()).await?;
         let outcome = UpsertOutcome {
             rows_inserted: rows,
             committed: true,

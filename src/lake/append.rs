@@ -29,7 +29,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use indexmap::IndexMap;
 
 use crate::lake::merge::cores;
-use crate::lake::upsert::writer_properties;
+use crate::lake::upsert::{batch_commit, writer_properties};
 use crate::model::LakeTable;
 
 /// A partition's key: its values of the partition columns.
@@ -75,15 +75,15 @@ fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch
     Ok((grouped, found))
 }
 
-/// Appends `batches` (rows of `table`, in the Delta table's schema) to `delta` as one commit
-/// with `properties`, writing each partition's rows (from all batches) to new files, the
+/// Appends `batches` (rows of `table`, in the Delta table's schema) to `delta` as one commit,
+/// stamped with the writer's batch number `batch` when given ([`batch_commit`]), writing each partition's rows (from all batches) to new files, the
 /// partitions shared out between the cores. Writes nothing, and makes no commit, when there
 /// are no rows.
 pub async fn append(
     delta: DeltaTable,
     table: LakeTable,
     batches: Vec<RecordBatch>,
-    properties: CommitProperties,
+    batch: Option<i64>,
 ) -> Result<DeltaTable, DeltaTableError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
@@ -159,7 +159,7 @@ pub async fn append(
     }
     // A crash before this commit leaves only files no commit names: the table is as it was.
     let files = actions.len();
-    let properties = properties.with_metadata([(
+    let properties = batch.map_or_else(CommitProperties::default, batch_commit).with_metadata([(
         "operationMetrics".to_string(),
         serde_json::json!({ "numFiles": files, "numOutputRows": rows }),
     )]);
@@ -239,7 +239,7 @@ mod tests {
 
         // Two batches: each partition's rows of both go to one file.
         let (first, second) = (events().slice(0, 4), events().slice(4, 2));
-        let appended = append(ours_lake.table(table).await.unwrap(), table, vec![first, second], CommitProperties::default()).await.unwrap();
+        let appended = append(ours_lake.table(table).await.unwrap(), table, vec![first, second], Some(7)).await.unwrap();
         let written = theirs_lake
             .table(table)
             .await
@@ -255,6 +255,9 @@ mod tests {
         assert_eq!(ours_files, theirs_files);
         assert!(ours_files.iter().all(|(_, stats)| stats["numRecords"].as_i64() > Some(0) && stats["minValues"]["event_timestamp"].is_string()));
         assert_eq!(rows_of(&appended).await, rows_of(&written).await);
+        // The commit carries the writer's batch number, as ingest_log's and quarantine's do.
+        assert_eq!(crate::lake::upsert::batch_number(&appended).await.unwrap(), Some(7));
+        assert_eq!(crate::lake::upsert::batch_number(&written).await.unwrap(), None);
         // The commit is a plain append that any Delta reader replays.
         assert_eq!(appended.version(), written.version());
         let reopened = deltalake::open_table(appended.table_url().clone()).await.unwrap();

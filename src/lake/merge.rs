@@ -454,7 +454,7 @@ async fn write_aggregate_rows(
                 .await
         }
         // New aggregates only: each partition's rows of every object, straight to its file.
-        None => super::append::append(delta, table, kept, deltalake::kernel::transaction::CommitProperties::default()).await,
+        None => super::append::append(delta, table, kept, None).await,
     };
     tracing::debug!(table = table.name(), rows = written, seconds = started.elapsed().as_secs_f64(), "aggregate rows written");
     (written, next)

@@ -904,13 +904,8 @@ impl Lake {
         let logged_version = tables.get(LakeTable::LOGGED_VERSION_OF)?.version().unwrap_or(0) as i64;
         let committed_at = chrono::Utc::now().timestamp_micros();
         let log_rows: Vec<&ParsedObject> = objects.iter().collect();
-        let next = tables
-            .get(LakeTable::IngestLog)?
-            .clone()
-            .write(vec![tables::ingest_log_batch(&log_rows, logged_version, committed_at)?])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(upsert::writer_properties(LakeTable::IngestLog))
-            .with_commit_properties(upsert::batch_commit(number))
+        let log_batch = tables::ingest_log_batch(&log_rows, logged_version, committed_at)?;
+        let next = append::append(tables.get(LakeTable::IngestLog)?.clone(), LakeTable::IngestLog, vec![log_batch], Some(number))
             .await
             .map_err(delta_err(LakeTable::IngestLog))?;
         numbers.logged = Some(number);

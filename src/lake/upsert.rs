@@ -25,7 +25,6 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
-use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::model::{Delivery, LakeTable, MergePolicy};
@@ -274,7 +273,7 @@ pub async fn upsert_events(
             return Ok((delta, UpsertOutcome::default()));
         }
         let rows = batch.num_rows();
-        let delta = super::append::append(delta, table, vec![batch], CommitProperties::default()).await?;
+        let delta = super::append::append(delta, table, vec![batch], None).await?;
         let outcome = UpsertOutcome {
             rows_inserted: rows,
             committed: true,
@@ -373,12 +372,7 @@ pub async fn insert_quarantined(
         None => !table_is_empty(&delta)?,
     };
     if !unlogged {
-        return delta
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(writer_properties(LakeTable::Quarantine))
-            .with_commit_properties(batch_commit(number))
-            .await;
+        return super::append::append(delta, LakeTable::Quarantine, vec![batch], Some(number)).await;
     }
     let ctx = SessionContext::new();
     let columns: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();

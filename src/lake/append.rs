@@ -142,14 +142,19 @@ pub async fn append(
     let store = delta.log_store().object_store(None);
     let mut tasks = Vec::with_capacity(writers);
     for (_, share) in shares {
-        let mut writer = DeltaWriter::new(Arc::clone(&store), config.clone());
+        let (store, config) = (Arc::clone(&store), config.clone());
         tasks.push(tokio::spawn(async move {
+            // A writer per partition, closed (its files uploaded, its buffers freed) before
+            // the next partition is encoded: memory holds one partition's Parquet per core.
+            let mut adds = Vec::new();
             for (slices, values) in share {
+                let mut writer = DeltaWriter::new(Arc::clone(&store), config.clone());
                 for slice in slices {
                     writer.write_partition(slice, &values).await?;
                 }
+                adds.extend(writer.close().await?);
             }
-            writer.close().await
+            Ok::<_, DeltaTableError>(adds)
         }));
     }
     let mut actions = Vec::new();

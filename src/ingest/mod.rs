@@ -39,8 +39,9 @@ pub struct ParsedObject {
     pub object: SourceObject,
     pub framing: Option<Framing>,
     pub gzipped: bool,
-    /// Rows of the tables each valid record feeds, each row with its delivery.
-    pub rows: BTreeMap<LakeTable, RecordBatch>,
+    /// Rows of the tables each valid record feeds, each row with its delivery: per table,
+    /// one batch per partition ([`rows::TableRows`]).
+    pub rows: BTreeMap<LakeTable, Vec<RecordBatch>>,
     /// Valid records (conversations, events, entities, flat events) by format.
     pub valid_by_format: BTreeMap<&'static str, u64>,
     pub quarantined: Vec<QuarantinedRecord>,
@@ -62,7 +63,7 @@ impl ParsedObject {
 
     /// Rows this object adds to the next commit, for batching.
     pub fn row_count(&self) -> usize {
-        self.rows.values().map(RecordBatch::num_rows).sum::<usize>()
+        self.rows.values().flatten().map(RecordBatch::num_rows).sum::<usize>()
     }
 }
 
@@ -510,7 +511,7 @@ mod tests {
             r#"{"event_id":"e4","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
         );
         let parsed = parse_object(object(), text.as_bytes(), ExpansionLimits::default());
-        let fact = &parsed.rows[&LakeTable::FactInteractions];
+        let fact = &arrow::compute::concat_batches(&LakeTable::FactInteractions.schema(), &parsed.rows[&LakeTable::FactInteractions]).unwrap();
         let column = |name: &str| fact.column(fact.schema().index_of(name).unwrap()).clone();
         let ids: Vec<String> = column("event_id").as_any().downcast_ref::<arrow::array::StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
         let lines: Vec<i64> = column("source_line").as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec();

@@ -2,9 +2,14 @@
 //! in the table's schema order, with every row's delivery appended by [`TableRows::push`].
 //! A format stages a record's rows in [`RecordRows`] and pushes them only once the whole
 //! record decoded, so a record is either whole in the lake or whole in quarantine.
+//!
+//! Each partition of a table (its rows with equal values of the table's partition columns)
+//! has builders of its own: an object's rows come out grouped by partition, and a commit
+//! writes each partition's batches as they are, without copying rows to group them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
@@ -35,6 +40,18 @@ impl<'a> Cell<'a> {
     pub fn owned(value: Option<String>) -> Self {
         Cell::Text(value.map(Cow::Owned))
     }
+
+    /// The same value, owning its text.
+    pub fn to_static(&self) -> Cell<'static> {
+        match self {
+            Cell::Text(v) => Cell::Text(v.as_deref().map(|t| Cow::Owned(t.to_string()))),
+            Cell::Int(v) => Cell::Int(*v),
+            Cell::Float(v) => Cell::Float(*v),
+            Cell::Bool(v) => Cell::Bool(*v),
+            Cell::Time(v) => Cell::Time(*v),
+            Cell::Date(v) => Cell::Date(*v),
+        }
+    }
 }
 
 /// A row: each cell with the column it is meant for, checked against the schema.
@@ -52,29 +69,100 @@ impl<'a> RecordRows<'a> {
     }
 }
 
-/// Rows of several tables, built column by column.
+/// Rows of several tables, built column by column, partition by partition.
 #[derive(Debug, Default)]
 pub struct TableRows {
-    tables: BTreeMap<LakeTable, TableBuilder>,
+    tables: BTreeMap<LakeTable, PartitionedRows>,
+}
+
+/// One table's rows: builders per partition, in the order of each partition's first row.
+struct PartitionedRows {
+    schema: SchemaRef,
+    /// Where the partition columns are among a row's cells.
+    key_cells: Vec<usize>,
+    /// Each partition's values of the partition columns, and its builders.
+    partitions: Vec<(Vec<Cell<'static>>, TableBuilder)>,
+    /// The partitions by the hash of their values.
+    by_hash: datafusion::common::HashMap<u64, Vec<usize>>,
+    /// The partition of the last row (consecutive rows often share one).
+    last: usize,
+    rows: usize,
+}
+
+impl std::fmt::Debug for PartitionedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionedRows").field("partitions", &self.partitions.len()).field("rows", &self.rows).finish()
+    }
+}
+
+impl PartitionedRows {
+    fn new(table: LakeTable) -> Self {
+        let schema = table.schema();
+        let key_cells = table
+            .partition_columns()
+            .iter()
+            .map(|c| schema.index_of(c).unwrap_or_else(|_| unreachable!("{}: partition column {c} in the schema", table.name())))
+            .collect();
+        Self {
+            schema,
+            key_cells,
+            partitions: Vec::new(),
+            by_hash: Default::default(),
+            last: 0,
+            rows: 0,
+        }
+    }
+
+    /// The builders of `row`'s partition, made on its first row.
+    fn builder(&mut self, row: &Row<'_>) -> &mut TableBuilder {
+        let is_its = |key: &[Cell<'static>]| key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v));
+        if let Some((key, _)) = self.partitions.get(self.last) {
+            if is_its(key) {
+                return &mut self.partitions[self.last].1;
+            }
+        }
+        let mut hasher = self.by_hash.hasher().build_hasher();
+        for &c in &self.key_cells {
+            if let Some((_, cell)) = row.get(c) {
+                hash_cell(cell, &mut hasher);
+            }
+        }
+        let candidates = self.by_hash.entry(hasher.finish()).or_default();
+        let found = candidates.iter().copied().find(|&p| is_its(&self.partitions[p].0));
+        self.last = match found {
+            Some(p) => p,
+            None => {
+                let key = self.key_cells.iter().filter_map(|&c| row.get(c)).map(|(_, v)| v.to_static()).collect();
+                candidates.push(self.partitions.len());
+                self.partitions.push((key, TableBuilder::new(&self.schema)));
+                self.partitions.len() - 1
+            }
+        };
+        &mut self.partitions[self.last].1
+    }
+}
+
+/// Hashes a partition value (a float has none: its bits stand in).
+fn hash_cell(cell: &Cell<'_>, hasher: &mut impl Hasher) {
+    std::mem::discriminant(cell).hash(hasher);
+    match cell {
+        Cell::Text(v) => v.hash(hasher),
+        Cell::Int(v) | Cell::Time(v) => v.hash(hasher),
+        Cell::Float(v) => v.map(f64::to_bits).hash(hasher),
+        Cell::Bool(v) => v.hash(hasher),
+        Cell::Date(v) => v.hash(hasher),
+    }
 }
 
 struct TableBuilder {
-    schema: SchemaRef,
     columns: Vec<Box<dyn ArrayBuilder>>,
     rows: usize,
 }
 
-impl std::fmt::Debug for TableBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableBuilder").field("rows", &self.rows).finish()
-    }
-}
-
 impl TableBuilder {
-    fn new(table: LakeTable) -> Self {
-        let schema = table.schema();
+    fn new(schema: &SchemaRef) -> Self {
         let columns = schema.fields().iter().map(|f| builder_for(f.data_type())).collect();
-        Self { schema, columns, rows: 0 }
+        Self { columns, rows: 0 }
     }
 }
 
@@ -107,9 +195,12 @@ impl TableRows {
     /// order (the delivery columns excepted): a format that does not is a bug, caught by its
     /// tests.
     pub fn push(&mut self, table: LakeTable, row: &Row<'_>, delivery: &Delivery<'_>) {
-        let builder = self.tables.entry(table).or_insert_with(|| TableBuilder::new(table));
-        let fields = builder.schema.fields();
-        assert_eq!(row.len() + Delivery::COLUMNS.len(), fields.len(), "{}: cells for every column", table.name());
+        let rows = self.tables.entry(table).or_insert_with(|| PartitionedRows::new(table));
+        let columns = rows.schema.fields().len();
+        assert_eq!(row.len() + Delivery::COLUMNS.len(), columns, "{}: cells for every column", table.name());
+        rows.rows += 1;
+        let schema = SchemaRef::clone(&rows.schema);
+        let builder = rows.builder(row);
         let delivery_cells = [
             ("source_object", Cell::text(Some(&delivery.object))),
             ("source_modified_at", Cell::Time(Some(delivery.modified_at))),
@@ -117,7 +208,7 @@ impl TableRows {
         ];
         for (i, (name, cell)) in row.iter().chain(delivery_cells.iter()).enumerate() {
             // Names are checked in debug builds (every test): the hot path skips the compare.
-            debug_assert_eq!(fields[i].name(), name, "{}: column {i}", table.name());
+            debug_assert_eq!(schema.fields()[i].name(), name, "{}: column {i}", table.name());
             let appended = append(builder.columns[i].as_mut(), cell);
             assert!(appended, "{}.{name}: wrong cell type", table.name());
         }
@@ -139,13 +230,21 @@ impl TableRows {
         self.len() == 0
     }
 
-    /// The built batches, one per table that has rows.
-    pub fn finish(self) -> Result<BTreeMap<LakeTable, RecordBatch>, arrow::error::ArrowError> {
+    /// The built batches of each table that has rows: one per partition, in the order of
+    /// each partition's first row.
+    pub fn finish(self) -> Result<BTreeMap<LakeTable, Vec<RecordBatch>>, arrow::error::ArrowError> {
         self.tables
             .into_iter()
-            .map(|(table, mut builder)| {
-                let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish()).collect();
-                Ok((table, RecordBatch::try_new(builder.schema, columns)?))
+            .map(|(table, rows)| {
+                let batches = rows
+                    .partitions
+                    .into_iter()
+                    .map(|(_, mut builder)| {
+                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish()).collect();
+                        RecordBatch::try_new(SchemaRef::clone(&rows.schema), columns)
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok((table, batches))
             })
             .collect()
     }
@@ -167,7 +266,7 @@ mod tests {
         rows.push(LakeTable::WrapupCodes, &row, &delivery);
         assert_eq!(rows.len(), 1);
         let batches = rows.finish().unwrap();
-        let batch = &batches[&LakeTable::WrapupCodes];
+        let batch = &batches[&LakeTable::WrapupCodes][0];
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema(), LakeTable::WrapupCodes.schema());
     }

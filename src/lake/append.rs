@@ -208,7 +208,13 @@ mod tests {
             let delivery = Delivery { modified_at: 7, object: "file:///x/a.jsonl".into(), line: line as i64 + 1 };
             rows.push_record(&event.rows(7), &delivery);
         }
-        rows.finish().unwrap().remove(&LakeTable::FactInteractions).unwrap()
+        let batches = rows.finish().unwrap().remove(&LakeTable::FactInteractions).unwrap();
+        assert_eq!(batches.len(), 3, "one batch per partition");
+        // Back in the order the events came in: the parse grouped them by partition.
+        let all = arrow::compute::concat_batches(&LakeTable::FactInteractions.schema(), &batches).unwrap();
+        let lines = all.column(all.schema().index_of("source_line").unwrap());
+        let order = arrow::compute::sort_to_indices(lines, None, None).unwrap();
+        take_record_batch(&all, &order).unwrap()
     }
 
     async fn rows_of(delta: &DeltaTable) -> Vec<RecordBatch> {

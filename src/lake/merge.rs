@@ -161,20 +161,44 @@ fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> R
     Ok(RecordBatch::try_new(first.schema(), columns)?)
 }
 
-/// At most one row per `key` among `batches` of `table`: the latest delivery of each (a tie
-/// keeps the first row), in the batches' order.
-pub fn latest_by_key(batches: &[RecordBatch], table: LakeTable, key: &str) -> Result<RecordBatch, DeltaTableError> {
-    gather(batches, table, &latest_rows(batches, key)?)
+/// At most one row per `key` among `batches` (a tie keeps the first row), in the batches'
+/// order, batch by batch: a batch keeps its rows without a copy when they all win.
+pub fn latest_by_key(batches: &[RecordBatch], key: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let latest = latest_rows(batches, key)?;
+    let all: Vec<usize> = (0..batches.len()).collect();
+    kept_batches(batches, &all, &rows_by_batch(&latest, batches.len()))
 }
 
-/// The latest delivery of each `key` among `batches` (a tie keeps the first row), sorted by
-/// the table's partition columns, then its sort columns and then `tie` (the key or its
-/// hash), as one batch: each partition is then a slice ([`super::append`] writes them as
-/// they are), and each written file is sorted, which keeps row-group statistics tight for
-/// time-range pruning. The rows are copied once, straight from the objects' batches.
-pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<RecordBatch, DeltaTableError> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut indices = latest_rows(batches, key)?;
+/// Rows (batch, row) in the batches' order, split by batch.
+fn rows_by_batch(rows: &[(usize, usize)], batches: usize) -> Vec<&[(usize, usize)]> {
+    let mut by_batch: Vec<&[(usize, usize)]> = vec![&[]; batches];
+    for run in rows.chunk_by(|x, y| x.0 == y.0) {
+        by_batch[run[0].0] = run;
+    }
+    by_batch
+}
+
+/// The batches (their positions) of each partition of `table`, in the order of each
+/// partition's first batch, when every batch holds one partition only (as an object's
+/// parse yields them, [`crate::ingest::rows::TableRows`]); `None` when one does not.
+fn batches_by_partition(batches: &[RecordBatch], table: LakeTable) -> Result<Option<Vec<Vec<usize>>>, DeltaTableError> {
+    let columns = table.partition_columns();
+    let mut partitions: indexmap::IndexMap<Vec<ScalarValue>, Vec<usize>> = indexmap::IndexMap::new();
+    for (b, batch) in batches.iter().enumerate().filter(|(_, b)| b.num_rows() > 0) {
+        let values = columns.iter().map(|c| Ok(Arc::clone(batch.column(batch.schema().index_of(c)?)))).collect::<Result<Vec<_>, DeltaTableError>>()?;
+        if !values.is_empty() && arrow::compute::partition(&values)?.len() > 1 {
+            return Ok(None);
+        }
+        let key = values.iter().map(|a| ScalarValue::try_from_array(a, 0)).collect::<Result<Vec<_>, _>>()?;
+        partitions.entry(key).or_default().push(b);
+    }
+    Ok(Some(partitions.into_values().collect()))
+}
+
+/// `at` (rows of `batches`) ordered by the table's partition columns, then its sort columns
+/// and then `tie`, compared as one byte string per row in Arrow's row format: a plain sort
+/// of indices, without a dynamic comparator per column and comparison.
+fn sort_rows(batches: &[RecordBatch], table: LakeTable, tie: &str, at: &mut Vec<(usize, usize)>) -> Result<(), DeltaTableError> {
     let schema = table.schema();
     let columns: Vec<usize> = table
         .partition_columns()
@@ -183,25 +207,77 @@ pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: 
         .chain(std::iter::once(&tie))
         .filter_map(|c| schema.index_of(c).ok())
         .collect();
-    if !columns.is_empty() && indices.len() > 1 {
-        // The sort columns compare as one byte string per row in Arrow's row format: a
-        // plain sort of indices, without a dynamic comparator per column and comparison.
-        let fields = columns.iter().map(|&c| SortField::new(schema.field(c).data_type().clone())).collect();
-        let converter = RowConverter::new(fields)?;
-        let mut encoded = converter.empty_rows(rows, rows * 16);
-        let mut starts = Vec::with_capacity(batches.len());
-        for batch in batches {
-            starts.push(encoded.num_rows());
-            let values: Vec<_> = columns.iter().map(|&c| Arc::clone(batch.column(c))).collect();
-            converter.append(&mut encoded, &values)?;
-        }
-        // Rows are distinct after the key: an unstable sort orders them all the same.
-        let mut order: Vec<(&[u8], (usize, usize))> =
-            indices.iter().map(|&(b, i)| (encoded.row(starts[b] + i).data(), (b, i))).collect();
-        order.sort_unstable_by(|x, y| x.0.cmp(y.0));
-        indices = order.into_iter().map(|(_, at)| at).collect();
+    if columns.is_empty() || at.len() < 2 {
+        return Ok(());
     }
-    gather(batches, table, &indices)
+    let fields = columns.iter().map(|&c| SortField::new(schema.field(c).data_type().clone())).collect();
+    let converter = RowConverter::new(fields)?;
+    let used: BTreeSet<usize> = at.iter().map(|&(b, _)| b).collect();
+    let mut encoded = converter.empty_rows(at.len(), at.len() * 16);
+    let mut starts = vec![0; batches.len()];
+    for &b in &used {
+        starts[b] = encoded.num_rows();
+        let values: Vec<_> = columns.iter().map(|&c| Arc::clone(batches[b].column(c))).collect();
+        converter.append(&mut encoded, &values)?;
+    }
+    // Rows are distinct after the key: an unstable sort orders them all the same.
+    let mut order: Vec<(&[u8], (usize, usize))> = at.iter().map(|&(b, i)| (encoded.row(starts[b] + i).data(), (b, i))).collect();
+    order.sort_unstable_by(|x, y| x.0.cmp(y.0));
+    *at = order.into_iter().map(|(_, at)| at).collect();
+    Ok(())
+}
+
+/// The latest delivery of each `key` among `batches` (a tie keeps the first row), as
+/// batches that each hold one partition's rows ([`super::append`] writes each partition's
+/// batches to its files as they are).
+///
+/// A partition whose rows fill more than one Parquet page of the sort column
+/// ([`WriterProperties::data_page_row_count_limit`], 20,000 rows) is sorted by the table's
+/// sort columns, then `tie` (the key or its hash), and copied once into one batch: its file
+/// then has pages (and row groups) of disjoint time ranges, which page and row-group
+/// statistics prune. A smaller partition is written as its rows arrived, without a copy: its
+/// file holds one page per column, whose statistics do not depend on the order of its rows
+/// (compaction sorts a partition's files when it merges them). Batches that each hold one
+/// partition (an object's, as parsed) are kept as they are; any others are sorted and
+/// copied whole.
+///
+/// [`WriterProperties::data_page_row_count_limit`]: deltalake::parquet::file::properties::WriterProperties::data_page_row_count_limit
+pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let mut latest = latest_rows(batches, key)?;
+    let Some(partitions) = batches_by_partition(batches, table)? else {
+        sort_rows(batches, table, tie, &mut latest)?;
+        return Ok(vec![gather(batches, table, &latest)?]);
+    };
+    let sort_above = if table.sort_columns().is_empty() { usize::MAX } else { writer_properties(table).data_page_row_count_limit() };
+    let by_batch = rows_by_batch(&latest, batches.len());
+    let mut out = Vec::with_capacity(batches.len());
+    for partition in partitions {
+        let mut rows: Vec<(usize, usize)> = partition.iter().flat_map(|&b| by_batch[b].iter().copied()).collect();
+        if rows.len() > sort_above {
+            sort_rows(batches, table, tie, &mut rows)?;
+            out.push(gather(batches, table, &rows)?);
+        } else {
+            out.extend(kept_batches(batches, &partition, &by_batch)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The batches at `positions`, each cut down to its kept rows (`by_batch`): a batch that
+/// keeps every row is shared as it is, the others are copied (their kept rows only), and
+/// those that keep none are left out.
+fn kept_batches(batches: &[RecordBatch], positions: &[usize], by_batch: &[&[(usize, usize)]]) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let mut out = Vec::with_capacity(positions.len());
+    for &b in positions {
+        let (batch, kept) = (&batches[b], by_batch[b]);
+        if kept.len() == batch.num_rows() {
+            out.push(batch.clone());
+        } else if !kept.is_empty() {
+            let rows: arrow::array::UInt32Array = kept.iter().map(|&(_, i)| i as u32).collect();
+            out.push(arrow::compute::take_record_batch(batch, &rows)?);
+        }
+    }
+    Ok(out)
 }
 
 /// What the lake already holds decides, for the latest row of each key in a batch, where it
@@ -209,7 +285,7 @@ pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: 
 #[derive(Debug)]
 pub struct Decision {
     /// Rows later than the stored delivery, or of keys the table does not hold.
-    pub to_write: RecordBatch,
+    pub to_write: Vec<RecordBatch>,
     /// Partitions holding the stored rows that `to_write` replaces.
     pub replaced_partitions: Vec<Vec<ScalarValue>>,
     /// Keys whose batch delivery is as late as the stored one or later: the tables this one
@@ -217,66 +293,84 @@ pub struct Decision {
     pub winners: Winners,
 }
 
-/// The keys that won a [`Decision`]: rows of the decided batch's key column (shared with
-/// it, not copied).
+/// The keys that won a [`Decision`]: rows (batch, row) of the decided batches' key columns
+/// (shared with them, not copied).
 #[derive(Debug)]
 pub struct Winners {
-    keys: StringArray,
-    rows: Vec<usize>,
+    keys: Vec<StringArray>,
+    rows: Vec<(usize, usize)>,
 }
 
 impl Winners {
+    /// Whether every key decided won.
+    fn all(&self) -> bool {
+        self.rows.len() == self.keys.iter().map(Array::len).sum::<usize>()
+    }
+
     fn set(&self) -> datafusion::common::HashSet<&str> {
-        self.rows.iter().map(|&i| self.keys.value(i)).collect()
+        self.rows.iter().map(|&(b, i)| self.keys[b].value(i)).collect()
     }
 }
 
 /// Compares each row's delivery with the stored one of its key: later (or new) rows are
 /// written; an equal one was written by an earlier, interrupted pass, and only wins; an older
 /// one goes nowhere.
-pub fn decide(latest: &RecordBatch, key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
-    let ids = keys(latest, key)?;
-    let columns = DeliveryColumns::of(latest)?;
-    let mut write = Vec::with_capacity(latest.num_rows());
+pub fn decide(latest: &[RecordBatch], key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
+    let mut keys_of = Vec::with_capacity(latest.len());
+    let mut to_write = Vec::with_capacity(latest.len());
     let mut replaced_partitions: Vec<Vec<ScalarValue>> = Vec::new();
-    let mut winners = Vec::with_capacity(latest.num_rows());
-    for i in 0..latest.num_rows() {
-        let (id, delivery) = (ids.value(i), columns.get(i));
-        let order = stored.get(id).map(|s| (delivery.cmp(&s.delivery), &s.partition));
-        match order {
-            None => write.push(true),
-            Some((Ordering::Greater, partition)) => {
-                if !replaced_partitions.contains(partition) {
-                    replaced_partitions.push(partition.clone());
+    let mut winners = Vec::new();
+    for (b, batch) in latest.iter().enumerate() {
+        let ids = keys(batch, key)?;
+        let columns = DeliveryColumns::of(batch)?;
+        let mut write = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let (id, delivery) = (ids.value(i), columns.get(i));
+            let order = stored.get(id).map(|s| (delivery.cmp(&s.delivery), &s.partition));
+            match order {
+                None => write.push(true),
+                Some((Ordering::Greater, partition)) => {
+                    if !replaced_partitions.contains(partition) {
+                        replaced_partitions.push(partition.clone());
+                    }
+                    write.push(true);
                 }
-                write.push(true);
+                Some((Ordering::Equal, _)) => write.push(false),
+                Some((Ordering::Less, _)) => {
+                    write.push(false);
+                    continue;
+                }
             }
-            Some((Ordering::Equal, _)) => write.push(false),
-            Some((Ordering::Less, _)) => {
-                write.push(false);
-                continue;
-            }
+            winners.push((b, i));
         }
-        winners.push(i);
+        // A batch of new keys only (a cold lake, a day's first export) is written as it is.
+        if write.iter().all(|w| *w) {
+            to_write.push(batch.clone());
+        } else if write.iter().any(|w| *w) {
+            to_write.push(filter_record_batch(batch, &BooleanArray::from(write))?);
+        }
+        keys_of.push(ids);
     }
-    // A batch of new keys only (a cold lake, a day's first export) is written as it is.
-    let to_write = if write.iter().all(|w| *w) { latest.clone() } else { filter_record_batch(latest, &BooleanArray::from(write))? };
-    Ok(Decision { to_write, replaced_partitions, winners: Winners { keys: ids, rows: winners } })
+    Ok(Decision { to_write, replaced_partitions, winners: Winners { keys: keys_of, rows: winners } })
 }
 
-/// The rows of keys among `winners` (all rows without a set), of a batch whose keys are all
+/// The rows of keys among `winners` (all rows without a set), of batches whose keys are all
 /// among those the winners were decided from (a follower's rows of the same records).
-pub fn rows_of(batch: &RecordBatch, key: &str, winners: Option<&Winners>) -> Result<RecordBatch, DeltaTableError> {
-    let Some(winners) = winners else { return Ok(batch.clone()) };
+pub fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Winners>) -> Result<Vec<RecordBatch>, DeltaTableError> {
     // Every key decided won (a cold lake, a day's first export): a follower's rows come from
     // the same records as the deciding table's, so their keys are all among the winners.
-    if winners.rows.len() == winners.keys.len() {
-        return Ok(batch.clone());
-    }
+    let Some(winners) = winners.filter(|w| !w.all()) else { return Ok(batches) };
     let winners = winners.set();
-    let ids = keys(batch, key)?;
-    let keep: BooleanArray = (0..batch.num_rows()).map(|i| Some(winners.contains(ids.value(i)))).collect();
-    Ok(filter_record_batch(batch, &keep)?)
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let ids = keys(&batch, key)?;
+        let keep: BooleanArray = (0..batch.num_rows()).map(|i| Some(winners.contains(ids.value(i)))).collect();
+        let batch = filter_record_batch(&batch, &keep)?;
+        if batch.num_rows() > 0 {
+            kept.push(batch);
+        }
+    }
+    Ok(kept)
 }
 
 /// Each key's latest delivery in some batches.
@@ -549,11 +643,12 @@ mod tests {
     #[test]
     fn the_latest_delivery_of_each_key_is_kept() {
         let b = batch(&[("a", 1, "x", 1), ("a", 2, "w", 1), ("b", 1, "x", 2), ("a", 2, "w", 1), ("b", 1, "x", 1)]);
-        // The table names only the schema of an empty result.
-        let latest = latest_by_key(&[b], LakeTable::Queues, "id").unwrap();
-        let ids = keys(&latest, "id").unwrap();
+        let latest = latest_by_key(&[b], "id").unwrap();
+        assert_eq!(latest.len(), 1);
+        let latest = &latest[0];
+        let ids = keys(latest, "id").unwrap();
         let got: Vec<(String, Delivery<'static>)> =
-            deliveries(&latest).unwrap().into_iter().enumerate().map(|(i, d)| (ids.value(i).to_string(), d)).collect();
+            deliveries(latest).unwrap().into_iter().enumerate().map(|(i, d)| (ids.value(i).to_string(), d)).collect();
         // Newer time wins over a greater name; the later line wins at equal time and object;
         // an exact duplicate is kept once.
         assert_eq!(

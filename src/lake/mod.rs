@@ -338,7 +338,7 @@ async fn upsert_latest(
     let followers: Vec<_> = followers
         .into_iter()
         .map(|(follower, key, batches, delta)| {
-            let latest = merge::blocking(move || merge::latest_by_key(&batches, follower, key));
+            let latest = merge::blocking(move || merge::latest_by_key(&batches, key));
             (follower, key, latest, delta)
         })
         .collect();
@@ -358,18 +358,19 @@ async fn upsert_latest(
     let mut upserts = vec![(table, to_write, replaced, delta)];
     for (follower, key, latest, delta) in followers {
         let latest = latest.await.map_err(delta_err(follower))?;
-        let kept = merge::rows_of(&latest, key, winners.as_ref()).map_err(delta_err(follower))?;
+        let kept = merge::rows_of(latest, key, winners.as_ref()).map_err(delta_err(follower))?;
         upserts.push((follower, kept, None, delta));
     }
     // Every table's rows are decided above, so the commits are independent: they run at
     // once, each on a task of its own (so on both cores). Any order of them, or a crash
     // between them, leaves what a re-run completes: ingest_log commits last.
-    upserts.retain(|(_, batch, _, _)| batch.num_rows() > 0);
+    let rows = |batches: &[RecordBatch]| batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    upserts.retain(|(_, batches, _, _)| rows(batches) > 0);
     let mut runs = Vec::new();
-    for (target, batch, replaced, delta) in upserts {
+    for (target, batches, replaced, delta) in upserts {
         runs.push(tokio::spawn(async move {
-            let written = batch.num_rows();
-            let (next, outcome) = upsert::upsert_events(delta, target, batch, replaced).await.map_err(delta_err(target))?;
+            let written = rows(&batches);
+            let (next, outcome) = upsert::upsert_events(delta, target, batches, replaced).await.map_err(delta_err(target))?;
             debug!(?outcome, table = target.name(), "upserted");
             Ok::<_, LakeError>((target, next, outcome, written))
         }));
@@ -825,8 +826,8 @@ impl Lake {
         // Each table's rows as the objects' parts hold them: not copied into one batch.
         let mut rows: HashMap<LakeTable, Vec<RecordBatch>> = HashMap::new();
         for parsed in objects {
-            for (table, batch) in &parsed.rows {
-                rows.entry(*table).or_default().push(batch.clone());
+            for (table, batches) in &parsed.rows {
+                rows.entry(*table).or_default().extend(batches.iter().cloned());
             }
         }
 

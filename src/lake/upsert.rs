@@ -12,6 +12,7 @@
 //!    after a crash) or reading an older object late changes nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -241,11 +242,14 @@ fn balanced_or(mut terms: Vec<Expr>) -> Expr {
     }
 }
 
-/// The key-hash column of a batch (the key column when the table has no hash), as the
-/// lookups take it.
-pub fn key_batch(table: LakeTable, batch: &RecordBatch) -> Result<RecordBatch, DeltaTableError> {
+/// The key-hash column of batches of `table` (the key column when the table has no hash),
+/// as one batch, as the lookups take it.
+pub fn key_batch(table: LakeTable, batches: &[RecordBatch]) -> Result<RecordBatch, DeltaTableError> {
     let (key, key_hash, _) = upsert_columns(table)?;
-    Ok(batch.project(&[batch.schema().index_of(key_hash.unwrap_or(key))?])?)
+    let column = table.schema().index_of(key_hash.unwrap_or(key))?;
+    let keys = batches.iter().map(|b| b.project(&[column])).collect::<Result<Vec<_>, _>>()?;
+    let schema = Arc::new(table.schema().project(&[column])?);
+    Ok(arrow::compute::concat_batches(&schema, &keys)?)
 }
 
 /// Upserts a batch of rows of an [`MergePolicy::UpsertLatest`] table (at most one row per
@@ -255,25 +259,25 @@ pub fn key_batch(table: LakeTable, batch: &RecordBatch) -> Result<RecordBatch, D
 pub async fn upsert_events(
     delta: DeltaTable,
     table: LakeTable,
-    batch: RecordBatch,
+    batches: Vec<RecordBatch>,
     matched: Option<Vec<Vec<ScalarValue>>>,
 ) -> Result<(DeltaTable, UpsertOutcome), DeltaTableError> {
     let partition_cols = table.partition_columns();
     let (key, _, present_when) = upsert_columns(table)?;
     let matched = match matched {
         Some(known) => known,
-        None => partitions_holding(&delta, table, key_batch(table, &batch)?).await?,
+        None => partitions_holding(&delta, table, key_batch(table, &batches)?).await?,
     };
     if matched.is_empty() {
-        let batch = match present_when {
-            Some(column) => rows_present(&batch, column)?,
-            None => batch,
+        let batches = match present_when {
+            Some(column) => batches.iter().map(|b| rows_present(b, column)).collect::<Result<Vec<_>, _>>()?,
+            None => batches,
         };
-        if batch.num_rows() == 0 {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
             return Ok((delta, UpsertOutcome::default()));
         }
-        let rows = batch.num_rows();
-        let delta = super::append::append(delta, table, vec![batch], None).await?;
+        let delta = super::append::append(delta, table, batches, None).await?;
         let outcome = UpsertOutcome {
             rows_inserted: rows,
             committed: true,
@@ -283,11 +287,11 @@ pub async fn upsert_events(
     }
 
     let ctx = SessionContext::new();
-    let source = ctx.read_batch(batch.clone())?;
+    let source = ctx.read_batches(batches)?;
     let predicate = qualified("target", key)
         .eq(qualified("source", key))
         .and(partitions_filter(Some("target"), partition_cols, &matched));
-    let columns: Vec<String> = batch
+    let columns: Vec<String> = table
         .schema()
         .fields()
         .iter()

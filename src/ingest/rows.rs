@@ -113,12 +113,12 @@ impl PartitionedRows {
         }
     }
 
-    /// The builders of `row`'s partition, made on its first row.
-    fn builder(&mut self, row: &Row<'_>) -> &mut TableBuilder {
+    /// The partition of `row` (its position in `partitions`), made on its first row.
+    fn partition(&mut self, row: &Row<'_>) -> usize {
         let is_its = |key: &[Cell<'static>]| key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v));
         if let Some((key, _)) = self.partitions.get(self.last) {
             if is_its(key) {
-                return &mut self.partitions[self.last].1;
+                return self.last;
             }
         }
         let mut hasher = self.by_hash.hasher().build_hasher();
@@ -138,7 +138,7 @@ impl PartitionedRows {
                 self.partitions.len() - 1
             }
         };
-        &mut self.partitions[self.last].1
+        self.last
     }
 }
 
@@ -199,8 +199,8 @@ impl TableRows {
         let columns = rows.schema.fields().len();
         assert_eq!(row.len() + Delivery::COLUMNS.len(), columns, "{}: cells for every column", table.name());
         rows.rows += 1;
-        let schema = SchemaRef::clone(&rows.schema);
-        let builder = rows.builder(row);
+        let partition = rows.partition(row);
+        let (schema, builder) = (&rows.schema, &mut rows.partitions[partition].1);
         let delivery_cells = [
             ("source_object", Cell::text(Some(&delivery.object))),
             ("source_modified_at", Cell::Time(Some(delivery.modified_at))),

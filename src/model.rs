@@ -119,6 +119,9 @@ pub struct TableDefinition {
     /// Columns whose values are nearly all distinct (ids, hashes, exact times): written
     /// without a Parquet dictionary, which would be built only to be given up.
     pub plain_columns: &'static [&'static str],
+    /// Columns of random values (UUIDs, hashes): each file's minimum and maximum of them
+    /// span nearly all values and prune nothing, so they are written without statistics.
+    pub random_columns: &'static [&'static str],
     schema: fn() -> Vec<Field>,
 }
 
@@ -138,6 +141,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: EVENT_ID,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp", "created_at"],
+        random_columns: &["event_id", "interaction_id", "event_key"],
         schema: fact_interactions_schema,
     },
     TableDefinition {
@@ -152,6 +156,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         },
         sensitivity: Sensitivity::Restricted,
         plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp"],
+        random_columns: &["event_id", "interaction_id", "event_key"],
         schema: call_recordings_schema,
     },
     TableDefinition {
@@ -161,6 +166,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: MergePolicy::AppendOnly,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &[],
+        random_columns: &[],
         schema: quarantine_schema,
     },
     TableDefinition {
@@ -170,6 +176,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: MergePolicy::AppendOnly,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &[],
+        random_columns: &[],
         schema: ingest_log_schema,
     },
     // Conversation tables are partitioned by the conversation's start date: it never changes
@@ -183,6 +190,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "conversation_start", "conversation_end"],
+        random_columns: &[],
         schema: conversations_schema,
     },
     TableDefinition {
@@ -192,6 +200,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "session_start", "session_end", "conversation_start"],
+        random_columns: &[],
         schema: participant_sessions_schema,
     },
     TableDefinition {
@@ -201,6 +210,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "segment_start", "segment_end"],
+        random_columns: &[],
         schema: session_segments_schema,
     },
     TableDefinition {
@@ -210,6 +220,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "emit_date"],
+        random_columns: &[],
         schema: session_metrics_schema,
     },
     TableDefinition {
@@ -219,6 +230,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: EVENT_ID,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["event_id", "event_time"],
+        random_columns: &[],
         schema: conversation_events_schema,
     },
     TableDefinition {
@@ -228,6 +240,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: dimension("queue_id"),
         sensitivity: Sensitivity::Analytics,
         plain_columns: &[],
+        random_columns: &[],
         schema: queues_schema,
     },
     TableDefinition {
@@ -237,6 +250,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: dimension("user_id"),
         sensitivity: Sensitivity::Analytics,
         plain_columns: &[],
+        random_columns: &[],
         schema: users_schema,
     },
     // Agents' e-mail addresses are company data, kept for auditors only: a table of their
@@ -248,6 +262,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: dimension("user_id"),
         sensitivity: Sensitivity::Restricted,
         plain_columns: &[],
+        random_columns: &[],
         schema: user_contacts_schema,
     },
     TableDefinition {
@@ -257,6 +272,7 @@ static DEFINITIONS: [TableDefinition; 13] = [
         merge: dimension("wrapup_code_id"),
         sensitivity: Sensitivity::Analytics,
         plain_columns: &[],
+        random_columns: &[],
         schema: wrapup_codes_schema,
     },
 ];
@@ -304,6 +320,10 @@ impl LakeTable {
 
     pub fn plain_columns(self) -> &'static [&'static str] {
         self.definition().plain_columns
+    }
+
+    pub fn random_columns(self) -> &'static [&'static str] {
+        self.definition().random_columns
     }
 
     pub fn merge_policy(self) -> MergePolicy {

@@ -108,8 +108,11 @@ fn parse_text_in_parts(
 ) {
     let (framing, spans) = source::split_records(text);
     let mut parser = ObjectParser::new(object, Some(framing), gzipped);
+    // Checked as UTF-8 once, whole, rather than string by string in each record.
+    let whole = std::str::from_utf8(text).ok();
     for (n, span) in (1u64..).zip(spans).skip(resume_after as usize) {
-        parser.record(span.line, &text[span.start..span.end]);
+        let (start, end) = (span.start, span.end);
+        parser.record_checked(span.line, &text[start..end], whole.and_then(|w| w.get(start..end)));
         if parser.staged_rows() >= part_rows {
             part(parser.take_part(n));
         }
@@ -240,6 +243,11 @@ impl ObjectParser {
 
     /// Parses one record, starting on `line`.
     pub fn record(&mut self, line: u64, raw: &[u8]) {
+        self.record_checked(line, raw, None);
+    }
+
+    /// [`Self::record`], given the record as text too when it is known to be UTF-8.
+    fn record_checked(&mut self, line: u64, raw: &[u8], text: Option<&str>) {
         let parsed = &mut self.part;
         let delivery = Delivery {
             modified_at: parsed.object.last_modified,
@@ -267,7 +275,10 @@ impl ObjectParser {
                 }
             }
         }
-        let record = parse_flat_event(raw);
+        let record = match text {
+            Some(text) => formats::flat_event::parse_flat_event_text(text),
+            None => parse_flat_event(raw),
+        };
         for field in record.unknown_fields {
             *parsed.unknown_fields.entry(field).or_default() += 1;
         }

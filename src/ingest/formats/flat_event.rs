@@ -102,7 +102,16 @@ pub struct ParsedRecord<'a> {
 
 /// Parses and validates one record's JSON text.
 pub fn parse_flat_event(json: &[u8]) -> ParsedRecord<'_> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    parse_with(serde_json::Deserializer::from_slice(json))
+}
+
+/// [`parse_flat_event`] of text already known to be UTF-8 (a whole object checked at once):
+/// each string is not checked again.
+pub fn parse_flat_event_text(json: &str) -> ParsedRecord<'_> {
+    parse_with(serde_json::Deserializer::from_str(json))
+}
+
+fn parse_with<'a, R: serde_json::de::Read<'a>>(mut de: serde_json::Deserializer<R>) -> ParsedRecord<'a> {
     let raw = match RawRecord::deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
         Ok(raw) => raw,
         Err(e) => {

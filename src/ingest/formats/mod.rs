@@ -59,15 +59,11 @@ pub static TREE_FORMATS: [&dyn TreeFormat; 3] = [
 pub fn may_be_tree_format(raw: &[u8]) -> bool {
     use memchr::memmem::Finder;
     use std::sync::OnceLock;
-    // Every flat record passes here: SIMD substring search, the finders built once.
-    static MARKERS: OnceLock<[Finder<'static>; 4]> = OnceLock::new();
+    // Every flat record passes here: SIMD substring search, the finders built once; one
+    // finds both `"conversations"` and `"conversationId"` (a third pass less per record).
+    static MARKERS: OnceLock<[Finder<'static>; 3]> = OnceLock::new();
     let markers = MARKERS.get_or_init(|| {
-        [
-            Finder::new(b"\"conversations\""),
-            Finder::new(b"\"conversationId\""),
-            Finder::new(b"\"detail-type\""),
-            Finder::new(b"\"entities\""),
-        ]
+        [Finder::new(b"\"conversation"), Finder::new(b"\"detail-type\""), Finder::new(b"\"entities\"")]
     });
     markers.iter().any(|m| m.find(raw).is_some())
 }

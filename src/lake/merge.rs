@@ -680,4 +680,60 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(got.num_rows(), 150_000);
     }
+
+    /// Flat events as an object's parse yields them: `(id, seconds after midnight, queue)`.
+    fn parsed(events: &[(String, i64, &str)]) -> Vec<RecordBatch> {
+        let mut rows = crate::ingest::rows::TableRows::default();
+        for (line, (id, at, queue)) in events.iter().enumerate() {
+            let json = format!(
+                r#"{{"event_id":"{id}","interaction_id":"i","timestamp":"2024-03-04T{:02}:{:02}:{:02}Z","queue_name":"{queue}"}}"#,
+                at / 3600,
+                at / 60 % 60,
+                at % 60
+            );
+            let event = crate::ingest::parse_flat_event(json.as_bytes()).outcome.unwrap();
+            let delivery = Delivery { modified_at: 7, object: "file:///x/a.jsonl".into(), line: line as i64 + 1 };
+            rows.push_record(&event.rows(7), &delivery);
+        }
+        rows.finish().unwrap().remove(&LakeTable::FactInteractions).unwrap()
+    }
+
+    fn column_values(batch: &RecordBatch, name: &str) -> Vec<String> {
+        let values = cast(batch.column(batch.schema().index_of(name).unwrap()), &DataType::Utf8).unwrap();
+        values.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect()
+    }
+
+    #[test]
+    fn only_a_partition_past_one_page_is_sorted_and_copied() {
+        let table = LakeTable::FactInteractions;
+        let page = writer_properties(table).data_page_row_count_limit();
+        // A big partition, latest first, interleaved with a small one also out of time order.
+        let mut events = Vec::new();
+        for n in 0..=page as i64 {
+            events.push((format!("big-{n}"), 80_000 - n, "Big"));
+            if n < 3 {
+                events.push((format!("small-{n}"), 100 - n, "Small"));
+            }
+        }
+        let batches = parsed(&events);
+        assert_eq!(batches.len(), 2, "one batch per partition");
+        let small_before = batches[1].clone();
+        let latest = latest_sorted(&batches, table, "event_id", "event_key").unwrap();
+        assert_eq!(latest.len(), 2);
+        let (big, small) = (&latest[0], &latest[1]);
+        assert_eq!(big.num_rows(), page + 1);
+        let times = column_values(big, "event_timestamp");
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "sorted by time: {:?}", &times[..3]);
+        assert_eq!(column_values(big, "event_id")[0], format!("big-{page}"));
+        // The small partition is the parsed batch itself: as it arrived, not copied.
+        assert_eq!(column_values(small, "event_id"), vec!["small-0", "small-1", "small-2"]);
+        assert!(small.column(0).to_data().ptr_eq(&small_before.column(0).to_data()));
+        // A duplicate delivery (a later line) replaces the earlier row, in place.
+        let mut again = events.clone();
+        again.push(("small-1".to_string(), 50, "Small"));
+        let latest = latest_sorted(&parsed(&again), table, "event_id", "event_key").unwrap();
+        let small = &latest[1];
+        assert_eq!(column_values(small, "event_id"), vec!["small-0", "small-2", "small-1"]);
+        assert!(column_values(small, "event_timestamp")[2].contains("00:00:50"), "{:?}", column_values(small, "event_timestamp"));
+    }
 }

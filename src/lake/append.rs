@@ -3,10 +3,11 @@
 //! delta-rs's `write` takes any batch: it hashes every row into one stream per partition
 //! and then splits each stream by partition value again, two copies of every row before
 //! Parquet sees it (a sixth of a cold-lake ingest's CPU, with the page faults of the memory
-//! they fill). The write side's rows are already sorted with the partition columns first
-//! ([`crate::lake::merge::latest_sorted`]), so each partition is a slice of the batch here:
-//! the slices go, balanced by rows, to one delta-rs partition writer per core, which encode
-//! and upload them at once, and their files (with delta-rs's own statistics) are committed
+//! they fill). The write side's batches already hold one partition each (an object's parse
+//! builds each partition's rows apart, and [`crate::lake::merge::latest_sorted`] keeps
+//! them so), so each partition is a run of whole batches or slices here: they go, balanced
+//! by rows, to delta-rs partition writers on every core (one writer per partition, closed
+//! before the next), and their files (with delta-rs's own statistics) are committed
 //! together as one `WRITE` (append) commit. A batch not grouped by partition is grouped
 //! first (one copy), so any batch is appended correctly.
 

@@ -90,12 +90,11 @@ pub fn writer_properties(table: LakeTable) -> WriterProperties {
         .fold(builder, |b, c| b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024));
-    let random = match table.merge_policy() {
+    let keys = match table.merge_policy() {
         MergePolicy::UpsertLatest { key, key_hash, .. } => [Some(key), key_hash],
         _ => [None, None],
     };
-    random
-        .into_iter()
+    keys.into_iter()
         .flatten()
         .fold(builder, |b, c| b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED))
         .build()

@@ -284,7 +284,7 @@ impl ObjectParser {
         }
         match record.outcome {
             Ok(event) => {
-                self.rows.push_record(&event.rows(parsed.object.last_modified), &delivery);
+                event.push_rows(parsed.object.last_modified, &mut self.rows, &delivery);
                 *parsed.valid_by_format.entry("flat_event").or_default() += 1;
             }
             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {

@@ -1,7 +1,8 @@
 //! Rows of the model's tables as a format decodes them: one Arrow builder per column, filled
 //! in the table's schema order, with every row's delivery appended by [`TableRows::push`].
 //! A format stages a record's rows in [`RecordRows`] and pushes them only once the whole
-//! record decoded, so a record is either whole in the lake or whole in quarantine.
+//! record decoded, so a record is either whole in the lake or whole in quarantine (a flat
+//! event, whole once parsed, pushes its two rows straight from the stack).
 //!
 //! Each partition of a table (its rows with equal values of the table's partition columns)
 //! has builders of its own: an object's rows come out grouped by partition, and a commit
@@ -10,9 +11,10 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef};
@@ -114,7 +116,7 @@ impl PartitionedRows {
     }
 
     /// The partition of `row` (its position in `partitions`), made on its first row.
-    fn partition(&mut self, row: &Row<'_>) -> usize {
+    fn partition(&mut self, row: &[(&'static str, Cell<'_>)]) -> usize {
         let is_its = |key: &[Cell<'static>]| key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v));
         if let Some((key, _)) = self.partitions.get(self.last) {
             if is_its(key) {
@@ -155,38 +157,65 @@ fn hash_cell(cell: &Cell<'_>, hasher: &mut impl Hasher) {
 }
 
 struct TableBuilder {
-    columns: Vec<Box<dyn ArrayBuilder>>,
+    columns: Vec<ColumnBuilder>,
     rows: usize,
 }
 
 impl TableBuilder {
     fn new(schema: &SchemaRef) -> Self {
-        let columns = schema.fields().iter().map(|f| builder_for(f.data_type())).collect();
+        let columns = schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type())).collect();
         Self { columns, rows: 0 }
     }
 }
 
-fn builder_for(data_type: &DataType) -> Box<dyn ArrayBuilder> {
-    match data_type {
-        DataType::Utf8 => Box::new(StringBuilder::new()),
-        DataType::Int64 => Box::new(Int64Builder::new()),
-        DataType::Float64 => Box::new(Float64Builder::new()),
-        DataType::Boolean => Box::new(BooleanBuilder::new()),
-        DataType::Date32 => Box::new(Date32Builder::new()),
-        DataType::Timestamp(_, tz) => Box::new(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone())),
-        other => unreachable!("no table of the model has a {other} column"),
-    }
+/// A column's builder, by the model's column types: a cell goes to its builder with one
+/// match, not through `dyn ArrayBuilder` and a downcast (a row is 20 cells, a pass millions of
+/// rows).
+enum ColumnBuilder {
+    Text(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Time(TimestampMicrosecondBuilder),
 }
 
-fn append(builder: &mut dyn ArrayBuilder, cell: &Cell<'_>) -> bool {
-    let any = builder.as_any_mut();
-    match cell {
-        Cell::Text(v) => any.downcast_mut::<StringBuilder>().map(|b| b.append_option(v.as_deref())).is_some(),
-        Cell::Int(v) => any.downcast_mut::<Int64Builder>().map(|b| b.append_option(*v)).is_some(),
-        Cell::Float(v) => any.downcast_mut::<Float64Builder>().map(|b| b.append_option(*v)).is_some(),
-        Cell::Bool(v) => any.downcast_mut::<BooleanBuilder>().map(|b| b.append_option(*v)).is_some(),
-        Cell::Time(v) => any.downcast_mut::<TimestampMicrosecondBuilder>().map(|b| b.append_option(*v)).is_some(),
-        Cell::Date(v) => any.downcast_mut::<Date32Builder>().map(|b| b.append_value(*v)).is_some(),
+impl ColumnBuilder {
+    fn new(data_type: &DataType) -> Self {
+        match data_type {
+            DataType::Utf8 => Self::Text(StringBuilder::new()),
+            DataType::Int64 => Self::Int(Int64Builder::new()),
+            DataType::Float64 => Self::Float(Float64Builder::new()),
+            DataType::Boolean => Self::Bool(BooleanBuilder::new()),
+            DataType::Date32 => Self::Date(Date32Builder::new()),
+            DataType::Timestamp(_, tz) => Self::Time(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone())),
+            other => unreachable!("no table of the model has a {other} column"),
+        }
+    }
+
+    /// Appends `cell`; false when it is not of the column's type.
+    fn append(&mut self, cell: &Cell<'_>) -> bool {
+        match (self, cell) {
+            (Self::Text(b), Cell::Text(v)) => b.append_option(v.as_deref()),
+            (Self::Int(b), Cell::Int(v)) => b.append_option(*v),
+            (Self::Float(b), Cell::Float(v)) => b.append_option(*v),
+            (Self::Bool(b), Cell::Bool(v)) => b.append_option(*v),
+            (Self::Time(b), Cell::Time(v)) => b.append_option(*v),
+            (Self::Date(b), Cell::Date(v)) => b.append_value(*v),
+            _ => return false,
+        }
+        true
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Int(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Time(b) => Arc::new(b.finish()),
+        }
     }
 }
 
@@ -194,7 +223,7 @@ impl TableRows {
     /// Appends one row and its delivery. The cells must name the table's columns in schema
     /// order (the delivery columns excepted): a format that does not is a bug, caught by its
     /// tests.
-    pub fn push(&mut self, table: LakeTable, row: &Row<'_>, delivery: &Delivery<'_>) {
+    pub fn push(&mut self, table: LakeTable, row: &[(&'static str, Cell<'_>)], delivery: &Delivery<'_>) {
         let rows = self.tables.entry(table).or_insert_with(|| PartitionedRows::new(table));
         let columns = rows.schema.fields().len();
         assert_eq!(row.len() + Delivery::COLUMNS.len(), columns, "{}: cells for every column", table.name());
@@ -209,7 +238,7 @@ impl TableRows {
         for (i, (name, cell)) in row.iter().chain(delivery_cells.iter()).enumerate() {
             // Names are checked in debug builds (every test): the hot path skips the compare.
             debug_assert_eq!(schema.fields()[i].name(), name, "{}: column {i}", table.name());
-            let appended = append(builder.columns[i].as_mut(), cell);
+            let appended = builder.columns[i].append(cell);
             assert!(appended, "{}.{name}: wrong cell type", table.name());
         }
         builder.rows += 1;
@@ -240,7 +269,7 @@ impl TableRows {
                     .partitions
                     .into_iter()
                     .map(|(_, mut builder)| {
-                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish()).collect();
+                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(ColumnBuilder::finish).collect();
                         RecordBatch::try_new(SchemaRef::clone(&rows.schema), columns)
                     })
                     .collect::<Result<_, _>>()?;

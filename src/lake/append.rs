@@ -207,7 +207,7 @@ mod tests {
             let json = format!(r#"{{"event_id":"{id}","interaction_id":"i-{id}","timestamp":"{at}","duration_seconds":{duration}{queue}}}"#);
             let event = crate::ingest::parse_flat_event(json.as_bytes()).outcome.unwrap();
             let delivery = Delivery { modified_at: 7, object: "file:///x/a.jsonl".into(), line: line as i64 + 1 };
-            rows.push_record(&event.rows(7), &delivery);
+            event.push_rows(7, &mut rows, &delivery);
         }
         let batches = rows.finish().unwrap().remove(&LakeTable::FactInteractions).unwrap();
         assert_eq!(batches.len(), 3, "one batch per partition");

@@ -436,40 +436,26 @@ impl Lake {
     async fn load_or_create(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
         // A local table folder must exist before Delta will look into it.
         Location::parse(self.root().join(table.name()).url().as_str(), true)?;
-        let exists = self
+        let schema: StructType = table
+            .schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_err(table)(e.into()))?;
+        // `Ignore`: a table that exists is loaded as it is (one look at its log, not a check
+        // and then a load), a new one is created and handed back loaded.
+        let delta = self
             .catalog
             .table_builder(table)?
             .build()
             .map_err(delta_err(table))?
-            .verify_deltatable_existence()
+            .create()
+            .with_table_name(table.name())
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+            .with_save_mode(SaveMode::Ignore)
             .await
             .map_err(delta_err(table))?;
-        let loaded = if exists {
-            self.catalog.table_builder(table)?.load().await
-        } else {
-            Err(DeltaTableError::NotATable(table.name().to_string()))
-        };
-        match loaded {
-            Ok(delta) => self.add_missing_columns(table, delta).await,
-            Err(DeltaTableError::NotATable(_)) => {
-                let schema: StructType = table
-                    .schema()
-                    .as_ref()
-                    .try_into_kernel()
-                    .map_err(|e| delta_err(table)(e.into()))?;
-                let uninitialized = self.catalog.table_builder(table)?.build().map_err(delta_err(table))?;
-                uninitialized
-                    .create()
-                    .with_table_name(table.name())
-                    .with_columns(schema.fields().cloned())
-                    .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-                    .with_save_mode(SaveMode::Ignore)
-                    .await
-                    .map_err(delta_err(table))?;
-                self.table(table).await
-            }
-            Err(e) => Err(delta_err(table)(e)),
-        }
+        self.add_missing_columns(table, delta).await
     }
 
     /// Adds the nullable columns a newer release defines and a table written by an earlier

@@ -11,8 +11,8 @@ use crate::ingest::coerce::{
     coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
 };
 use crate::ingest::mask::{mask_field, mask_phone_number};
-use crate::ingest::rows::{Cell, RecordRows};
-use crate::model::{key_hash, LakeTable};
+use crate::ingest::rows::{Cell, TableRows};
+use crate::model::{key_hash, Delivery, LakeTable};
 
 /// `source_system` when the export does not say.
 pub const DEFAULT_SOURCE_SYSTEM: &str = "GENESYS_CLOUD";
@@ -47,19 +47,19 @@ impl FlatEvent<'_> {
 }
 
 impl FlatEvent<'_> {
-    /// The event's rows: one of `fact_interactions`, one of `call_recordings` (whose null
-    /// `recording_url` removes an earlier delivery's recording). `created_at` is the export's
-    /// own, else the source object's last-modified time, so that a re-run writes identical
-    /// rows.
-    pub fn rows(&self, object_modified_at: i64) -> RecordRows<'_> {
+    /// Stages the event's rows: one of `fact_interactions`, one of `call_recordings` (whose
+    /// null `recording_url` removes an earlier delivery's recording). `created_at` is the
+    /// export's own, else the source object's last-modified time, so that a re-run writes
+    /// identical rows. Pushed straight from the stack: the flat path is the bulk one, and a
+    /// flat event is always whole (it has decoded before it yields rows).
+    pub fn push_rows(&self, object_modified_at: i64, rows: &mut TableRows, delivery: &Delivery<'_>) {
         fn text<'r>(value: &'r Option<Cow<'_, str>>) -> Cell<'r> {
             Cell::text(value.as_deref())
         }
         let key = key_hash(&self.event_id);
-        let mut rows = RecordRows::default();
-        rows.add(
+        rows.push(
             LakeTable::FactInteractions,
-            vec![
+            &[
                 ("event_id", Cell::text(Some(&*self.event_id))),
                 ("interaction_id", Cell::text(Some(&*self.interaction_id))),
                 ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
@@ -76,10 +76,11 @@ impl FlatEvent<'_> {
                 ("campaign_id", text(&self.campaign_id)),
                 ("event_key", Cell::Int(Some(key))),
             ],
+            delivery,
         );
-        rows.add(
+        rows.push(
             LakeTable::CallRecordings,
-            vec![
+            &[
                 ("event_id", Cell::text(Some(&*self.event_id))),
                 ("interaction_id", Cell::text(Some(&*self.interaction_id))),
                 ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
@@ -87,8 +88,8 @@ impl FlatEvent<'_> {
                 ("event_date", Cell::Date(self.event_date())),
                 ("event_key", Cell::Int(Some(key))),
             ],
+            delivery,
         );
-        rows
     }
 }
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::util::display::FormatOptions;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryLimit};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SendableRecordBatchStream;
@@ -172,8 +175,28 @@ pub async fn stream_sql(
         .sql_with_options(sql, read_only_options())
         .await
         .map_err(read_only_error)?;
-    let stream = df.execute_stream().await?;
+    let stream = execute_in_own_pool(df).await?;
     Ok((stream.schema(), stream))
+}
+
+/// Plans and starts `df` with a memory pool of its own, as large as its session's: the limit
+/// holds per query, and the session (shared by the queries of a snapshot and role) is not
+/// rebuilt for each one. The query shares its session's disk manager, caches and object
+/// stores.
+pub async fn execute_in_own_pool(df: DataFrame) -> Result<SendableRecordBatchStream, DataFusionError> {
+    let task_ctx = df.task_ctx();
+    let session_runtime = task_ctx.runtime_env();
+    let task_ctx = match session_runtime.memory_pool.memory_limit() {
+        MemoryLimit::Finite(bytes) => task_ctx.with_runtime(
+            RuntimeEnvBuilder::from_runtime_env(&session_runtime)
+                .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
+                .build_arc()?,
+        ),
+        // Unbounded (or a pool that bounds nothing per query): nothing to hold apart.
+        _ => task_ctx,
+    };
+    let plan = df.create_physical_plan().await?;
+    datafusion::physical_plan::execute_stream(plan, Arc::new(task_ctx))
 }
 
 /// DataFusion's refusals name the option that blocked them; say what it means instead.

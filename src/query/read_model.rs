@@ -101,9 +101,9 @@ pub struct ReadModel {
     planned: tokio::sync::Mutex<PlannedCatalogs>,
     /// Memory one query may use before spilling (or failing where it cannot spill).
     memory_limit_bytes: usize,
-    /// Parquet footers and page indexes read by earlier queries, shared by every session
-    /// (each has a runtime of its own for its memory pool): Delta's data files never change
-    /// under a name, so a query does not read them again.
+    /// Parquet footers and page indexes read by earlier queries, shared by every planned
+    /// catalog: Delta's data files never change under a name, so a query does not read them
+    /// again.
     metadata_cache: Arc<FileMetadataCache>,
     /// The newest files decoded in memory, shared by every session (none: every query reads
     /// Parquet).
@@ -128,11 +128,11 @@ impl ReadModel {
         memory_limit_bytes: usize,
         decoded_cache_bytes: usize,
     ) -> Result<Self, QueryError> {
-        let mut tables = Vec::new();
-        for table in LakeTable::ALL {
-            let delta = catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
-            tables.push((table, delta));
-        }
+        let tables = futures::future::try_join_all(LakeTable::ALL.into_iter().map(|table| {
+            let catalog = &catalog;
+            async move { Ok::<_, QueryError>((table, catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?)) }
+        }))
+        .await?;
         let model = Self {
             catalog,
             views,
@@ -174,8 +174,10 @@ impl ReadModel {
     }
 
     /// A session seeing every commit finished before this call (give or take the 200 ms
-    /// refresh interval), with the tables and views `role` may read, and a memory pool of
-    /// its own.
+    /// refresh interval), with the tables and views `role` may read. Sessions of the same
+    /// role and snapshot share one planned state; each query run through
+    /// [`super::execute_in_own_pool`] (the server's, `run_sql`'s) gets a memory pool of
+    /// `memory_limit_bytes` of its own.
     pub async fn session(&self, role: Role) -> Result<SessionContext, QueryError> {
         Ok(self.versioned_session(role).await?.0)
     }
@@ -187,41 +189,50 @@ impl ReadModel {
             let mut guard = self.tables.lock().await;
             let (tables, refreshed) = &mut *guard;
             if refreshed.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL) {
-                for (table, delta) in tables.iter_mut() {
-                    match delta {
-                        Some(delta) => delta.update_incremental(None).await.map_err(|source| QueryError::Delta {
-                            table: table.name().to_string(),
-                            source,
-                        })?,
-                        // Created by an ingest since (a lake from an earlier release)?
-                        None => {
-                            *delta = self.catalog.snapshot(*table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?
-                        }
-                    }
-                }
+                // All tables at once: each refresh is two or three requests to the store (list
+                // the log past the cached version, read `_last_checkpoint`), which on object
+                // storage are round trips of milliseconds each.
+                futures::future::try_join_all(tables.iter_mut().map(|(table, delta)| self.refresh(*table, delta))).await?;
                 *refreshed = Some(Instant::now());
             }
             tables.clone()
         };
         let versions: Vec<Option<i64>> =
             snapshots.iter().map(|(_, d)| d.as_ref().and_then(|d| d.version()).map(|v| v as i64)).collect();
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
-            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))))
-            .build_arc()?;
         let mut planned = self.planned.lock().await;
-        let base = match planned.get(&role) {
+        let state = match planned.get(&role) {
             Some((built_from, state)) if *built_from == versions => state.clone(),
             _ => {
-                let state = self.plan_catalog(role, snapshots).await?.state();
+                let runtime = RuntimeEnvBuilder::new()
+                    .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
+                    .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+                    .with_cache_manager(
+                        CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
+                    )
+                    .build_arc()?;
+                let planned_state = self.plan_catalog(role, snapshots).await?.state();
+                let state = SessionStateBuilder::new_from_existing(planned_state).with_runtime_env(runtime).build();
                 planned.insert(role, (versions.clone(), state.clone()));
                 state
             }
         };
         drop(planned);
-        let state = SessionStateBuilder::new_from_existing(base).with_runtime_env(runtime).build();
         Ok((SessionContext::new_with_state(state), versions))
+    }
+
+    /// Brings one table's snapshot up to its newest commit.
+    async fn refresh(&self, table: LakeTable, delta: &mut Option<DeltaTable>) -> Result<(), QueryError> {
+        match delta {
+            Some(delta) => delta
+                .update_incremental(None)
+                .await
+                .map_err(|source| QueryError::Delta { table: table.name().to_string(), source }),
+            // Created by an ingest since (a lake from an earlier release)?
+            None => {
+                *delta = self.catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
+                Ok(())
+            }
+        }
     }
 
     /// Registers the tables `role` may read and the views over them.

@@ -133,3 +133,6 @@ if criterion:
         print(f"{name:28} {ours:16.1f} {theirs:10.1f} {theirs / ours:7.2f}")
     if in_process:
         print(f"geometric mean ratio duckdb/cclake in-process: {geomean(in_process):.2f}")
+
+shared_cursor.close()
+conn.close()

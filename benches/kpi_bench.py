@@ -52,7 +52,7 @@ def median_seconds(run):
 # One cursor for every query, as the DuckDB side runs each on its one connection
 # (`duck.execute`): an ADBC cursor is a statement of the Go driver, and making one per query
 # costs the client about 1.8 ms of CPU (measured: `SELECT 1` 2.2 ms with a reused cursor,
-# 3.7-4.1 ms with one per query). The cursor-per-query times are printed too.
+# 3.7-4.4 ms with one per query). The cursor-per-query times are printed too.
 shared_cursor = conn.cursor()
 
 

@@ -75,6 +75,15 @@ impl Catalog {
         self.table(table).await.map(Some)
     }
 
+    /// The newest snapshot of every table of the lake ([`Catalog::snapshot`]), loaded
+    /// concurrently: on object storage each is a few round trips.
+    pub async fn snapshots(&self) -> Result<Vec<(LakeTable, Option<DeltaTable>)>, CatalogError> {
+        futures::future::try_join_all(
+            LakeTable::ALL.into_iter().map(|table| async move { Ok((table, self.snapshot(table).await?)) }),
+        )
+        .await
+    }
+
     /// The newest snapshot of one table.
     pub async fn table(&self, table: LakeTable) -> Result<DeltaTable, CatalogError> {
         self.table_builder(table)?

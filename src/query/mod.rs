@@ -145,11 +145,7 @@ pub async fn read_only_session(
 /// role: the embedding program reads what its process can read). `Lake::catalog` gives the
 /// catalog of a lake just written; `Catalog::open` opens one by URL.
 pub async fn catalog_session(catalog: &Catalog) -> Result<SessionContext, QueryError> {
-    let mut tables = Vec::new();
-    for table in LakeTable::ALL {
-        let delta = catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
-        tables.push((table, delta));
-    }
+    let tables = catalog.snapshots().await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
     read_only_session(tables, None).await
 }
 

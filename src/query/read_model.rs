@@ -128,11 +128,7 @@ impl ReadModel {
         memory_limit_bytes: usize,
         decoded_cache_bytes: usize,
     ) -> Result<Self, QueryError> {
-        let tables = futures::future::try_join_all(LakeTable::ALL.into_iter().map(|table| {
-            let catalog = &catalog;
-            async move { Ok::<_, QueryError>((table, catalog.snapshot(table).await.map_err(|e| QueryError::Catalog(Box::new(e)))?)) }
-        }))
-        .await?;
+        let tables = catalog.snapshots().await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
         let model = Self {
             catalog,
             views,

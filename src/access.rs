@@ -30,9 +30,21 @@ pub enum AccessError {
     InvalidUserName,
     #[error("the password is empty")]
     EmptyPassword,
+    #[error("the password has {0} characters: at least {MIN_PASSWORD_CHARS} are needed (any characters, spaces included; a passphrase is easiest)")]
+    PasswordTooShort(usize),
+    #[error("the password has {0} characters: at most {MAX_PASSWORD_CHARS} are taken")]
+    PasswordTooLong(usize),
+    #[error("{path} has no user '{name}'")]
+    NoSuchUser { path: String, name: String },
     #[error("cannot hash the password: {0}")]
     Hash(String),
 }
+
+/// The shortest password a user may be given. NIST SP 800-63B asks for a length, not
+/// composition rules (no "a digit and a capital"), and for long passphrases to be taken.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest password taken (NIST SP 800-63B: at least 64).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// What a user may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -69,6 +81,7 @@ impl Role {
 
 /// One user of the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
     pub role: Role,
@@ -78,7 +91,7 @@ pub struct User {
 
 /// Limits of the query side, from the `[server]` table of the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Lifetime of a bearer token.
     pub token_ttl_seconds: u64,
@@ -112,8 +125,44 @@ impl Default for ServerSettings {
     }
 }
 
+/// A config parse error naming an unknown key gets the nearest valid key added, so that
+/// `query_timeout = 30` says "did you mean `query_timeout_seconds`?" (serde lists the valid
+/// ones as "expected one of `a`, `b`").
+fn with_nearest_key(message: &str) -> String {
+    let quoted = |text: &str| -> Vec<String> { text.split('`').skip(1).step_by(2).map(str::to_string).collect() };
+    let Some(rest) = message.split("unknown field ").nth(1) else { return message.to_string() };
+    let Some(unknown) = quoted(rest).into_iter().next() else { return message.to_string() };
+    let expected = rest.split("expected ").nth(1).map(quoted).unwrap_or_default();
+    let nearest = expected.iter().min_by_key(|k| edit_distance(&unknown, k));
+    match nearest {
+        Some(key) => format!("{message}\nunknown key `{unknown}`: did you mean `{key}`?"),
+        None => message.to_string(),
+    }
+}
+
+/// Levenshtein distance, with a prefix counting as near (`query_timeout` for
+/// `query_timeout_seconds`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    if b.starts_with(a) || a.starts_with(b) {
+        return 0;
+    }
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// The config file: `[server]` settings and `[[users]]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AccessConfig {
     #[serde(default)]
     pub server: ServerSettings,
@@ -136,8 +185,18 @@ impl AccessConfig {
         };
         toml::from_str(&text).map_err(|e| AccessError::Invalid {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message: with_nearest_key(&e.to_string()),
         })
+    }
+
+    /// Removes a user; its bearer tokens end when the server reloads its config.
+    pub fn remove_user(&mut self, path: &Path, name: &str) -> Result<(), AccessError> {
+        let before = self.users.len();
+        self.users.retain(|u| u.name != name);
+        if self.users.len() == before {
+            return Err(AccessError::NoSuchUser { path: path.display().to_string(), name: name.to_string() });
+        }
+        Ok(())
     }
 
     /// Writes the file atomically (a temporary file renamed over it), readable by its owner
@@ -172,8 +231,11 @@ impl AccessConfig {
         if !valid {
             return Err(AccessError::InvalidUserName);
         }
-        if password.is_empty() {
-            return Err(AccessError::EmptyPassword);
+        match password.chars().count() {
+            0 => return Err(AccessError::EmptyPassword),
+            n if n < MIN_PASSWORD_CHARS => return Err(AccessError::PasswordTooShort(n)),
+            n if n > MAX_PASSWORD_CHARS => return Err(AccessError::PasswordTooLong(n)),
+            _ => {}
         }
         if self.users.iter().any(|u| u.name == name) && !replace {
             return Err(AccessError::DuplicateUser(name.to_string()));
@@ -369,17 +431,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_misspelt_key_is_refused_naming_the_nearest_valid_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cclake.toml");
+        std::fs::write(&path, "[server]\nquery_timeout = 30\n").unwrap();
+        let message = AccessConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains("`query_timeout`") && message.contains("did you mean `query_timeout_seconds`?"), "{message}");
+        std::fs::write(&path, "[servr]\nquery_timeout_seconds = 30\n").unwrap();
+        let message = AccessConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains("did you mean `server`?"), "{message}");
+        std::fs::write(&path, "[server]\nquery_timeout_seconds = 30\n").unwrap();
+        assert_eq!(AccessConfig::load(&path).unwrap().server.query_timeout_seconds, 30);
+    }
+
+    #[test]
+    fn passwords_shorter_than_the_minimum_are_refused_and_long_passphrases_taken() {
+        let mut config = AccessConfig::default();
+        for short in ["", "x", "1234567"] {
+            assert!(config.add_user("audit", Role::Auditor, short, false).is_err(), "{short:?}");
+        }
+        config.add_user("audit", Role::Auditor, "12345678", false).unwrap();
+        config.add_user("audit", Role::Auditor, &"correct horse battery staple ".repeat(4), true).unwrap();
+        assert!(config.add_user("audit", Role::Auditor, &"x".repeat(MAX_PASSWORD_CHARS + 1), true).is_err());
+    }
+
+    #[test]
     fn users_are_stored_hashed_and_verified() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cclake.toml");
         let mut config = AccessConfig::load(&path).unwrap();
-        config.add_user("ana", Role::Analyst, "s3cret!", false).unwrap();
-        assert!(matches!(config.add_user("ana", Role::Auditor, "x", false), Err(AccessError::DuplicateUser(_))));
+        config.add_user("ana", Role::Analyst, "s3cret!!", false).unwrap();
+        assert!(matches!(config.add_user("ana", Role::Auditor, "long enough", false), Err(AccessError::DuplicateUser(_))));
         config.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("s3cret!") && text.contains("$argon2id$"), "{text}");
+        assert!(!text.contains("s3cret!!") && text.contains("$argon2id$"), "{text}");
         let config = AccessConfig::load(&path).unwrap();
-        assert_eq!(config.verify("ana", "s3cret!"), Some(Role::Analyst));
+        assert_eq!(config.verify("ana", "s3cret!!"), Some(Role::Analyst));
         assert_eq!(config.verify("ana", "wrong"), None);
         assert_eq!(config.verify("bob", "s3cret!"), None);
     }
@@ -390,11 +477,11 @@ mod tests {
         // hash that did not parse would make it return early, and fast.
         let dummy = PasswordHash::new(unknown_user_hash()).unwrap();
         let mut config = AccessConfig::default();
-        config.add_user("ana", Role::Analyst, "pw", false).unwrap();
+        config.add_user("ana", Role::Analyst, "pw-long-enough", false).unwrap();
         let real = PasswordHash::new(&config.users[0].password_hash).unwrap();
         assert_eq!((dummy.algorithm, dummy.params.to_string()), (real.algorithm, real.params.to_string()));
-        assert_eq!(config.verify("nobody", "pw"), None);
-        assert_eq!(config.verify("ana\nINFO signed in", "pw"), None);
+        assert_eq!(config.verify("nobody", "pw-long-enough"), None);
+        assert_eq!(config.verify("ana\nINFO signed in", "pw-long-enough"), None);
     }
 
     #[test]

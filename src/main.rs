@@ -17,6 +17,7 @@ use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
+use cclake::lake::lease::{LeaseError, LeaseOptions};
 use cclake::storage::Location;
 use cclake::{Lake, LakeOptions, OutputFormat};
 
@@ -74,6 +75,8 @@ enum Command {
         no_auto_compact: bool,
         #[command(flatten)]
         expansion: ExpansionArgs,
+        #[command(flatten)]
+        writer: WriterArgs,
     },
     /// Run read-only SQL over the lake and print the result.
     Query {
@@ -92,6 +95,8 @@ enum Command {
     Compact {
         #[command(flatten)]
         lake: LakeArgs,
+        #[command(flatten)]
+        writer: WriterArgs,
     },
     /// Manage the users of the server's config file.
     User {
@@ -115,7 +120,7 @@ enum Command {
         #[arg(long, env = "CCLAKE_INTERACTIONS", default_value_t = 5000)]
         interactions: usize,
         /// Address to serve on; checked before anything is generated.
-        #[arg(long, env = "CCLAKE_ADDR", default_value = "127.0.0.1:50051")]
+        #[arg(long, env = "CCLAKE_ADDR", default_value = "127.0.0.1:50051", value_parser = parse_addr)]
         addr: SocketAddr,
         /// Ingest and print KPIs, then exit instead of serving.
         #[arg(long, env = "CCLAKE_NO_SERVE")]
@@ -157,6 +162,33 @@ enum UserCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// List the users: names and roles (never the password hashes).
+    List {
+        /// The config file (TOML).
+        #[arg(long, env = "CCLAKE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Remove a user.
+    Remove {
+        /// The config file (TOML).
+        #[arg(long, env = "CCLAKE_CONFIG")]
+        config: PathBuf,
+        /// The user to remove.
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a new password for a user (asked for twice on a terminal; never on the command line).
+    Passwd {
+        /// The config file (TOML).
+        #[arg(long, env = "CCLAKE_CONFIG")]
+        config: PathBuf,
+        /// The user whose password changes.
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (a pipe or a file) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,7 +197,7 @@ struct ServeArgs {
     #[arg(long, env = "CCLAKE_CONFIG")]
     config: PathBuf,
     /// Address to listen on; port 0 picks a free port (printed on start).
-    #[arg(long, env = "CCLAKE_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "CCLAKE_ADDR", default_value = "127.0.0.1:50051", value_parser = parse_addr)]
     addr: SocketAddr,
     /// PEM certificate chain: serve TLS (grpc+tls://).
     #[arg(long, env = "CCLAKE_TLS_CERT", requires = "tls_key")]
@@ -187,7 +219,39 @@ struct ServeArgs {
     views: Option<PathBuf>,
     #[command(flatten)]
     expansion: ExpansionArgs,
+    /// How long a scheduled pass waits for another writer of the lake (a manual
+    /// `cclake ingest`) before it skips its turn; default: the interval.
+    #[arg(long, env = "CCLAKE_WAIT", value_parser = parse_interval)]
+    wait: Option<Duration>,
+    /// A writer lease not renewed for this long is taken over (see `cclake ingest --help`).
+    #[arg(long, env = "CCLAKE_LEASE_TTL", default_value = "30s", value_parser = parse_interval)]
+    lease_ttl: Duration,
 }
+
+/// One writer at a time: every write to a lake holds its writer lease, kept in the lake's own
+/// store (`_cclake/writer/`), so it holds across processes and hosts.
+#[derive(Debug, clap::Args)]
+struct WriterArgs {
+    /// How long to wait for another writer of the lake (another ingest, a compaction, a
+    /// server's scheduled pass) to finish; then exit with code 75.
+    #[arg(long, env = "CCLAKE_WAIT", default_value = "5m", value_parser = parse_interval)]
+    wait: Duration,
+    /// A writer renews its lease every third of this; a lease not renewed for this long (its
+    /// writer was killed or its host lost) is taken over by the next writer, and a writer
+    /// paused past it commits nothing more.
+    #[arg(long, env = "CCLAKE_LEASE_TTL", default_value = "30s", value_parser = parse_interval)]
+    lease_ttl: Duration,
+}
+
+impl WriterArgs {
+    fn lease(&self) -> LeaseOptions {
+        LeaseOptions { ttl: self.lease_ttl, wait: self.wait }
+    }
+}
+
+/// The exit code of a write refused because another writer holds the lake, or of a writer
+/// that lost its lease (EX_TEMPFAIL: try again later).
+const EXIT_LAKE_BUSY: u8 = 75;
 
 /// How export objects are read: how far a gzipped one may expand before it is quarantined
 /// unread, and which are streamed.
@@ -218,6 +282,16 @@ fn peak_memory_mb() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024)
+}
+
+/// `host:port`, with a host name (`localhost:50051`) or an address (`127.0.0.1:0`,
+/// `[::1]:50051`); a name is looked up, and its first address taken.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|e| format!("'{text}' is not host:port (e.g. 127.0.0.1:50051 or localhost:50051): {e}"))?;
+    addresses.next().ok_or_else(|| format!("'{text}': the host name has no address"))
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -285,10 +359,13 @@ fn tune_allocator() {
 async fn cli_main() -> ExitCode {
     // CCLAKE_LOG sets cclake's own level. Dependencies stay at `warn`: delta-rs logs file
     // statistics (column minima and maxima, recording URLs among them) at debug level.
-    let level = std::env::var("CCLAKE_LOG").unwrap_or_else(|_| "warn".to_string());
+    let chosen = std::env::var("CCLAKE_LOG").ok();
+    // Scheduled ingest passes say what they committed unless a level was chosen.
+    let schedule = if chosen.is_none() { format!(",{}=info", server::SCHEDULE_LOG) } else { String::new() };
+    let level = chosen.unwrap_or_else(|| "warn".to_string());
     // delta-rs's MERGE warns, on every merge that prunes files, that a metric of its own
     // is derived: nothing a user can act on.
-    let filter = EnvFilter::try_new(format!("warn,deltalake_core::operations::merge=error,cclake={level}"))
+    let filter = EnvFilter::try_new(format!("warn,deltalake_core::operations::merge=error,cclake={level}{schedule}"))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -302,11 +379,30 @@ async fn cli_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`cclake query ... | head`): nothing more to say to anyone.
         Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
+        Err(e) if is_lease_refusal(e.as_ref()) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_LAKE_BUSY)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `error`, or any error behind it, is another writer holding the lake.
+fn is_lease_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(LeaseError::Busy { .. } | LeaseError::Lost { .. }) = e.downcast_ref::<LeaseError>() {
+            return true;
+        }
+        if let Some(cclake::LakeError::Lease(LeaseError::Busy { .. } | LeaseError::Lost { .. })) = e.downcast_ref::<cclake::LakeError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Whether `error`, or any error behind it, is a write to a closed pipe.
@@ -356,7 +452,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 writeln!(out, "{}", manifest.summary(&folder))?;
             }
         }
-        Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact, expansion } => {
+        Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact, expansion, writer } => {
             // Checked before the lake is opened, since opening creates it: swapped flags or a
             // mistyped source must not leave a lake behind.
             let source_location = Location::parse(&source, false)?;
@@ -369,6 +465,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 progress,
                 expansion: expansion.limits(),
                 stream_above_bytes: expansion.stream_above_mb.saturating_mul(1 << 20),
+                lease: writer.lease(),
                 ..Default::default()
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
@@ -386,8 +483,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
             cclake::query::write_results(schema, stream, format, &mut out).await?;
         }
-        Command::Compact { lake } => {
-            let lake = Lake::open(&lake.lake).await?;
+        Command::Compact { lake, writer } => {
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
             let outcome = lake.compact().await?;
             writeln!(
                 out,
@@ -401,6 +498,29 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             access.add_user(&name, role, &password, replace)?;
             access.save(&config)?;
             writeln!(out, "user {name} ({}) saved in {}", role.as_str(), config.display())?;
+        }
+        Command::User { command: UserCommand::List { config } } => {
+            let access = AccessConfig::load(&existing_config(&config)?)?;
+            writeln!(out, "{:<24} role", "name")?;
+            for user in &access.users {
+                writeln!(out, "{:<24} {}", user.name, user.role.as_str())?;
+            }
+        }
+        Command::User { command: UserCommand::Remove { config, name } } => {
+            let mut access = AccessConfig::load(&existing_config(&config)?)?;
+            access.remove_user(&config, &name)?;
+            access.save(&config)?;
+            writeln!(out, "user {name} removed from {} (a running server keeps it until restarted)", config.display())?;
+        }
+        Command::User { command: UserCommand::Passwd { config, name, password_stdin } } => {
+            let mut access = AccessConfig::load(&existing_config(&config)?)?;
+            let Some(role) = access.users.iter().find(|u| u.name == name).map(|u| u.role) else {
+                return Err(cclake::access::AccessError::NoSuchUser { path: config.display().to_string(), name }.into());
+            };
+            let password = read_new_password(&name, password_stdin)?;
+            access.add_user(&name, role, &password, true)?;
+            access.save(&config)?;
+            writeln!(out, "password of {name} ({}) changed in {}", role.as_str(), config.display())?;
         }
         Command::Serve { lake, serve } => {
             let mut options = ServeOptions {
@@ -417,13 +537,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     progress: false,
                     expansion: serve.expansion.limits(),
                     stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
+                    lease: LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) },
                     ..Default::default()
                 };
                 let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);
                 writer.check_source(&Location::parse(&source, false)?).await?;
                 options.ingest = Some(ScheduledIngest { lake: writer, source, interval: serve.interval });
             }
-            let access = AccessConfig::load(&serve.config)?;
+            let access = AccessConfig::load(&existing_config(&serve.config)?)?;
             if access.users.is_empty() {
                 return Err(format!("{} has no users: add one with `cclake user add`", serve.config.display()).into());
             }
@@ -436,6 +557,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `path` when the config file exists; else an error saying so and how to make it.
+fn existing_config(path: &Path) -> Result<PathBuf, String> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    Err(format!(
+        "config file {} does not exist: create it with `cclake user add --config {} --name NAME --role analyst`",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// The new user's password: from standard input with `--password-stdin` (without echo when

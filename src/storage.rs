@@ -66,13 +66,20 @@ impl Location {
                     source,
                 })?;
             }
-            let absolute = std::path::absolute(path).map_err(|source| StorageError::LocalFolder {
+            let absolute = resolve_local(path).map_err(|source| StorageError::LocalFolder {
                 path: input.to_string(),
                 source,
             })?;
             Url::from_directory_path(&absolute)
                 .map_err(|()| invalid(&"not an absolute local path"))?
         };
+        // A file:// URL names the same folder as the path it spells: resolved alike.
+        if url.scheme() == "file" && input.contains("://") {
+            if let Ok(path) = url.to_file_path() {
+                let resolved = resolve_local(&path).map_err(|source| StorageError::LocalFolder { path: input.to_string(), source })?;
+                url = Url::from_directory_path(&resolved).map_err(|()| invalid(&"not an absolute local path"))?;
+            }
+        }
         match url.scheme() {
             "file" => {
                 if create {
@@ -155,6 +162,47 @@ impl Location {
         };
         Ok((store, prefix))
     }
+}
+
+/// The one absolute spelling of a local path, whatever way the user wrote it: relative to
+/// the current folder, with `.` and `..`, through symbolic links, with trailing slashes. The
+/// part that exists is resolved by the file system (so `..` after a symbolic link means what
+/// the shell means), the rest, not yet created, component by component.
+fn resolve_local(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    let resolved = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(resolved) => break resolved,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    missing.push(Component::Normal(name));
+                    existing = parent;
+                }
+                // `..` or the root itself: left to the lexical pass below.
+                _ => break existing.to_path_buf(),
+            },
+            Err(e) => return Err(e),
+        }
+    };
+    let mut resolved = resolved;
+    for component in missing.into_iter().rev() {
+        resolved.push(component);
+    }
+    // What is left of `.` and `..` (in components that do not exist yet) goes lexically.
+    let mut normal = std::path::PathBuf::new();
+    for component in resolved.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    Ok(normal)
 }
 
 impl std::fmt::Display for Location {
@@ -307,6 +355,35 @@ mod tests {
         assert!(loc.url().path().ends_with("/lake/"));
         assert!(input.is_dir());
         assert!(loc.join("fact_interactions").url().path().ends_with("/lake/fact_interactions/"));
+    }
+
+    #[test]
+    fn every_spelling_of_a_local_folder_names_the_same_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let lake = base.join("my lake é");
+        std::fs::create_dir_all(lake.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&lake, base.join("link")).unwrap();
+        let expected = Location::parse(lake.to_str().unwrap(), false).unwrap();
+        let spellings = [
+            format!("{}/", lake.display()),
+            format!("{}//", lake.display()),
+            format!("{}/./sub/..", lake.display()),
+            format!("{}/link", base.display()),
+            format!("{}/link/", base.display()),
+            format!("{}", Url::from_directory_path(&lake).unwrap()),
+            format!("{}", Url::from_directory_path(base.join("link")).unwrap()),
+        ];
+        for spelling in spellings {
+            assert_eq!(Location::parse(&spelling, false).unwrap(), expected, "{spelling}");
+        }
+        // A folder not created yet, spelt with `..` through one that is not either.
+        let later = Location::parse(&format!("{}/new/../later", base.display()), false).unwrap();
+        assert_eq!(later.url().to_file_path().unwrap(), base.join("later"));
+        // Relative to the current folder, with `..` (as `--lake ../g/lake` is).
+        let cwd = std::env::current_dir().unwrap();
+        let relative = Location::parse("../x/./y/..", false).unwrap();
+        assert_eq!(relative.url().to_file_path().unwrap(), std::fs::canonicalize(&cwd).unwrap().parent().unwrap().join("x"));
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn a_mistyped_lake_is_an_error_and_nothing_is_created() {
     assert!(!Path::new("/nonexistent").exists());
     // serve says it too, before listening.
     let config = dir.path().join("cclake.toml");
-    crate::flight::add_user(&config, "ana", "analyst", "pw");
+    crate::flight::add_user(&config, "ana", "analyst", "analyst-pw");
     let err = cclake_fails(&["serve", "--lake", typo_s, "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
     assert!(err.contains("no cclake lake at"), "{err}");
     assert!(!typo.exists());

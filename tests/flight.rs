@@ -253,7 +253,7 @@ fn python_clients_adbc_pyarrow_flight_sqlalchemy_polars_and_flightsql_dbapi() {
 fn plaintext_on_a_network_address_needs_a_flag() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cclake.toml");
-    add_user(&config, "ana", "analyst", "pw");
+    add_user(&config, "ana", "analyst", "analyst-pw");
     let lake = dir.path().join("lake");
     let out = cclake_command()
         .args(["serve", "--lake", lake.to_str().unwrap(), "--config", config.to_str().unwrap(), "--addr", "0.0.0.0:0"])

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn assert_matches_manifest(lake: &str, manifest: &Value) {
+pub(crate) fn assert_matches_manifest(lake: &str, manifest: &Value) {
     let distinct = manifest["distinct_valid_events"].as_i64().unwrap();
     let rows = query(lake, "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM fact_interactions");
     assert_eq!(rows[0]["n"].as_i64(), Some(distinct), "one row per valid event_id");

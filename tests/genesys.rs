@@ -213,7 +213,7 @@ fn generate_genesys(out: &Path, conversations: usize) -> Value {
 }
 
 /// `queue_daily_metrics` equals the generator's own count of Genesys's KPIs.
-fn assert_matches_genesys_manifest(lake: &str, manifest: &Value) {
+pub(crate) fn assert_matches_genesys_manifest(lake: &str, manifest: &Value) {
     let rows = query(
         lake,
         "SELECT queue_name, CAST(date AS VARCHAR) AS d, n_offered, n_answered, n_abandoned, n_handled, n_transferred, \

@@ -9,6 +9,7 @@ mod flight;
 mod generated;
 mod genesys;
 mod hardening;
+mod integrity;
 mod interop;
 mod s3;
 mod support;

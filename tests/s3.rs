@@ -13,13 +13,13 @@ use crate::fixtures::assert_fixture_lake;
 use crate::support::*;
 
 /// moto's S3 server on a free loopback port, stopped on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
     endpoint: String,
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let moto = python().with_file_name("moto_server");
         let child = Command::new(moto)
@@ -34,7 +34,7 @@ impl S3Server {
     }
 
     /// Creates a bucket with a plain unsigned request, as moto allows.
-    fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let host = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(host).unwrap();
         write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
@@ -43,7 +43,7 @@ impl S3Server {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", "test".into()),

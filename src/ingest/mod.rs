@@ -411,6 +411,9 @@ pub struct IngestReport {
     /// Partitions rewritten by automatic compaction after the pass.
     pub partitions_compacted: u64,
     pub elapsed: Duration,
+    /// The newest modification time (microseconds since the epoch) of the objects read:
+    /// how far behind the source the lake is, once committed.
+    pub newest_object_modified: Option<i64>,
 }
 
 impl IngestReport {
@@ -420,6 +423,7 @@ impl IngestReport {
             self.objects_read += 1;
             self.bytes_read += parsed.object.size;
         }
+        self.newest_object_modified = self.newest_object_modified.max(Some(parsed.object.last_modified));
         for q in &parsed.quarantined {
             if matches!(q.rejection, Rejection::UnreadableObject(_)) {
                 self.objects_unreadable += 1;

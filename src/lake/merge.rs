@@ -8,20 +8,21 @@
 //! 2. read the stored delivery of those keys from the root table (`conversations`); a batch
 //!    delivery older than the stored one goes nowhere, an equal one is applied again (an
 //!    interrupted pass may have written only some of the aggregate's tables);
-//! 3. in each table of the aggregate, one Delta commit (`replaceWhere`) removes every row of
-//!    those keys, in their partitions only, and writes the new rows: no row of an earlier
-//!    version stays, whatever order the versions were read in.
+//! 3. in each table of the aggregate, one Delta commit (`replaceWhere` on exactly the
+//!    partitions involved) rewrites those partitions without any row of those keys (an
+//!    anti-join with the keys, never a literal list of them) and with the new rows: no row of
+//!    an earlier version stays, whatever order the versions were read in.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::row::{RowConverter, SortField};
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{col, lit, Expr};
+use datafusion::common::{JoinType, ScalarValue};
+use datafusion::logical_expr::{col, Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -485,7 +486,7 @@ pub async fn replace_aggregates(
     let replace = if outcome.aggregates_replaced > 0 {
         // The partitions to clear: where the winners' rows go, and where earlier versions lie.
         let partition_columns = root.partition_columns();
-        let mut partitions: BTreeSet<Vec<String>> = BTreeSet::new();
+        let mut partitions: HashSet<Vec<ScalarValue>> = HashSet::new();
         for batch in &root_kept {
             for i in 0..batch.num_rows() {
                 partitions.insert(partition_values(batch, partition_columns, i).map_err(|e| (root, e))?);
@@ -493,10 +494,11 @@ pub async fn replace_aggregates(
         }
         for (id, (_, values)) in &stored {
             if winners.contains_key(id) {
-                partitions.insert(values.iter().map(|v| v.to_string()).collect());
+                partitions.insert(values.clone());
             }
         }
-        Some(replace_predicate(root, &partitions, key, &winners))
+        let keys = StringArray::from_iter_values(winners.keys().map(String::as_str));
+        Some(Replacement { key, partitions: partitions.into_iter().collect(), keys: Arc::new(keys) })
     } else {
         None
     };
@@ -523,13 +525,49 @@ pub async fn replace_aggregates(
     Ok(outcome)
 }
 
+/// What a replacing commit removes: every stored row of `keys`, within `partitions` (where
+/// the winners' rows go and where their earlier versions lie).
+///
+/// The keys are never spelt out in an expression: a batch of thousands of aggregates made a
+/// `key IN (...)` list that delta-rs and DataFusion walk recursively (a thread's stack
+/// overflowed at a few thousand conversations). The stored rows to keep are found by an
+/// anti-join with the keys instead, and the commit replaces exactly the listed partitions.
+#[derive(Debug, Clone)]
+struct Replacement {
+    key: &'static str,
+    partitions: Vec<Vec<ScalarValue>>,
+    keys: Arc<StringArray>,
+}
+
+impl Replacement {
+    /// The rows the replaced partitions hold afterwards: their stored rows of other keys,
+    /// then `kept` (the winners' rows), as one plan, and the partitions it replaces.
+    async fn plan(&self, delta: &DeltaTable, table: LakeTable, kept: Vec<RecordBatch>) -> Result<(LogicalPlan, SessionContext, Expr), DeltaTableError> {
+        const REPLACED_KEY: &str = "cclake_replaced_key";
+        let ctx = SessionContext::new();
+        delta.update_datafusion_session(&ctx.state())?;
+        let within = super::upsert::partitions_filter(None, table.partition_columns(), &self.partitions);
+        let keys_schema = Arc::new(Schema::new(vec![Field::new(REPLACED_KEY, DataType::Utf8, false)]));
+        let keys = RecordBatch::try_new(keys_schema, vec![Arc::clone(&self.keys) as Arc<dyn Array>])?;
+        let columns: Vec<Expr> = table.schema().fields().iter().map(|f| col(f.name())).collect();
+        let stored_others = ctx
+            .read_table(delta.table_provider().await?)?
+            .filter(within.clone())?
+            .join(ctx.read_batch(keys)?, JoinType::LeftAnti, &[self.key], &[REPLACED_KEY], None)?
+            .select(columns.clone())?;
+        let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
+        let plan = stored_others.union(ctx.read_batches(kept)?.select(columns)?)?.into_unoptimized_plan();
+        Ok((plan, ctx, within))
+    }
+}
+
 /// One table's rows of the winning aggregates, in one commit: replacing the earlier versions
 /// (`replace`) or appended (new aggregates only).
 async fn write_aggregate_rows(
     delta: DeltaTable,
     table: LakeTable,
     kept: Vec<RecordBatch>,
-    replace: Option<Expr>,
+    replace: Option<Replacement>,
 ) -> (usize, Result<DeltaTable, DeltaTableError>) {
     let started = std::time::Instant::now();
     let written = kept.iter().map(RecordBatch::num_rows).sum();
@@ -537,16 +575,20 @@ async fn write_aggregate_rows(
         return (0, Ok(delta));
     }
     let next = match replace {
-        Some(predicate) => {
-            let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
-            delta
-                .write(kept)
-                .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-                .with_writer_properties(writer_properties(table))
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(predicate)
-                .await
-        }
+        Some(replacement) => match replacement.plan(&delta, table, kept).await {
+            Ok((plan, ctx, within)) => {
+                delta
+                    .write(Vec::new())
+                    .with_input_plan(plan)
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+                    .with_writer_properties(writer_properties(table))
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(within)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
         // New aggregates only: each partition's rows of every object, straight to its file.
         None => super::append::append(delta, table, kept, None).await,
     };
@@ -587,33 +629,11 @@ fn rows_of_winners(
     Ok(kept)
 }
 
-fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result<Vec<String>, DeltaTableError> {
+fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result<Vec<ScalarValue>, DeltaTableError> {
     columns
         .iter()
-        .map(|c| Ok(ScalarValue::try_from_array(batch.column(batch.schema().index_of(c)?), row)?.to_string()))
+        .map(|c| Ok(ScalarValue::try_from_array(batch.column(batch.schema().index_of(c)?), row)?))
         .collect()
-}
-
-/// `p IN (...) AND key IN (...)`: the partitions bound the files Delta reads and rewrites.
-/// Partition values are written as text (how Delta stores them) and cast to the column's type.
-fn replace_predicate(
-    table: LakeTable,
-    partitions: &BTreeSet<Vec<String>>,
-    key: &str,
-    winners: &HashMap<String, Delivery<'static>>,
-) -> Expr {
-    let schema = table.schema();
-    let mut predicate = col(key).in_list(winners.keys().map(|k| lit(k.as_str())).collect(), false);
-    for (i, column) in table.partition_columns().iter().enumerate() {
-        let data_type = schema.field_with_name(column).map_or(DataType::Utf8, |f| f.data_type().clone());
-        let values: BTreeSet<&str> = partitions.iter().map(|p| p[i].as_str()).collect();
-        let values = values
-            .into_iter()
-            .map(|v| Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(lit(v)), data_type.clone())))
-            .collect();
-        predicate = col(*column).in_list(values, false).and(predicate);
-    }
-    predicate
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 pub mod append;
 pub mod compact;
+pub mod lease;
 pub mod merge;
 pub mod tables;
 pub mod upsert;
@@ -80,6 +81,9 @@ pub enum LakeError {
     /// Opening the tables; a location holding no lake is [`CatalogError::NoLake`].
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// Another writer holds the lake, or this one lost it ([`lease`]).
+    #[error(transparent)]
+    Lease(#[from] lease::LeaseError),
     #[error("source {source_location} does not exist")]
     SourceMissing { source_location: String },
     #[error("no export objects under {source_location}: nothing to ingest (check --source)")]
@@ -171,6 +175,9 @@ pub struct LakeOptions {
     /// Objects larger than this are read as a stream and committed in parts of a quarter
     /// of `batch_rows` rows (`ingest_log` records how far each got), never held whole.
     pub stream_above_bytes: u64,
+    /// The writer lease: how long a second writer waits, and how soon an abandoned lease
+    /// expires.
+    pub lease: lease::LeaseOptions,
 }
 
 impl LakeOptions {
@@ -191,6 +198,7 @@ impl Default for LakeOptions {
             progress: false,
             expansion: ExpansionLimits::default(),
             stream_above_bytes: 64 << 20,
+            lease: lease::LeaseOptions::default(),
         }
     }
 }
@@ -232,7 +240,7 @@ impl LookAhead {
     }
 }
 
-/// A cclake lake: four Delta tables under one root.
+/// A cclake lake: its Delta tables under one root, and the write side that fills them.
 #[derive(Debug)]
 pub struct Lake {
     catalog: Catalog,
@@ -259,6 +267,9 @@ struct Writer {
     batches: Option<BatchNumbers>,
     /// Per remote source: the greatest key listed, and when it was last listed whole.
     listings: HashMap<String, (object_store::path::Path, Instant)>,
+    /// The versions of `quarantine` and `ingest_log` this writer left the lake at: when
+    /// they moved since, another writer committed, and `batches` is read again.
+    left_at: Option<(Option<deltalake::kernel::Version>, Option<deltalake::kernel::Version>)>,
 }
 
 /// How often a scheduled pass over a remote source lists it whole. In between, a pass lists
@@ -316,6 +327,12 @@ impl Tables {
 
     fn set(&mut self, table: LakeTable, delta: DeltaTable) {
         self.0.insert(table, delta);
+    }
+
+    /// The versions of the two tables whose commits carry batch numbers.
+    fn batch_versions(&self) -> (Option<deltalake::kernel::Version>, Option<deltalake::kernel::Version>) {
+        let version = |t| self.0.get(&t).and_then(DeltaTable::version);
+        (version(LakeTable::Quarantine), version(LakeTable::IngestLog))
     }
 }
 
@@ -401,7 +418,11 @@ impl Lake {
 
     pub async fn open_or_create_with(location: &str, options: LakeOptions) -> Result<Self, LakeError> {
         let mut lake = Self::at(Catalog::at(Location::parse(location, true)?), options);
-        let tables = lake.load_tables(None).await?;
+        // Creating tables is a write: two writers creating a new lake at once take turns.
+        let lease = lake.lease("create").await?;
+        let tables = lake.load_tables(None).await;
+        lease.release().await;
+        let tables = tables?;
         // The writer starts from what was just loaded: its first pass does not load again.
         lake.writer.get_mut().tables = Some(tables);
         Ok(lake)
@@ -417,6 +438,11 @@ impl Lake {
 
     pub fn root(&self) -> &Location {
         self.catalog.root()
+    }
+
+    /// Takes the lake's writer lease for `operation` ([`lease`]).
+    async fn lease(&self, operation: &str) -> Result<lease::WriterLease, LakeError> {
+        Ok(lease::WriterLease::acquire(self.root(), operation, self.options.lease).await?)
     }
 
     /// The lake's tables, read-only: what the read side opens.
@@ -551,8 +577,17 @@ impl Lake {
     }
 
     /// One ingest pass over every export object under `source` not yet in the lake.
+    /// Holds the lake's writer lease throughout: a second writer waits for it, and a pass
+    /// that loses it commits nothing more ([`LakeError::Lease`]).
     pub async fn ingest(&self, source: &str) -> Result<IngestReport, LakeError> {
         let mut writer = self.writer.lock().await;
+        let lease = self.lease("ingest").await?;
+        let result = self.ingest_holding(&mut writer, source, &lease).await;
+        lease.release().await;
+        result
+    }
+
+    async fn ingest_holding(&self, writer: &mut Writer, source: &str, lease: &lease::WriterLease) -> Result<IngestReport, LakeError> {
         let started = Instant::now();
         let mut report = IngestReport::default();
         let source = Location::parse(source, false)?;
@@ -585,8 +620,11 @@ impl Lake {
         report.entries_skipped = listed.skipped;
         // Taken out of the writer: a pass that fails leaves nothing half-updated behind.
         let mut tables = self.load_tables(writer.tables.take()).await?;
+        // Another writer may have committed since this one's last pass: its batch numbers
+        // are then read again.
+        let kept_batches = writer.batches.take().filter(|_| writer.left_at == Some(tables.batch_versions()));
         let mut done = self.ingested_versions(tables.get(LakeTable::IngestLog)?, writer.ingested.take()).await?;
-        let mut batches = Self::batch_numbers(&tables, writer.batches.take()).await?;
+        let mut batches = Self::batch_numbers(&tables, kept_batches).await?;
         report.objects_listed = listed.objects.len() as u64;
         // Each object still to read, and how many of its records earlier passes committed.
         let todo: Vec<(SourceObject, u64)> = listed
@@ -650,20 +688,20 @@ impl Lake {
             let streaming = parsed.through_record.is_some();
             pending.push(parsed);
             if pending_rows >= self.options.batch_rows || (streaming && pending_rows >= self.options.part_rows()) {
-                self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report).await?;
+                self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report, lease).await?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report).await?;
+            self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report, lease).await?;
         }
         progress.finish_and_clear();
 
         if self.options.auto_compact {
             let before = tables.get(LakeTable::IngestLog)?.version();
             let outcome = self
-                .compact_tables(&mut tables, self.options.compact_min_files)
+                .compact_tables(&mut tables, self.options.compact_min_files, lease)
                 .await?;
             report.partitions_compacted = outcome.partitions_compacted;
             // Compaction rewrites files, not what the log holds.
@@ -671,6 +709,7 @@ impl Lake {
                 done.as_of = tables.get(LakeTable::IngestLog)?.version();
             }
         }
+        writer.left_at = Some(tables.batch_versions());
         writer.tables = Some(tables);
         writer.ingested = Some(done);
         writer.batches = Some(batches);
@@ -806,7 +845,9 @@ impl Lake {
         objects: &[ParsedObject],
         (done, numbers): (&mut Ingested, &mut BatchNumbers),
         report: &mut IngestReport,
+        lease: &lease::WriterLease,
     ) -> Result<(), LakeError> {
+        lease.ensure_held().await?;
         let number = numbers.next();
         debug!(objects = objects.len(), batch = number, "committing a batch");
         // Each table's rows as the objects' parts hold them: not copied into one batch.
@@ -888,6 +929,8 @@ impl Lake {
             numbers.quarantined = Some(number);
         }
 
+        // The commit that makes the batch done: only while the lease is still this writer's.
+        lease.ensure_held().await?;
         let logged_version = tables.get(LakeTable::LOGGED_VERSION_OF)?.version().unwrap_or(0) as i64;
         let committed_at = chrono::Utc::now().timestamp_micros();
         let log_rows: Vec<&ParsedObject> = objects.iter().collect();
@@ -915,9 +958,11 @@ impl Lake {
         &self,
         tables: &mut Tables,
         min_files: usize,
+        lease: &lease::WriterLease,
     ) -> Result<CompactOutcome, LakeError> {
         let mut total = CompactOutcome::default();
         for table in LakeTable::ALL {
+            lease.ensure_held().await?;
             let (next, outcome) = compact::compact_table(tables.get(table)?.clone(), table, min_files)
                 .await
                 .map_err(delta_err(table))?;
@@ -942,9 +987,16 @@ impl Lake {
     /// (`cclake compact`). Returns what was done to `fact_interactions`.
     pub async fn compact(&self) -> Result<CompactOutcome, LakeError> {
         let mut writer = self.writer.lock().await;
+        let lease = self.lease("compact").await?;
+        let outcome = self.compact_holding(&mut writer, &lease).await;
+        lease.release().await;
+        outcome
+    }
+
+    async fn compact_holding(&self, writer: &mut Writer, lease: &lease::WriterLease) -> Result<CompactOutcome, LakeError> {
         let mut tables = self.load_tables(writer.tables.take()).await?;
         let before = tables.get(LakeTable::IngestLog)?.version();
-        let outcome = self.compact_tables(&mut tables, 2).await?;
+        let outcome = self.compact_tables(&mut tables, 2, lease).await?;
         if let Some(done) = writer.ingested.as_mut().filter(|d| d.as_of == before) {
             done.as_of = tables.get(LakeTable::IngestLog)?.version();
         }

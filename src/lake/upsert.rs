@@ -219,7 +219,7 @@ pub async fn stored_events(
 
 /// `(target.p1 = v1 AND target.p2 = v2) OR ...` over exactly the given partitions, as a
 /// balanced tree so that thousands of partitions do not make a deep expression.
-fn partitions_filter(
+pub(super) fn partitions_filter(
     relation: Option<&str>,
     columns: &[&str],
     partitions: &[Vec<ScalarValue>],

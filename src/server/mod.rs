@@ -131,17 +131,31 @@ pub async fn serve(
     Ok(served?)
 }
 
+/// The log target of scheduled ingest passes: logged at `info` even when cclake's own level
+/// is `warn` (the default), one line per pass that committed something.
+pub const SCHEDULE_LOG: &str = "cclake::schedule";
+
 async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: CancellationToken) {
     loop {
         match lake.ingest(&schedule.source).await {
-            Ok(report) if report.objects_read > 0 => info!(
-                objects = report.objects_read,
-                upserted = report.records_upserted,
-                quarantined = report.records_quarantined,
-                "scheduled ingest pass committed"
-            ),
+            Ok(report) if report.objects_read > 0 => {
+                // Seconds from the newest object read being written to its rows committed.
+                let lag = report
+                    .newest_object_modified
+                    .map(|m| (chrono::Utc::now().timestamp_micros() - m).max(0) as f64 / 1e6);
+                info!(
+                    target: SCHEDULE_LOG,
+                    objects = report.objects_read,
+                    records = report.records_read,
+                    upserted = report.records_upserted,
+                    quarantined = report.records_quarantined,
+                    seconds = report.elapsed.as_secs_f64(),
+                    lag_seconds = lag,
+                    "scheduled ingest pass committed"
+                )
+            }
             Ok(_) => {}
-            Err(e) => error!(error = %e, "scheduled ingest pass failed; the next pass retries"),
+            Err(e) => error!(target: SCHEDULE_LOG, error = %e, "scheduled ingest pass failed; the next pass retries"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

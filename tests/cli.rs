@@ -412,3 +412,113 @@ fn the_demo_checks_its_port_first_and_its_snippets_work_as_printed() {
     again.kill().unwrap();
     again.wait().unwrap();
 }
+
+/// `cclake` run in `cwd`, with `stdin` piped in; its output whatever the exit code.
+fn cclake_in(cwd: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cclake_command()
+        .current_dir(cwd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_spelling_of_a_lake_names_the_same_lake_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("g é");
+    copy_fixtures(&base.join("exports"));
+    let work = base.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink(&base, dir.path().join("link")).unwrap();
+    // Created through `..`, from another folder, as `--lake ../lake` is typed.
+    let out = cclake_in(&work, &["ingest", "--source", "../exports/", "--lake", "../lake"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(base.join("lake/fact_interactions/_delta_log").exists());
+    let n = |cwd: &Path, lake: &str| {
+        let out = cclake_in(cwd, &["query", "--lake", lake, "--format", "csv", "SELECT count(*) AS n FROM fact_interactions"], "");
+        assert!(out.status.success(), "{lake}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let expected = n(&work, "../lake");
+    assert!(expected.starts_with("n\n") && expected != "n\n0\n", "{expected}");
+    let absolute = base.join("lake");
+    let through_link = dir.path().join("link/lake");
+    for (cwd, spelling) in [
+        (&work, "../lake/".to_string()),
+        (&work, "./../work/../lake//".to_string()),
+        (&base, "lake".to_string()),
+        (&work, absolute.display().to_string()),
+        (&work, through_link.display().to_string()),
+        (&work, format!("{}/", through_link.display())),
+        (&work, url::Url::from_directory_path(&absolute).unwrap().to_string()),
+        (&work, url::Url::from_directory_path(&through_link).unwrap().to_string()),
+    ] {
+        assert_eq!(n(cwd, &spelling), expected, "{spelling}");
+    }
+    // A second ingest through another spelling finds everything already ingested.
+    let again = cclake_in(&work, &["ingest", "--source", &format!("{}/exports", dir.path().join("link").display()), "--lake", "../lake"], "");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already ingested, 0 read"), "{}", String::from_utf8_lossy(&again.stdout));
+}
+
+#[test]
+fn config_mistakes_and_user_management_are_said_clearly() {
+    let (dir, _exports, lake) = ingested_fixtures();
+    let config = dir.path().join("cclake.toml");
+    let c = config.to_str().unwrap();
+    // A missing config file is said to be missing.
+    let out = cclake_in(dir.path(), &["serve", "--lake", &lake, "--config", c, "--addr", "127.0.0.1:0"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Users: a short password is refused, names and roles are listed without hashes.
+    let out = cclake_in(dir.path(), &["user", "add", "--config", c, "--name", "aud", "--role", "auditor", "--password-stdin"], "x\n");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least 8"), "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, role) in [("ana", "analyst"), ("aud", "auditor")] {
+        let out = cclake_in(dir.path(), &["user", "add", "--config", c, "--name", name, "--role", role, "--password-stdin"], "first-password\n");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listed = String::from_utf8_lossy(&cclake_in(dir.path(), &["user", "list", "--config", c], "").stdout).into_owned();
+    assert!(listed.contains("ana") && listed.contains("analyst") && listed.contains("aud") && listed.contains("auditor"), "{listed}");
+    assert!(!listed.contains("argon2"), "{listed}");
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = cclake_in(dir.path(), &["user", "passwd", "--config", c, "--name", "ana", "--password-stdin"], "second-password\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(std::fs::read_to_string(&config).unwrap(), before);
+    let out = cclake_in(dir.path(), &["user", "remove", "--config", c, "--name", "aud"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&cclake_in(dir.path(), &["user", "list", "--config", c], "").stdout).into_owned();
+    assert!(listed.contains("ana") && !listed.contains("aud"), "{listed}");
+    let out = cclake_in(dir.path(), &["user", "remove", "--config", c, "--name", "aud"], "");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("has no user 'aud'"));
+    // The new password signs in over a server bound by host name; the old one does not.
+    let mut server = cclake_command()
+        .args(["serve", "--lake", &lake, "--config", c, "--addr", "localhost:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).replace("grpc://", "http://");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let signs_in = |password: &'static str| {
+        let url = url.clone();
+        runtime.block_on(async move {
+            let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
+            arrow_flight::sql::client::FlightSqlServiceClient::new(channel).handshake("ana", password).await.is_ok()
+        })
+    };
+    assert!(signs_in("second-password"));
+    assert!(!signs_in("first-password"));
+    let _ = server.kill();
+    let _ = server.wait();
+    // A misspelt key is refused, naming the nearest valid one.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("[server]", "[server]\nquery_timeout = 30", 1)).unwrap();
+    let out = cclake_in(dir.path(), &["serve", "--lake", &lake, "--config", c, "--addr", "127.0.0.1:0"], "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("did you mean `query_timeout_seconds`?"), "{said}");
+}

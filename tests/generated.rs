@@ -125,7 +125,8 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_lake() {
     let manifest = generate(&exports, 300, 3, true);
     let exports_s = exports.to_str().unwrap();
     let ingest_args = |lake: &str| -> Vec<String> {
-        ["ingest", "--source", exports_s, "--lake", lake, "--batch-rows", "120", "--compact-min-files", "4"]
+        // A killed writer's lease expires after 1 s: the re-run takes the lake over then.
+        ["ingest", "--source", exports_s, "--lake", lake, "--batch-rows", "120", "--compact-min-files", "4", "--lease-ttl", "1s"]
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -221,7 +222,7 @@ fn streamed_objects_in_parts_give_the_same_lake_and_resume_after_a_kill() {
     let streamed = dir.path().join("streamed");
     let streamed_s = streamed.to_str().unwrap();
     let args = |lake: &str| -> Vec<String> {
-        ["ingest", "--source", exports_s, "--lake", lake, "--stream-above-mb", "0", "--batch-rows", "120", "--compact-min-files", "4"]
+        ["ingest", "--source", exports_s, "--lake", lake, "--stream-above-mb", "0", "--batch-rows", "120", "--compact-min-files", "4", "--lease-ttl", "1s"]
             .iter()
             .map(|s| s.to_string())
             .collect()

@@ -279,7 +279,7 @@ fn kill_9_during_a_details_ingest_then_rerun_gives_the_uninterrupted_lake() {
     let exports = dir.path().join("exports");
     let manifest = generate_genesys(&exports, 600);
     let args = |lake: &str| -> Vec<String> {
-        ["ingest", "--source", exports.to_str().unwrap(), "--lake", lake, "--batch-rows", "1500", "--compact-min-files", "4"]
+        ["ingest", "--source", exports.to_str().unwrap(), "--lake", lake, "--batch-rows", "1500", "--compact-min-files", "4", "--lease-ttl", "1s"]
             .iter()
             .map(|s| s.to_string())
             .collect()

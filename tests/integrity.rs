@@ -161,13 +161,17 @@ fn an_ingest_racing_the_servers_scheduled_passes_leaves_every_key_once() {
     let (source, reference) = mixed_source(dir.path());
     let config = dir.path().join("cclake.toml");
     crate::flight::add_user(&config, "ana", "analyst", "analyst-pw");
+    let mut waited = 0;
     for round in 0..5 {
         let lake_dir = dir.path().join(format!("served-{round}"));
         let lake = lake_dir.to_str().unwrap();
         // The manual ingest creates the lake; the server starts on it as soon as it exists
         // and runs its passes over the same source every 100 ms.
-        let manual = spawn_cclake(&["ingest", "--source", &source, "--lake", lake, "--wait", "120s"], &[]);
-        wait_for("the lake's tables", Duration::from_secs(60), || lake_dir.join("ingest_log/_delta_log").exists());
+        let mut manual = spawn_cclake(&["ingest", "--source", &source, "--lake", lake, "--wait", "120s"], &[]);
+        // The tables exist once the ingest holds the lease for its pass (or has ended).
+        wait_for("the lake's tables", Duration::from_secs(60), || {
+            leases(&lake_dir).iter().any(|l| l.contains(r#""operation":"ingest""#)) || manual.try_wait().unwrap().is_some()
+        });
         let mut server = spawn_cclake(
             &[
                 "serve", "--lake", lake, "--config", config.to_str().unwrap(), "--addr", "127.0.0.1:0",
@@ -177,77 +181,114 @@ fn an_ingest_racing_the_servers_scheduled_passes_leaves_every_key_once() {
         );
         let manual = finished(manual);
         assert!(manual.status.success(), "round {round}: {}", text(&manual));
-        // One more scheduled pass after the manual ingest: the server's passes find nothing
-        // new, or ingest what the manual one had not reached when they held the lake.
+        // Everything is logged now; the server's passes that follow find nothing new.
         let ingest_log = || count(lake, "SELECT count(*) AS n FROM ingest_log");
         let logged = ingest_log();
         wait_for("no writer holding the lake", Duration::from_secs(60), || leases(&lake_dir).is_empty() || server.try_wait().unwrap().is_some());
-        assert!(server.try_wait().unwrap().is_none(), "round {round}: the server stopped");
-        unsafe_signal(&server, "TERM");
+        if server.try_wait().unwrap().is_some() {
+            panic!("round {round}: the server stopped:\n{}", text(&finished(server)));
+        }
+        send_signal(&server, "TERM");
         let served = finished(server);
         assert!(served.status.success(), "round {round}: {}", text(&served));
+        waited += [&manual, &served].iter().filter(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for the lake")).count();
         assert_eq!(ingest_log(), logged, "round {round}: an object was logged twice");
         assert_no_duplicates(lake, &[], &format!("round {round}"));
         assert_eq!(kpis(lake, &[]), reference, "round {round}: the KPIs differ from one writer's");
     }
+    // The server's passes (every 100 ms) ran into the manual ingest's lease.
+    assert!(waited > 0, "in 5 rounds neither writer ever waited for the other");
 }
 
-fn unsafe_signal(child: &Child, signal: &str) {
+fn send_signal(child: &Child, signal: &str) {
     let status = std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success(), "kill -{signal}");
 }
 
-/// Waits until a writer of `lake` holds its lease for `operation`.
-fn wait_for_lease(lake: &Path, operation: &str) {
-    let wanted = format!(r#""operation":"{operation}""#);
-    wait_for("the writer lease", Duration::from_secs(60), || leases(lake).iter().any(|l| l.contains(&wanted)));
+/// A lake being written by an ingest started with a short lease (`ttl`), once that ingest
+/// holds the lease: the writer, and the arguments that start another like it.
+struct HeldLake {
+    dir: tempfile::TempDir,
+    source: String,
+    /// KPIs of a lake written from the same source by one writer.
+    reference: Value,
+    ttl: &'static str,
+}
+
+impl HeldLake {
+    fn start(ttl: &'static str) -> (Self, Child) {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, reference) = mixed_source(dir.path());
+        let held = Self { dir, source, reference, ttl };
+        let writer = spawn_args(&held.ingest_args());
+        // The lease of the pass itself (not the short one taken to create the tables).
+        wait_for("the writer lease", Duration::from_secs(60), || held.leases().iter().any(|l| l.contains(r#""operation":"ingest""#)));
+        (held, writer)
+    }
+
+    fn lake_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    fn lake(&self) -> String {
+        self.lake_dir().to_str().unwrap().to_string()
+    }
+
+    fn ingest_args(&self) -> Vec<String> {
+        ["ingest", "--source", &self.source, "--lake", &self.lake(), "--lease-ttl", self.ttl, "--wait", "60s"].map(String::from).to_vec()
+    }
+
+    /// Another ingest like the first, run to its end.
+    fn ingest_again(&self) -> Output {
+        finished(spawn_args(&self.ingest_args()))
+    }
+
+    fn leases(&self) -> Vec<String> {
+        leases(&self.lake_dir())
+    }
+
+    /// Every key once, and the KPIs of one writer.
+    fn assert_right(&self, when: &str) {
+        assert_no_duplicates(&self.lake(), &[], when);
+        assert_eq!(kpis(&self.lake(), &[]), self.reference, "{when}");
+    }
+}
+
+fn spawn_args(args: &[String]) -> Child {
+    spawn_cclake(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
 
 #[test]
 fn a_writer_killed_while_it_holds_the_lake_is_taken_over_after_its_lease_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let (source, reference) = mixed_source(dir.path());
-    let lake_dir = dir.path().join("lake");
-    let lake = lake_dir.to_str().unwrap();
-    let args = ["ingest", "--source", &source, "--lake", lake, "--lease-ttl", "2s", "--wait", "60s"];
-    let mut holder = spawn_cclake(&args, &[]);
-    wait_for_lease(&lake_dir, "ingest");
+    let (lake, mut holder) = HeldLake::start("2s");
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(!leases(&lake_dir).is_empty(), "a killed writer leaves its lease behind");
+    assert!(!lake.leases().is_empty(), "a killed writer leaves its lease behind");
     // A second writer with a short wait gives up, naming the holder, with its own exit code.
-    let busy = cclake_command().args(["ingest", "--source", &source, "--lake", lake, "--wait", "0s"]).output().unwrap();
+    let busy = cclake_command().args(["ingest", "--source", &lake.source, "--lake", &lake.lake(), "--wait", "0s"]).output().unwrap();
     assert_eq!(busy.status.code(), Some(75), "{}", text(&busy));
     let said = String::from_utf8_lossy(&busy.stderr);
     assert!(said.contains("is being written by `cclake ingest` on host") && said.contains(&format!("(process {})", holder.id())), "{said}");
     // One that waits past the TTL takes the lake over and says so.
-    let next = finished(spawn_cclake(&args, &[]));
+    let next = lake.ingest_again();
     assert!(next.status.success(), "{}", text(&next));
     assert!(String::from_utf8_lossy(&next.stderr).contains("taking the lake over"), "{}", text(&next));
-    assert!(leases(&lake_dir).is_empty(), "the lease is released at the end");
-    assert_no_duplicates(lake, &[], "after the takeover");
-    assert_eq!(kpis(lake, &[]), reference);
+    assert!(lake.leases().is_empty(), "the lease is released at the end");
+    lake.assert_right("after the takeover");
 }
 
 #[test]
 fn a_writer_paused_past_its_lease_commits_nothing_after_another_took_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let (source, reference) = mixed_source(dir.path());
-    let lake_dir = dir.path().join("lake");
-    let lake = lake_dir.to_str().unwrap();
-    let args = ["ingest", "--source", &source, "--lake", lake, "--lease-ttl", "1s", "--wait", "60s"];
-    let paused = spawn_cclake(&args, &[]);
-    wait_for_lease(&lake_dir, "ingest");
-    unsafe_signal(&paused, "STOP");
-    let next = finished(spawn_cclake(&args, &[]));
+    let (lake, paused) = HeldLake::start("1s");
+    send_signal(&paused, "STOP");
+    let next = lake.ingest_again();
     assert!(next.status.success(), "{}", text(&next));
     assert!(String::from_utf8_lossy(&next.stderr).contains("taking the lake over"), "{}", text(&next));
-    unsafe_signal(&paused, "CONT");
+    send_signal(&paused, "CONT");
     let resumed = finished(paused);
     assert_eq!(resumed.status.code(), Some(75), "the paused writer must stop:\n{}", text(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("lost the lake's writer lease"), "{}", text(&resumed));
-    assert_no_duplicates(lake, &[], "after the paused writer resumed");
-    assert_eq!(kpis(lake, &[]), reference);
+    lake.assert_right("after the paused writer resumed");
 }
 
 #[test]

@@ -157,13 +157,15 @@ impl Seat {
         Ok(None)
     }
 
+    fn payload(&self, path: &Path, holder: &LeaseHolder) -> Result<PutPayload, LeaseError> {
+        let json = serde_json::to_vec(holder).map_err(|e| LeaseError::Corrupt { location: path.to_string(), message: e.to_string() })?;
+        Ok(PutPayload::from(json))
+    }
+
     /// Creates `generation` for `holder` unless it exists: whether this call created it.
     async fn create(&self, generation: u64, holder: &LeaseHolder) -> Result<bool, LeaseError> {
         let path = self.generation_path(generation);
-        let payload = PutPayload::from(serde_json::to_vec(holder).map_err(|e| LeaseError::Corrupt {
-            location: path.to_string(),
-            message: e.to_string(),
-        })?);
+        let payload = self.payload(&path, holder)?;
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.store.put_opts(&path, payload, options).await {
             Ok(_) => Ok(true),
@@ -176,8 +178,9 @@ impl Seat {
     }
 
     async fn overwrite(&self, generation: u64, holder: &LeaseHolder) -> Result<(), LeaseError> {
-        let payload = PutPayload::from(serde_json::to_vec(holder).unwrap_or_default());
-        self.store.put(&self.generation_path(generation), payload).await.map_err(|e| self.store_error(e))?;
+        let path = self.generation_path(generation);
+        let payload = self.payload(&path, holder)?;
+        self.store.put(&path, payload).await.map_err(|e| self.store_error(e))?;
         Ok(())
     }
 
@@ -258,14 +261,10 @@ impl WriterLease {
                     };
                     let holder_ttl = Duration::from_secs(current.holder.ttl_seconds.max(1));
                     if unchanged_since.elapsed() >= holder_ttl {
+                        // Said at the default level: a person running a second
+                        // writer must see why it waited, and whose lease it ended.
                         warn!(
-                            lake = %seat.lake,
-                            holder = %current.holder,
-                            seconds = holder_ttl.as_secs(),
-                            "the writer lease was not renewed for its TTL (its writer was killed or cut off): taking the lake over"
-                        );
-                        eprintln!(
-                            "note: the writer lease of {} held by {} was not renewed for {} s: taking the lake over",
+                            "the writer lease of {} held by {} was not renewed for {} s (its writer was killed or cut off): taking the lake over",
                             seat.lake,
                             current.holder,
                             holder_ttl.as_secs()
@@ -281,8 +280,7 @@ impl WriterLease {
                         }
                         if !said_waiting {
                             said_waiting = true;
-                            info!(lake = %seat.lake, holder = %current.holder, "waiting for the lake's writer lease");
-                            eprintln!(
+                            warn!(
                                 "waiting for the lake {}: it is being written by {} (up to {} s, --wait)",
                                 seat.lake,
                                 current.holder,

@@ -544,8 +544,9 @@ impl Replacement {
     /// then `kept` (the winners' rows), as one plan, and the partitions it replaces.
     async fn plan(&self, delta: &DeltaTable, table: LakeTable, kept: Vec<RecordBatch>) -> Result<(LogicalPlan, Expr), DeltaTableError> {
         const REPLACED_KEY: &str = "cclake_replaced_key";
+        // Only builds the plan: delta-rs executes it in its own session, where it registers
+        // the table's store.
         let ctx = SessionContext::new();
-        delta.update_datafusion_session(&ctx.state())?;
         let within = super::upsert::partitions_filter(None, table.partition_columns(), &self.partitions);
         let keys_schema = Arc::new(Schema::new(vec![Field::new(REPLACED_KEY, DataType::Utf8, false)]));
         let keys = RecordBatch::try_new(keys_schema, vec![Arc::clone(&self.keys) as Arc<dyn Array>])?;
@@ -576,8 +577,6 @@ async fn write_aggregate_rows(
     }
     let next = match replace {
         Some(replacement) => match replacement.plan(&delta, table, kept).await {
-            // delta-rs plans the write in a session of its own (with its planner extensions),
-            // registering the table's store there.
             Ok((plan, within)) => {
                 delta
                     .write(Vec::new())

@@ -98,6 +98,18 @@ enum Command {
         #[command(flatten)]
         writer: WriterArgs,
     },
+    /// Check the lake's invariants: every key held once per table (an aggregate's rows from
+    /// one delivery), every live file present. Exits 3 when the lake is damaged.
+    Check {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Repair what two writers damaged: each key keeps its latest delivery by its table's
+        /// merge policy, in one commit per damaged table (takes the writer lease).
+        #[arg(long, env = "CCLAKE_REPAIR")]
+        repair: bool,
+        #[command(flatten)]
+        writer: WriterArgs,
+    },
     /// Manage the users of the server's config file.
     User {
         #[command(subcommand)]
@@ -249,6 +261,14 @@ impl WriterArgs {
     }
 }
 
+/// The exit code of `cclake check` on a damaged lake.
+const EXIT_LAKE_DAMAGED: u8 = 3;
+
+/// `cclake check` found damage (the report says what).
+#[derive(Debug, thiserror::Error)]
+#[error("the lake is damaged (see above)")]
+struct LakeDamaged;
+
 /// The exit code of a write refused because another writer holds the lake, or of a writer
 /// that lost its lease (EX_TEMPFAIL: try again later).
 const EXIT_LAKE_BUSY: u8 = 75;
@@ -379,6 +399,10 @@ async fn cli_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`cclake query ... | head`): nothing more to say to anyone.
         Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<LakeDamaged>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_LAKE_DAMAGED)
+        }
         Err(e) if is_lease_refusal(e.as_ref()) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_LAKE_BUSY)
@@ -491,6 +515,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "fact_interactions: {} partitions compacted, {} files replaced by {}",
                 outcome.partitions_compacted, outcome.files_removed, outcome.files_added
             )?;
+        }
+        Command::Check { lake, repair, writer } => {
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
+            let report = lake.check(repair).await?;
+            writeln!(out, "{report}")?;
+            out.flush()?;
+            if !report.is_sound() {
+                return Err(LakeDamaged.into());
+            }
         }
         Command::User { command: UserCommand::Add { config, name, role, password_stdin, replace } } => {
             let password = read_new_password(&name, password_stdin)?;

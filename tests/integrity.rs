@@ -322,3 +322,72 @@ fn a_re_export_of_thousands_of_conversations_replaces_them_all_in_one_batch() {
     let replaced = count(lake, "SELECT count(*) AS n FROM conversations WHERE source_object LIKE '%/again/%'");
     assert_eq!(replaced, manifest["conversations"].as_i64().unwrap(), "every conversation now comes from the re-export");
 }
+
+fn delta_commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log")).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for file in walk(from) {
+        let target = to.join(file.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &target).unwrap();
+    }
+}
+
+#[test]
+fn check_finds_a_lake_two_writers_damaged_and_repair_restores_one_writers_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, reference) = mixed_source(dir.path());
+    // The lake `mixed_source` wrote with one writer.
+    let healthy = dir.path().join("reference");
+    let out = cclake_command().args(["check", "--lake", healthy.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the lake is sound"), "{}", text(&out));
+
+    // Damaged as two writers did, by blind appends through the `deltalake` package.
+    let damaged = dir.path().join("damaged");
+    copy_dir(&healthy, &damaged);
+    let lake = damaged.to_str().unwrap();
+    let appended = std::process::Command::new(python()).arg(repo().join("tests/python/damage_lake.py")).arg(lake).output().unwrap();
+    assert!(appended.status.success(), "{}", text(&appended));
+    let appended: Value = serde_json::from_slice(&appended.stdout).unwrap();
+    assert_eq!(appended, serde_json::json!({"fact_interactions": 50, "conversations": 15, "session_metrics": appended["session_metrics"]}));
+    assert!(appended["session_metrics"].as_i64().unwrap() > 15);
+    assert_ne!(kpis(lake, &[]), reference, "the damage shows in the KPIs");
+
+    let out = cclake_command().args(["check", "--lake", lake]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = |table: &str| report.lines().find(|l| l.starts_with(&format!("{table} "))).unwrap_or_else(|| panic!("{report}")).to_string();
+    assert!(line("fact_interactions").contains("50 keys held more than once (50 extra rows)"), "{report}");
+    assert!(line("conversations").contains("15 keys held more than once (15 extra rows)"), "{report}");
+    let metrics = format!("15 keys held more than once ({} extra rows)", appended["session_metrics"]);
+    assert!(line("session_metrics").contains(&metrics), "{report}");
+    for table in ["call_recordings", "participant_sessions", "queues", "quarantine"] {
+        assert!(line(table).ends_with("ok"), "{report}");
+    }
+
+    // Repair: one commit per damaged table, none elsewhere; then one writer's lake.
+    let tables = ["fact_interactions", "conversations", "session_metrics", "call_recordings", "participant_sessions"];
+    let before: Vec<usize> = tables.iter().map(|t| delta_commits(&damaged.join(t))).collect();
+    let out = cclake_command().args(["check", "--lake", lake, "--repair"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the lake was repaired"), "{}", text(&out));
+    let after: Vec<usize> = tables.iter().map(|t| delta_commits(&damaged.join(t))).collect();
+    assert_eq!(after, before.iter().zip([1, 1, 1, 0, 0]).map(|(b, n)| b + n).collect::<Vec<_>>());
+    assert_no_duplicates(lake, &[], "after the repair");
+    assert_eq!(kpis(lake, &[]), reference);
+    let facts = "SELECT * FROM fact_interactions ORDER BY event_id";
+    assert_eq!(query(lake, facts), query(healthy.to_str().unwrap(), facts), "the stored delivery won over the older copies");
+    let out = cclake_command().args(["check", "--lake", lake]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A live file gone from the store is reported, naming it.
+    let file = walk(&damaged.join("queues")).into_iter().find(|f| f.extension().is_some_and(|e| e == "parquet")).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let out = cclake_command().args(["check", "--lake", lake]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 live files missing") && String::from_utf8_lossy(&out.stdout).contains(&name), "{}", text(&out));
+}

@@ -375,7 +375,7 @@ pub fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Winners>) 
 }
 
 /// Each key's latest delivery in some batches.
-fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
+pub(super) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
     let mut latest: HashMap<String, Delivery<'static>> = HashMap::new();
     for batch in batches {
         let ids = keys(batch, key)?;
@@ -598,7 +598,7 @@ async fn write_aggregate_rows(
 
 /// The rows of `batches` that belong to a winning delivery of their key; a batch whose rows
 /// all win is kept as it is, one with none left out.
-fn rows_of_winners(
+pub(super) fn rows_of_winners(
     batches: &[RecordBatch],
     key: &str,
     winners: &HashMap<String, Delivery<'static>>,

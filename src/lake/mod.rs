@@ -17,6 +17,7 @@
 //! the same batch number, so the one case that needs a merge, a crash between the two, shows).
 
 pub mod append;
+pub mod check;
 pub mod compact;
 pub mod lease;
 pub mod merge;
@@ -981,6 +982,50 @@ impl Lake {
             }
         }
         Ok(total)
+    }
+
+    /// Checks the lake's invariants ([`check`]): keys held once, every live file present.
+    /// With `repair`, under the writer lease, each damaged table is rewritten in one commit
+    /// that keeps each key's latest delivery.
+    pub async fn check(&self, repair: bool) -> Result<check::CheckReport, LakeError> {
+        let mut writer = self.writer.lock().await;
+        if !repair {
+            // Read-only: the tables as the catalog opens them; no lease, nothing created.
+            let loaded = futures::future::try_join_all(
+                LakeTable::ALL.into_iter().map(|table| async move { Ok::<_, LakeError>((table, self.catalog.table(table).await?)) }),
+            )
+            .await?;
+            return self.check_tables(&mut Tables(loaded.into_iter().collect()), false, None).await;
+        }
+        let lease = self.lease("repair").await?;
+        let result = async {
+            let mut tables = self.load_tables(writer.tables.take()).await?;
+            let report = self.check_tables(&mut tables, true, Some(&lease)).await?;
+            writer.tables = Some(tables);
+            Ok(report)
+        }
+        .await;
+        lease.release().await;
+        result
+    }
+
+    async fn check_tables(&self, tables: &mut Tables, repair: bool, lease: Option<&lease::WriterLease>) -> Result<check::CheckReport, LakeError> {
+        let mut report = check::CheckReport::default();
+        // In `LakeTable::ALL`'s order an aggregate's root comes before its other tables,
+        // which keep the root's (repaired) latest delivery.
+        for table in LakeTable::ALL {
+            if let Some(lease) = lease {
+                lease.ensure_held().await?;
+            }
+            let root = match table.merge_policy() {
+                MergePolicy::ReplaceAggregate { root, .. } if root != table => Some(tables.get(root)?.clone()),
+                _ => None,
+            };
+            let (next, found) = check::check_table(tables.get(table)?.clone(), table, root.as_ref(), repair).await.map_err(delta_err(table))?;
+            tables.set(table, next);
+            report.tables.push((table, found));
+        }
+        Ok(report)
     }
 
     /// Compacts every partition of every table that holds more than one file

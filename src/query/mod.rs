@@ -141,16 +141,25 @@ pub async fn read_only_session(
     Ok(ctx)
 }
 
-/// A read-only session over the newest snapshot of every table of a lake (no views, no
-/// role: the embedding program reads what its process can read). `Lake::catalog` gives the
+/// A read-only session over the newest snapshot of every table of a lake, with the built-in
+/// views (`queue_daily_metrics`, `kpi_queue_daily`, ...), as `cclake query` serves them; no
+/// role: the embedding program reads what its process can read. `Lake::catalog` gives the
 /// catalog of a lake just written; `Catalog::open` opens one by URL.
 pub async fn catalog_session(catalog: &Catalog) -> Result<SessionContext, QueryError> {
-    let tables = catalog.snapshots().await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
-    read_only_session(tables, None).await
+    catalog_session_with_views(catalog, &read_model::load_views(None)?).await
 }
 
-/// Runs read-only SQL over a lake's tables and collects the result: the embedding API's one
-/// call.
+/// [`catalog_session`] with other views (`read_model::load_views(Some(dir))` reads a folder
+/// of `<name>.sql` files, as `--views` does; an empty list gives the tables alone).
+pub async fn catalog_session_with_views(catalog: &Catalog, views: &[read_model::ViewDefinition]) -> Result<SessionContext, QueryError> {
+    let tables = catalog.snapshots().await.map_err(|e| QueryError::Catalog(Box::new(e)))?;
+    let ctx = read_only_session(tables, None).await?;
+    read_model::register_views(&ctx, views, true).await;
+    Ok(ctx)
+}
+
+/// Runs read-only SQL over a lake's tables and built-in views and collects the result: the
+/// embedding API's one call.
 pub async fn sql(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let ctx = catalog_session(catalog).await?;
     run_sql(&ctx, sql).await

@@ -241,39 +241,39 @@ impl ReadModel {
         let visible = snapshots.into_iter().filter(|(table, _)| !hidden.contains(&table.name())).collect();
         let ctx = super::read_only_session(visible, self.decoded.as_ref()).await?;
         super::limits::bound_functions(&ctx, self.memory_limit_bytes);
-        self.register_views(&ctx, role).await;
+        register_views(&ctx, &self.views, role == Role::Auditor).await;
         Ok(ctx)
     }
+}
 
-    /// Registers views in dependency order (a view may use another); a view that does not
-    /// plan for this role (it reads a hidden table) is left out.
-    async fn register_views(&self, ctx: &SessionContext, role: Role) {
-        let mut pending: Vec<&ViewDefinition> = self.views.iter().collect();
-        loop {
-            let before = pending.len();
-            let mut still = Vec::new();
-            for view in pending {
-                match ctx.state().create_logical_plan(&view.sql).await {
-                    Ok(plan) => {
-                        let table: Arc<dyn TableProvider> =
-                            Arc::new(ViewTable::new(plan, Some(view.sql.clone())));
-                        if let Err(e) = ctx.register_table(view.name.as_str(), table) {
-                            warn!(view = %view.name, error = %e, "view not registered");
-                        }
-                    }
-                    Err(_) => still.push(view),
-                }
-            }
-            if still.is_empty() || still.len() == before {
-                for view in still {
-                    if role == Role::Auditor {
-                        warn!(view = %view.name, "view does not plan");
+/// Registers `views` in `ctx` in dependency order (a view may use another); a view that does
+/// not plan (it reads a table the session lacks, a hidden one for a role) is left out, and
+/// logged when `say_unplanned`.
+pub async fn register_views(ctx: &SessionContext, views: &[ViewDefinition], say_unplanned: bool) {
+    let mut pending: Vec<&ViewDefinition> = views.iter().collect();
+    loop {
+        let before = pending.len();
+        let mut still = Vec::new();
+        for view in pending {
+            match ctx.state().create_logical_plan(&view.sql).await {
+                Ok(plan) => {
+                    let table: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(view.sql.clone())));
+                    if let Err(e) = ctx.register_table(view.name.as_str(), table) {
+                        warn!(view = %view.name, error = %e, "view not registered");
                     }
                 }
-                return;
+                Err(_) => still.push(view),
             }
-            pending = still;
         }
+        if still.is_empty() || still.len() == before {
+            for view in still {
+                if say_unplanned {
+                    warn!(view = %view.name, "view does not plan");
+                }
+            }
+            return;
+        }
+        pending = still;
     }
 }
 

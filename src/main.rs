@@ -769,25 +769,36 @@ async fn demo(
     let lake = Lake::open_or_create_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
     let report = lake.ingest(&exports.to_string_lossy()).await?;
     writeln!(out, "{report}")?;
+    // Each view's first rows under the view's own column names (rounded), and how many
+    // rows there are in all.
+    const SHOWN: usize = 10;
     let kpis = [
-        ("Queue KPIs by day, Genesys conversation details (view queue_daily_metrics)", "SELECT date, queue_name, n_offered AS offered, \
-            n_answered AS answered, n_abandoned AS abandoned, round(aht_seconds, 1) AS aht_s, round(asa_seconds, 1) AS asa_s, \
-            round(service_level, 3) AS service_level, round(abandon_rate, 3) AS abandon_rate \
-            FROM queue_daily_metrics ORDER BY date, queue_name LIMIT 10"),
-        ("Queue KPIs by day, flat events (view kpi_queue_daily)", "SELECT date, queue_name, offered, completed, abandoned, \
-            round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds \
-            FROM kpi_queue_daily ORDER BY date, queue_name LIMIT 10"),
-        ("Quarantine by reason", "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1"),
+        ("Queue KPIs by day, Genesys conversation details", "queue_daily_metrics", "date, queue_name, n_offered, n_answered, n_abandoned, \
+            round(aht_seconds, 1) AS aht_seconds, round(asa_seconds, 1) AS asa_seconds, round(service_level, 3) AS service_level, \
+            round(abandon_rate, 3) AS abandon_rate", "date, queue_name"),
+        ("Queue KPIs by day, flat events", "kpi_queue_daily", "date, queue_name, offered, completed, abandoned, \
+            round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds", "date, queue_name"),
     ];
     let config = dir.join("cclake.toml");
     let access = AccessConfig::load(&config)?;
     let model = read_model(lake.catalog().clone(), &access, None).await?;
     let ctx = model.session(Role::Auditor).await?;
-    for (title, sql) in kpis {
-        let (schema, stream) = cclake::query::stream_sql(&ctx, sql).await?;
-        writeln!(out, "\n{title}:")?;
+    for (title, view, columns, order) in kpis {
+        let total = cclake::query::run_sql(&ctx, &format!("SELECT count(*) FROM {view}")).await?;
+        let total = total.first().filter(|b| b.num_rows() > 0).map_or(0, |b| {
+            arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64)
+                .map_or(0, |c| arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&c).value(0))
+        });
+        let shown = if total as usize > SHOWN { format!("first {SHOWN} of {total} rows") } else { format!("{total} rows") };
+        writeln!(out, "\n{title} (view {view}, {shown}; all: SELECT * FROM {view}):")?;
+        let sql = format!("SELECT {columns} FROM {view} ORDER BY {order} LIMIT {SHOWN}");
+        let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
         cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
     }
+    let (schema, stream) =
+        cclake::query::stream_sql(&ctx, "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1").await?;
+    writeln!(out, "\nQuarantine by reason:")?;
+    cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
     let Some(listener) = listener else {
         return Ok(());
     };
@@ -801,14 +812,14 @@ async fn demo(
         out,
         "\nServing the demo lake over Flight SQL (read-only) on {url} as analyst `{DEMO_USER}`, password `{password}`\n\
          (kept in {} for the next run).\n\n\
-         Python (pip install adbc-driver-flightsql pyarrow):\n\
-         \x20 import adbc_driver_flightsql.dbapi as flightsql\n\
-         \x20 conn = flightsql.connect(\"{url}\", db_kwargs={{\"username\": \"{DEMO_USER}\", \"password\": \"{password}\"}}, autocommit=True)\n\
-         \x20 cur = conn.cursor(); cur.execute(\"{query_sql}\"); print(cur.fetch_arrow_table())\n\n\
-         JDBC / DBeaver (Arrow Flight SQL driver):\n\
-         \x20 jdbc:arrow-flight-sql://{bound}?useEncryption=false&user={DEMO_USER}&password={password}\n\n\
-         In-process, without the server (another terminal, same folder):\n\
-         \x20 {} query --lake {} \"{query_sql}\"\n\n\
+         Python (pip install adbc-driver-flightsql pyarrow), the three lines as they are:\n\n\
+         import adbc_driver_flightsql.dbapi as flightsql\n\
+         conn = flightsql.connect(\"{url}\", db_kwargs={{\"username\": \"{DEMO_USER}\", \"password\": \"{password}\"}}, autocommit=True)\n\
+         cur = conn.cursor(); cur.execute(\"{query_sql}\"); print(cur.fetch_arrow_table())\n\n\
+         JDBC / DBeaver (Arrow Flight SQL driver), the URL:\n\n\
+         jdbc:arrow-flight-sql://{bound}?useEncryption=false&user={DEMO_USER}&password={password}\n\n\
+         In-process, without the server (another terminal, same folder):\n\n\
+         {} query --lake {} \"{query_sql}\"\n\n\
          Ctrl-C stops the server.",
         dir.join(DEMO_PASSWORD_FILE).display(),
         this_program(),

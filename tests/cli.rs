@@ -351,15 +351,12 @@ fn demo_output(child: &mut std::process::Child) -> String {
     }
 }
 
-/// The indented lines under the first line of `text` containing `heading`.
+/// The lines between the blank line after the first line of `text` containing `heading` and
+/// the next blank line, exactly as printed (a person copies them as they are).
 fn snippet(text: &str, heading: &str) -> String {
-    text.lines()
-        .skip_while(|l| !l.contains(heading))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .map(|l| &l[2..])
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut lines = text.lines().skip_while(|l| !l.contains(heading)).skip(1);
+    assert_eq!(lines.next(), Some(""), "a blank line after {heading:?}");
+    lines.take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn parse(c: &mut Criterion) {
     group.bench_function("parse_validate_mask", |b| {
         b.iter(|| {
             for (object, bytes) in &objects {
-                black_box(parse_object(object.clone(), bytes, cclake::ingest::ExpansionLimits::default()));
+                black_box(parse_object(object.clone(), bytes, &cclake::ingest::ParseOptions::default()));
             }
         })
     });

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use cclake::catalog::Catalog;
 use cclake::generate::genesys::{generate_genesys, GenesysOptions};
 use cclake::generate::{generate, GenerateOptions};
+use cclake::ingest::pseudonym::{KeyTooShort, PseudonymKey};
 use cclake::ingest::ExpansionLimits;
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::access::{AccessConfig, Role};
@@ -288,9 +289,19 @@ struct ExpansionArgs {
     /// and an interrupted object resumes after its last committed part. 0 streams every one.
     #[arg(long, env = "CCLAKE_STREAM_ABOVE_MB", default_value_t = 64)]
     stream_above_mb: u64,
+    /// The key agent ids holding an e-mail address are pseudonymised with (HMAC-SHA256, at
+    /// least 32 characters): the same key gives the same pseudonyms in every lake. Give it
+    /// in the environment, not on a command line others can see. Without it, a lake makes
+    /// its own key on its first pass and keeps it.
+    #[arg(long, env = "CCLAKE_PSEUDONYM_KEY", hide_env_values = true)]
+    pseudonym_key: Option<String>,
 }
 
 impl ExpansionArgs {
+    fn pseudonym_key(&self) -> Result<Option<Arc<PseudonymKey>>, KeyTooShort> {
+        self.pseudonym_key.as_deref().map(|secret| PseudonymKey::new(secret).map(Arc::new)).transpose()
+    }
+
     fn limits(&self) -> ExpansionLimits {
         ExpansionLimits { max_bytes: self.max_expanded_mb.saturating_mul(1 << 20), max_ratio: self.max_expansion_ratio.max(1) }
     }
@@ -489,6 +500,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 progress,
                 expansion: expansion.limits(),
                 stream_above_bytes: expansion.stream_above_mb.saturating_mul(1 << 20),
+                pseudonym_key: expansion.pseudonym_key()?,
                 lease: writer.lease(),
                 ..Default::default()
             };
@@ -570,6 +582,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     progress: false,
                     expansion: serve.expansion.limits(),
                     stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
+                    pseudonym_key: serve.expansion.pseudonym_key()?,
                     lease: LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) },
                     ..Default::default()
                 };

@@ -105,6 +105,7 @@ pub enum LakeTable {
     Users,
     UserContacts,
     WrapupCodes,
+    AgentIdentities,
 }
 
 /// A table's definition.
@@ -133,7 +134,7 @@ const fn dimension(key: &'static str) -> MergePolicy {
 }
 
 /// In the order of [`LakeTable`]'s variants.
-static DEFINITIONS: [TableDefinition; 13] = [
+static DEFINITIONS: [TableDefinition; 14] = [
     TableDefinition {
         name: "fact_interactions",
         partition_columns: &["event_date", "queue_name"],
@@ -275,10 +276,22 @@ static DEFINITIONS: [TableDefinition; 13] = [
         random_columns: &[],
         schema: wrapup_codes_schema,
     },
+    // The agent behind each pseudonym of an e-mail-shaped `agent_id` (ingest::pseudonym):
+    // auditors only, as `user_contacts`.
+    TableDefinition {
+        name: "agent_identities",
+        partition_columns: &[],
+        sort_columns: &[],
+        merge: dimension("agent_id"),
+        sensitivity: Sensitivity::Restricted,
+        plain_columns: &[],
+        random_columns: &[],
+        schema: agent_identities_schema,
+    },
 ];
 
 impl LakeTable {
-    pub const ALL: [LakeTable; 13] = [
+    pub const ALL: [LakeTable; 14] = [
         LakeTable::FactInteractions,
         LakeTable::CallRecordings,
         LakeTable::Quarantine,
@@ -292,6 +305,7 @@ impl LakeTable {
         LakeTable::Users,
         LakeTable::UserContacts,
         LakeTable::WrapupCodes,
+        LakeTable::AgentIdentities,
     ];
 
     /// The tables of the first release: every lake has them.
@@ -620,6 +634,12 @@ fn users_schema() -> Vec<Field> {
 
 fn user_contacts_schema() -> Vec<Field> {
     with_delivery(vec![required_text("user_id"), text("email")])
+}
+
+/// `agent_id` is the pseudonym `fact_interactions.agent_id` holds; `identity` the id as
+/// exported.
+fn agent_identities_schema() -> Vec<Field> {
+    with_delivery(vec![required_text("agent_id"), text("identity")])
 }
 
 fn wrapup_codes_schema() -> Vec<Field> {

@@ -105,6 +105,21 @@ async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -
     (info_schema, batches)
 }
 
+/// Every row of `sql`'s answer, each value as Arrow displays it (nulls empty).
+pub async fn rows(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<Vec<String>> {
+    let info = client.execute(sql.into(), None).await.unwrap();
+    let (_, batches) = fetch(client, info).await;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch.columns().iter().map(|c| arrow::util::display::array_value_to_string(c, row).unwrap()).collect(),
+            );
+        }
+    }
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jdbc_call_sequence_with_the_rust_flight_sql_client() {
     let dir = tempfile::tempdir().unwrap();

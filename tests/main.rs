@@ -2,6 +2,7 @@
 //! They drive the real `cclake` binary, the Rust API, real Delta readers (Python
 //! `deltalake`, DuckDB) and a real S3-speaking server, all on loopback.
 
+mod agents;
 mod api;
 mod cli;
 mod fixtures;

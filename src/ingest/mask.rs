@@ -175,6 +175,11 @@ fn is_date_like(value: &str) -> bool {
 /// An e-mail address keeps its domain: `jane.doe@example.com` → `***@example.com`.
 const MASKED_EMAIL_USER: &str = "***@$domain";
 
+/// Whether `value` holds an e-mail address (`user:agent7@company.com` does).
+pub fn holds_email(value: &str) -> bool {
+    value.contains('@') && email_pattern().is_match(value)
+}
+
 fn email_pattern() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
     PATTERN.get_or_init(|| {

@@ -5,11 +5,13 @@
 pub mod coerce;
 pub mod formats;
 pub mod mask;
+pub mod pseudonym;
 pub mod rows;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -20,6 +22,17 @@ use rows::TableRows;
 pub use coerce::Rejection;
 pub use formats::flat_event::{parse_flat_event, FlatEvent};
 pub use source::{ExpansionLimits, Framing, SourceObject};
+
+/// How export objects are parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// How far a gzipped object may expand before it is refused.
+    pub limits: ExpansionLimits,
+    /// An agent id holding an e-mail address becomes its pseudonym under this key
+    /// ([`pseudonym`]); without a key it is masked to its domain, and agents of one domain
+    /// become one. [`crate::Lake`] always has the lake's key.
+    pub agent_key: Option<Arc<pseudonym::PseudonymKey>>,
+}
 
 /// A record that could not be used, kept with its position and masked text.
 #[derive(Debug, Clone)]
@@ -69,9 +82,9 @@ impl ParsedObject {
 
 /// Parses one export object's bytes. Never fails: an unreadable object becomes one
 /// quarantined record, and each bad record is quarantined on its own while the rest land.
-pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::ExpansionLimits) -> ParsedObject {
+pub fn parse_object(object: SourceObject, bytes: &[u8], options: &ParseOptions) -> ParsedObject {
     let mut parts = Vec::new();
-    parse_object_in_parts(object, bytes, limits, 0, usize::MAX, |part| parts.push(part));
+    parse_object_in_parts(object, bytes, options, 0, usize::MAX, |part| parts.push(part));
     parts.pop().unwrap_or_else(|| unreachable!("the last part is always handed over"))
 }
 
@@ -81,20 +94,20 @@ pub fn parse_object(object: SourceObject, bytes: &[u8], limits: source::Expansio
 pub fn parse_object_in_parts(
     object: SourceObject,
     bytes: &[u8],
-    limits: source::ExpansionLimits,
+    options: &ParseOptions,
     resume_after: u64,
     part_rows: usize,
     mut part: impl FnMut(ParsedObject),
 ) {
-    let (text, gzipped) = match source::decompress(bytes, limits) {
+    let (text, gzipped) = match source::decompress(bytes, options.limits) {
         Ok(decompressed) => decompressed,
         Err(e) => {
-            let mut parser = ObjectParser::new(object, None, bytes.starts_with(&[0x1f, 0x8b]));
+            let mut parser = ObjectParser::new(object, None, bytes.starts_with(&[0x1f, 0x8b]), options);
             parser.unreadable(e.to_string());
             return part(parser.finish(None));
         }
     };
-    parse_text_in_parts(object, &text, gzipped, resume_after, part_rows, part);
+    parse_text_in_parts(object, &text, gzipped, options, resume_after, part_rows, part);
 }
 
 /// [`parse_object_in_parts`] of text already decompressed.
@@ -102,12 +115,13 @@ fn parse_text_in_parts(
     object: SourceObject,
     text: &[u8],
     gzipped: bool,
+    options: &ParseOptions,
     resume_after: u64,
     part_rows: usize,
     mut part: impl FnMut(ParsedObject),
 ) {
     let (framing, spans) = source::split_records(text);
-    let mut parser = ObjectParser::new(object, Some(framing), gzipped);
+    let mut parser = ObjectParser::new(object, Some(framing), gzipped, options);
     // Checked as UTF-8 once, whole, rather than string by string in each record.
     let whole = std::str::from_utf8(text).ok();
     for (n, span) in (1u64..).zip(spans).skip(resume_after as usize) {
@@ -133,18 +147,18 @@ const STREAM_HEAD_BYTES: u64 = 1 << 20;
 pub fn parse_stream_in_parts(
     object: SourceObject,
     raw: impl std::io::Read + 'static,
-    limits: source::ExpansionLimits,
+    options: &ParseOptions,
     resume_after: u64,
     part_rows: usize,
     mut part: impl FnMut(ParsedObject),
 ) {
     use std::io::{BufRead, Read};
     let unreadable = |object: SourceObject, gzipped: bool, why: String| {
-        let mut parser = ObjectParser::new(object, None, gzipped);
+        let mut parser = ObjectParser::new(object, None, gzipped, options);
         parser.unreadable(why);
         parser.finish(None)
     };
-    let (mut text, gzipped) = match source::streaming_text(raw, limits) {
+    let (mut text, gzipped) = match source::streaming_text(raw, options.limits) {
         Ok(text) => text,
         Err(e) => return part(unreadable(object, false, e.to_string())),
     };
@@ -163,9 +177,9 @@ pub fn parse_stream_in_parts(
         if let Err(e) = text.read_to_end(&mut head) {
             return part(unreadable(object, gzipped, e.to_string()));
         }
-        return parse_text_in_parts(object, &head, gzipped, resume_after, part_rows, part);
+        return parse_text_in_parts(object, &head, gzipped, options, resume_after, part_rows, part);
     }
-    let mut parser = ObjectParser::new(object, Some(Framing::Ndjson), gzipped);
+    let mut parser = ObjectParser::new(object, Some(Framing::Ndjson), gzipped, options);
     let mut reader = std::io::Cursor::new(head).chain(text);
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -201,6 +215,7 @@ pub fn parse_stream_in_parts(
 pub struct ObjectParser {
     part: ParsedObject,
     rows: TableRows,
+    agents: Option<pseudonym::AgentPseudonyms>,
 }
 
 impl fmt::Debug for ObjectParser {
@@ -210,7 +225,11 @@ impl fmt::Debug for ObjectParser {
 }
 
 impl ObjectParser {
-    pub fn new(object: SourceObject, framing: Option<Framing>, gzipped: bool) -> Self {
+    pub fn new(object: SourceObject, framing: Option<Framing>, gzipped: bool, options: &ParseOptions) -> Self {
+        Self::with_agents(object, framing, gzipped, options.agent_key.as_ref().map(|key| pseudonym::AgentPseudonyms::new(Arc::clone(key))))
+    }
+
+    fn with_agents(object: SourceObject, framing: Option<Framing>, gzipped: bool, agents: Option<pseudonym::AgentPseudonyms>) -> Self {
         Self {
             part: ParsedObject {
                 object,
@@ -223,6 +242,7 @@ impl ObjectParser {
                 through_record: None,
             },
             rows: TableRows::default(),
+            agents,
         }
     }
 
@@ -275,16 +295,20 @@ impl ObjectParser {
                 }
             }
         }
-        let record = match text {
-            Some(text) => formats::flat_event::parse_flat_event_text(text),
-            None => parse_flat_event(raw),
-        };
+        let record = formats::flat_event::parse_flat_event_with(raw, text, self.agents.as_mut());
         for field in record.unknown_fields {
             *parsed.unknown_fields.entry(field).or_default() += 1;
         }
         match record.outcome {
             Ok(event) => {
                 event.push_rows(parsed.object.last_modified, &mut self.rows, &delivery);
+                if let (Some(identity), Some(pseudonym)) = (&event.new_agent_identity, &event.agent_id) {
+                    self.rows.push(
+                        LakeTable::AgentIdentities,
+                        &[("agent_id", rows::Cell::text(Some(pseudonym))), ("identity", rows::Cell::text(Some(identity)))],
+                        &delivery,
+                    );
+                }
                 *parsed.valid_by_format.entry("flat_event").or_default() += 1;
             }
             Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
@@ -299,7 +323,8 @@ impl ObjectParser {
     /// The records parsed so far, the object's first `records`, as a part of it; parsing
     /// goes on.
     pub fn take_part(&mut self, records: u64) -> ParsedObject {
-        let next = Self::new(self.part.object.clone(), self.part.framing, self.part.gzipped);
+        let agents = self.agents.as_ref().map(pseudonym::AgentPseudonyms::fresh);
+        let next = Self::with_agents(self.part.object.clone(), self.part.framing, self.part.gzipped, agents);
         std::mem::replace(self, next).finish(Some(records))
     }
 
@@ -525,7 +550,7 @@ mod tests {
             r#"{"event_id":"e3", "caller_number":"+15557654321""#, "\n",
             r#"{"event_id":"e4","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z"}"#, "\n",
         );
-        let parsed = parse_object(object(), text.as_bytes(), ExpansionLimits::default());
+        let parsed = parse_object(object(), text.as_bytes(), &ParseOptions::default());
         let fact = &arrow::compute::concat_batches(&LakeTable::FactInteractions.schema(), &parsed.rows[&LakeTable::FactInteractions]).unwrap();
         let column = |name: &str| fact.column(fact.schema().index_of(name).unwrap()).clone();
         let ids: Vec<String> = column("event_id").as_any().downcast_ref::<arrow::array::StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
@@ -545,7 +570,7 @@ mod tests {
         let mut line = r#"{"event_id":"e1","caller_number":"+15551234567","note":""#.to_string();
         line.push_str(&"x".repeat(200_000));
         line.push_str("+15557654321\n");
-        let parsed = parse_object(object(), line.as_bytes(), ExpansionLimits::default());
+        let parsed = parse_object(object(), line.as_bytes(), &ParseOptions::default());
         let record = &parsed.quarantined[0].record;
         // Unterminated, so read as a stream of objects: the record runs to the end.
         let raw = line.as_bytes();
@@ -564,7 +589,7 @@ mod tests {
 
     #[test]
     fn corrupt_gzip_is_one_quarantined_record() {
-        let parsed = parse_object(object(), &[0x1f, 0x8b, 0, 1, 2, 3], ExpansionLimits::default());
+        let parsed = parse_object(object(), &[0x1f, 0x8b, 0, 1, 2, 3], &ParseOptions::default());
         assert_eq!(parsed.quarantined.len(), 1);
         assert_eq!(parsed.quarantined[0].rejection.code(), "unreadable_object");
     }

@@ -21,6 +21,7 @@ pub mod check;
 pub mod compact;
 pub mod lease;
 pub mod merge;
+pub mod pseudonym_key;
 pub mod tables;
 pub mod upsert;
 
@@ -43,7 +44,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects_after;
-use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParsedObject, SourceObject};
+use crate::ingest::pseudonym::PseudonymKey;
+use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParseOptions, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
 pub use compact::CompactOutcome;
@@ -85,6 +87,9 @@ pub enum LakeError {
     /// Another writer holds the lake, or this one lost it ([`lease`]).
     #[error(transparent)]
     Lease(#[from] lease::LeaseError),
+    /// The lake's agent pseudonym key ([`pseudonym_key`]).
+    #[error(transparent)]
+    PseudonymKey(#[from] pseudonym_key::KeyError),
     #[error("source {source_location} does not exist")]
     SourceMissing { source_location: String },
     #[error("no export objects under {source_location}: nothing to ingest (check --source)")]
@@ -179,6 +184,9 @@ pub struct LakeOptions {
     /// The writer lease: how long a second writer waits, and how soon an abandoned lease
     /// expires.
     pub lease: lease::LeaseOptions,
+    /// The key of agent pseudonyms (`CCLAKE_PSEUDONYM_KEY`); without one, the lake makes
+    /// its own on its first pass and keeps it ([`pseudonym_key`]).
+    pub pseudonym_key: Option<Arc<PseudonymKey>>,
 }
 
 impl LakeOptions {
@@ -200,6 +208,7 @@ impl Default for LakeOptions {
             expansion: ExpansionLimits::default(),
             stream_above_bytes: 64 << 20,
             lease: lease::LeaseOptions::default(),
+            pseudonym_key: None,
         }
     }
 }
@@ -271,6 +280,8 @@ struct Writer {
     /// The versions of `quarantine` and `ingest_log` this writer left the lake at: when
     /// they moved since, another writer committed, and `batches` is read again.
     left_at: Option<(Option<deltalake::kernel::Version>, Option<deltalake::kernel::Version>)>,
+    /// The lake's agent pseudonym key, read (or made) on the first pass.
+    agent_key: Option<Arc<PseudonymKey>>,
 }
 
 /// How often a scheduled pass over a remote source lists it whole. In between, a pass lists
@@ -645,6 +656,12 @@ impl Lake {
             "ingest pass started"
         );
 
+        let agent_key = match &writer.agent_key {
+            Some(key) => Arc::clone(key),
+            None => pseudonym_key::lake_key(self.root(), self.options.pseudonym_key.as_ref()).await?,
+        };
+        writer.agent_key = Some(Arc::clone(&agent_key));
+        let parse = Arc::new(ParseOptions { limits: self.options.expansion, agent_key: Some(agent_key) });
         let progress = self.progress_bar(todo.iter().map(|(o, _)| o.size).sum());
         let local = source.url().scheme() == "file";
         // Objects are read and parsed ahead (each by a task of its own), their parts taken
@@ -652,7 +669,7 @@ impl Lake {
         let ahead = LookAhead { objects: self.options.parallel_objects.max(1), bytes: self.options.lookahead_bytes };
         let mut parsed_objects = ahead
             .started(todo, |(object, _)| object.size, |(object, resume_after)| {
-                self.object_parts(Arc::clone(&store), object, resume_after, local)
+                self.object_parts(Arc::clone(&store), Arc::clone(&parse), object, resume_after, local)
             })
             .flatten();
 
@@ -740,12 +757,12 @@ impl Lake {
     fn object_parts(
         &self,
         store: Arc<dyn object_store::ObjectStore>,
+        parse: Arc<ParseOptions>,
         object: SourceObject,
         resume_after: u64,
         local: bool,
     ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<Fetched, LakeError>> + Send + 'static>> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Fetched, LakeError>>(1);
-        let limits = self.options.expansion;
         let part_rows = self.options.part_rows();
         let stream_above = self.options.stream_above_bytes;
         tokio::spawn(async move {
@@ -777,7 +794,7 @@ impl Lake {
                     }
                 };
                 tokio::task::spawn_blocking(move || {
-                    parse_object_in_parts(object, &bytes, limits, resume_after, usize::MAX, |part| {
+                    parse_object_in_parts(object, &bytes, &parse, resume_after, usize::MAX, |part| {
                         let _ = parts.blocking_send(Ok(Fetched::Parsed(part)));
                     })
                 })
@@ -795,7 +812,7 @@ impl Lake {
                 let parse = tokio::task::spawn_blocking(move || {
                     let failed_read = Arc::clone(&reader.failed);
                     let who = object.clone();
-                    parse_stream_in_parts(object, reader, limits, resume_after, part_rows, |part| {
+                    parse_stream_in_parts(object, reader, &parse, resume_after, part_rows, |part| {
                         // A store that failed part-way is not a bad object: the completing
                         // part is not handed over, and the object is read again.
                         let store_error = failed_read.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::ingest::coerce::{
     coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
 };
-use crate::ingest::mask::{mask_field, mask_phone_number};
+use crate::ingest::mask::{holds_email, mask_field, mask_phone_number};
+use crate::ingest::pseudonym::AgentPseudonyms;
 use crate::ingest::rows::{Cell, TableRows};
 use crate::model::{key_hash, Delivery, LakeTable};
 
@@ -29,7 +30,12 @@ pub struct FlatEvent<'a> {
     pub state: Option<Cow<'a, str>>,
     pub duration_seconds: Option<i64>,
     pub queue_name: Option<Cow<'a, str>>,
+    /// The agent's id, or its pseudonym when the id holds an e-mail address and the parser
+    /// has the lake's key ([`crate::ingest::pseudonym`]).
     pub agent_id: Option<Cow<'a, str>>,
+    /// The agent's id as exported, when `agent_id` is its pseudonym and this parser met the
+    /// agent for the first time: the `agent_identities` row to stage (auditors only).
+    pub new_agent_identity: Option<Cow<'a, str>>,
     pub source_system: Cow<'a, str>,
     pub caller_number_masked: Option<Cow<'a, str>>,
     pub campaign_id: Option<Cow<'a, str>>,
@@ -101,18 +107,23 @@ pub struct ParsedRecord<'a> {
     pub unknown_fields: Vec<String>,
 }
 
-/// Parses and validates one record's JSON text.
+/// Parses and validates one record's JSON text. An `agent_id` holding an e-mail address is
+/// masked to its domain: [`parse_flat_event_with`] makes it a pseudonym instead.
 pub fn parse_flat_event(json: &[u8]) -> ParsedRecord<'_> {
-    parse_with(serde_json::Deserializer::from_slice(json))
+    parse_flat_event_with(json, None, None)
 }
 
-/// [`parse_flat_event`] of text already known to be UTF-8 (a whole object checked at once):
-/// each string is not checked again.
-pub fn parse_flat_event_text(json: &str) -> ParsedRecord<'_> {
-    parse_with(serde_json::Deserializer::from_str(json))
+/// [`parse_flat_event`], given the record as text too when it is known to be UTF-8 (a whole
+/// object checked at once: each string is not checked again), and the parser's agent
+/// pseudonyms.
+pub fn parse_flat_event_with<'a>(json: &'a [u8], text: Option<&'a str>, agents: Option<&mut AgentPseudonyms>) -> ParsedRecord<'a> {
+    match text {
+        Some(text) => parse_with(serde_json::Deserializer::from_str(text), agents),
+        None => parse_with(serde_json::Deserializer::from_slice(json), agents),
+    }
 }
 
-fn parse_with<'a, R: serde_json::de::Read<'a>>(mut de: serde_json::Deserializer<R>) -> ParsedRecord<'a> {
+fn parse_with<'a, R: serde_json::de::Read<'a>>(mut de: serde_json::Deserializer<R>, agents: Option<&mut AgentPseudonyms>) -> ParsedRecord<'a> {
     let raw = match RawRecord::deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
         Ok(raw) => raw,
         Err(e) => {
@@ -130,7 +141,7 @@ fn parse_with<'a, R: serde_json::de::Read<'a>>(mut de: serde_json::Deserializer<
         RawRecord::Object(fields) => {
             let unknown_fields = fields.unknown.clone();
             ParsedRecord {
-                outcome: fields.validate(),
+                outcome: fields.validate(agents),
                 unknown_fields,
             }
         }
@@ -297,7 +308,7 @@ impl<'de> Deserialize<'de> for Metadata<'de> {
 }
 
 impl<'a> RawFields<'a> {
-    fn validate(self) -> Result<FlatEvent<'a>, Rejection> {
+    fn validate(self, agents: Option<&mut AgentPseudonyms>) -> Result<FlatEvent<'a>, Rejection> {
         let event_id = required_id(self.event_id, "event_id")?;
         let interaction_id = required_id(self.interaction_id, "interaction_id")?;
         let event_timestamp = match self.timestamp {
@@ -316,6 +327,7 @@ impl<'a> RawFields<'a> {
         let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
             .or(optional_text(self.raw_caller_number, "caller_number")?)
             .map(|n| Cow::Owned(mask_phone_number(&mask_field(&n))));
+        let (agent_id, new_agent_identity) = agent(optional_text(self.agent_id, "agent_id")?, agents);
         Ok(FlatEvent {
             event_id,
             interaction_id,
@@ -331,7 +343,8 @@ impl<'a> RawFields<'a> {
                 Some(Flex::Str(s)) => masked(Some(s)),
                 Some(v) => masked(scalar_text(v, "queue_name")?),
             },
-            agent_id: masked(optional_text(self.agent_id, "agent_id")?),
+            agent_id,
+            new_agent_identity,
             source_system: masked(optional_text(self.source_system, "source_system")?)
                 .unwrap_or(Cow::Borrowed(DEFAULT_SOURCE_SYSTEM)),
             caller_number_masked: caller_number,
@@ -339,6 +352,18 @@ impl<'a> RawFields<'a> {
             recording_url: optional_text(self.recording_url, "recording_url")?,
             created_at,
         })
+    }
+}
+
+/// An agent id holding an e-mail address becomes its pseudonym when there is a key (with
+/// the id itself, the first time, for `agent_identities`); any other is masked.
+fn agent<'a>(id: Option<Cow<'a, str>>, agents: Option<&mut AgentPseudonyms>) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+    match (id, agents) {
+        (Some(id), Some(agents)) if holds_email(&id) => {
+            let (pseudonym, new) = agents.pseudonym(&id);
+            (Some(Cow::Owned(pseudonym.to_string())), new.then_some(id))
+        }
+        (id, _) => (masked(id), None),
     }
 }
 

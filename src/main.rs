@@ -786,9 +786,10 @@ async fn demo(
     // rows there are in all.
     const SHOWN: usize = 10;
     let kpis = [
-        ("Queue KPIs by day, Genesys conversation details", "queue_daily_metrics", "date, queue_name, n_offered, n_answered, n_abandoned, \
-            round(aht_seconds, 1) AS aht_seconds, round(asa_seconds, 1) AS asa_seconds, round(service_level, 3) AS service_level, \
-            round(abandon_rate, 3) AS abandon_rate", "date, queue_name"),
+        ("Queue KPIs by day and media, Genesys conversation details", "queue_daily_metrics", "date, queue_name, media_type, n_offered, \
+            n_answered, n_abandoned, round(aht_seconds, 1) AS aht_seconds, round(asa_seconds, 1) AS asa_seconds, \
+            service_level_target_seconds, round(service_level, 3) AS service_level, round(abandon_rate, 3) AS abandon_rate",
+            "date, queue_name, media_type DESC"),
         ("Queue KPIs by day, flat events", "kpi_queue_daily", "date, queue_name, offered, completed, abandoned, \
             round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds", "date, queue_name"),
     ];

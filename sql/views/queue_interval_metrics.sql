@@ -4,7 +4,8 @@
 -- after a missed alert too); answered within the queue's service-level target for the
 -- media; AHT = sum(tHandle) / count(tHandle); ASA = sum(tAnswered) / count(tAnswered);
 -- service level = answered within the target / (answered + abandoned); abandon rate =
--- abandoned / offered. Every count is additive: queue_daily_metrics sums these rows.
+-- abandoned / offered; the target (seconds) it was measured against. Every count is
+-- additive: queue_daily_metrics sums these rows.
 SELECT
   queue_name,
   media_type,
@@ -17,6 +18,7 @@ SELECT
   n_transferred,
   t_handle_ms,
   t_answered_ms,
+  service_level_target_ms / 1000 AS service_level_target_seconds,
   CAST(t_handle_ms AS DOUBLE) / 1000.0 / nullif(n_handled, 0) AS aht_seconds,
   CAST(t_answered_ms AS DOUBLE) / 1000.0 / nullif(n_answered, 0) AS asa_seconds,
   CAST(n_answered_in_target AS DOUBLE) / nullif(n_answered + n_abandoned, 0) AS service_level,
@@ -33,7 +35,8 @@ FROM (
     count(*) FILTER (WHERE name = 'tHandle') AS n_handled,
     coalesce(sum(value) FILTER (WHERE name = 'nTransferred'), 0) AS n_transferred,
     coalesce(sum(value) FILTER (WHERE name = 'tHandle'), 0) AS t_handle_ms,
-    coalesce(sum(value) FILTER (WHERE name = 'tAnswered'), 0) AS t_answered_ms
+    coalesce(sum(value) FILTER (WHERE name = 'tAnswered'), 0) AS t_answered_ms,
+    max(service_level_target_ms) AS service_level_target_ms
   FROM queue_session_metrics
   GROUP BY queue_name, media_type, interval_start
 ) intervals

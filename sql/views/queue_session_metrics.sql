@@ -1,7 +1,8 @@
 -- Every metric of a session in a queue, with what Genesys buckets it by: its emitDate (not
 -- the conversation's start), as a UTC day and a 30-minute UTC interval; and the queue's
 -- service-level target for the session's media: `mediaSettings.<media>.serviceLevel.durationMs`
--- from the queues export (`call` for voice), else the default of 20 s (change it here).
+-- from the queues export (`call` for voice), else the media's default (change them here):
+-- 20 s for voice and callbacks, 30 s for chat, 1 hour for messages, 24 hours for e-mail.
 SELECT
   m.conversation_id,
   m.session_id,
@@ -23,7 +24,12 @@ SELECT
       WHEN 'email' THEN q.service_level_email_ms
       WHEN 'message' THEN q.service_level_message_ms
     END,
-    20000
+    CASE m.media_type
+      WHEN 'chat' THEN 30000
+      WHEN 'message' THEN 3600000
+      WHEN 'email' THEN 86400000
+      ELSE 20000
+    END
   ) AS service_level_target_ms
 FROM session_metrics m
 JOIN queue_names n ON n.queue_id = m.queue_id

@@ -188,14 +188,16 @@ impl Generator {
         let queue = QUEUES[self.rng.random_range(0..QUEUES.len())];
         let agent = format!("agent-{:03}", self.rng.random_range(1..=60));
         let interaction_id = self.uuid();
-        let abandoned = direction == "inbound" && self.rng.random_bool(0.12);
+        // A center that mostly meets its targets: a few percent of inbound contacts abandon
+        // (within a minute or two), calls last minutes.
+        let abandoned = direction == "inbound" && self.rng.random_bool(0.05);
         let duration: i64 = if abandoned {
-            self.rng.random_range(5..300)
+            self.rng.random_range(5..120)
         } else {
             match kind {
-                "voice" => self.rng.random_range(60..900),
-                "chat" => self.rng.random_range(120..1800),
-                _ => self.rng.random_range(300..3600),
+                "voice" => self.rng.random_range(120..600),
+                "chat" => self.rng.random_range(180..1200),
+                _ => self.rng.random_range(300..2400),
             }
         };
         let number = self.phone();

@@ -109,6 +109,21 @@ pub struct ServerSettings {
     pub failed_sign_ins_before_pause: u32,
     /// The longest such pause. A success ends it; bearer tokens already issued keep working.
     pub sign_in_pause_max_seconds: u64,
+    /// Longest SQL text a query may have, in bytes (INVALID_ARGUMENT past it).
+    pub max_sql_bytes: usize,
+    /// Deepest expression a query may nest, once long `OR`/`AND` chains are flattened
+    /// (INVALID_ARGUMENT past it). At most 4096.
+    pub max_expression_depth: usize,
+}
+
+impl ServerSettings {
+    /// The bounds on a query's SQL text.
+    pub fn sql_limits(&self) -> crate::query::sql_guard::SqlLimits {
+        crate::query::sql_guard::SqlLimits {
+            max_sql_bytes: self.max_sql_bytes.max(1),
+            max_expression_depth: self.max_expression_depth.clamp(1, crate::query::sql_guard::MAX_EXPRESSION_DEPTH),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -121,6 +136,8 @@ impl Default for ServerSettings {
             decoded_cache_mb: 1024,
             failed_sign_ins_before_pause: 5,
             sign_in_pause_max_seconds: 30,
+            max_sql_bytes: crate::query::sql_guard::DEFAULT_MAX_SQL_BYTES,
+            max_expression_depth: crate::query::sql_guard::DEFAULT_MAX_EXPRESSION_DEPTH,
         }
     }
 }

@@ -349,8 +349,28 @@ struct LakeArgs {
 
 fn main() -> ExitCode {
     tune_allocator();
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(cli_main()),
+    // `cclake query` plans on these threads: their stacks hold the deepest expression the
+    // SQL guard lets through, as the server's query threads do.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(cclake::query::executor::QUERY_THREAD_STACK_BYTES)
+        .enable_all()
+        .build();
+    match runtime {
+        // On a thread with the query threads' stack, not on the main thread's 8 MB.
+        Ok(runtime) => {
+            let main = std::thread::Builder::new()
+                .name("cclake-main".into())
+                .stack_size(cclake::query::executor::QUERY_THREAD_STACK_BYTES)
+                .spawn(move || runtime.block_on(cli_main()));
+            match main.map(std::thread::JoinHandle::join) {
+                Ok(Ok(code)) => code,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(e) => {
+                    eprintln!("error: cannot start the main thread: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE

@@ -43,7 +43,7 @@ fn identity(agent: usize) -> String {
 fn write_exports(dir: &Path, first: usize, events: usize) -> BTreeMap<String, i64> {
     std::fs::create_dir_all(dir).unwrap();
     let mut counts = BTreeMap::new();
-    let mut objects = vec![String::new(), String::new(), String::new()];
+    let mut objects = [String::new(), String::new(), String::new()];
     for n in first..first + events {
         let agent = agent_of(n);
         // One agent also arrives in other case and with spaces: the same agent.

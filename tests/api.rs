@@ -163,6 +163,12 @@ async fn the_read_model_reads_every_table_as_delta_rs_does() {
     let dir = tempfile::tempdir().unwrap();
     copy_fixtures(&dir.path().join("exports"));
     copy_genesys_fixtures(&dir.path().join("exports/genesys"), &[]);
+    // An agent id that is an e-mail address, so that agent_identities exists too.
+    std::fs::write(
+        dir.path().join("exports/agents.jsonl"),
+        r#"{"event_id": "e-agent", "interaction_id": "i-agent", "timestamp": "2024-03-04T09:00:00Z", "agent_id": "user:ann@company.com"}"#,
+    )
+    .unwrap();
     let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
     lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
     // A server's read model serves the same rows from its decoded files once they are in

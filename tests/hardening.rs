@@ -356,3 +356,59 @@ async fn a_result_stream_dropped_mid_way_stops_its_query_and_the_server_keeps_se
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_sql_text_aborts_or_hangs_the_server_and_long_value_filters_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    tokio::task::block_in_place(|| set_server_settings(&config, &[("max_sql_bytes", "600000")]));
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut analyst = signed_in(server.port, "ana", "analyst-pw").await;
+    // Half of the lake's event ids, hidden among 10,000 values of a Tableau-style filter.
+    let ids: Vec<String> = int_or_text(&run(&mut analyst, "SELECT event_id FROM fact_interactions ORDER BY event_id").await.unwrap());
+    let kept: Vec<&String> = ids.iter().step_by(2).collect();
+    let mut values: Vec<String> = (0..10_000 - kept.len()).map(|i| format!("no-such-event-{i:05}")).collect();
+    values.extend(kept.iter().map(|id| id.to_string()));
+    values.sort_by_key(|v| crate::support::fnv(v));
+    for column_first in [true, false] {
+        let terms: Vec<String> = values
+            .iter()
+            .map(|v| if column_first { format!("event_id = '{v}'") } else { format!("'{v}' = event_id") })
+            .collect();
+        let sql = format!("SELECT count(*) FROM fact_interactions WHERE {}", terms.join(" OR "));
+        let answer = run(&mut analyst, &sql).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(int64s(&answer), vec![kept.len() as i64]);
+    }
+    // A chain of 2,000 and of 5,000 additions: refused as too deep, and the server stays.
+    for terms in [2_000, 5_000] {
+        let sql = format!("SELECT {}", vec!["1"; terms].join("+"));
+        let err = run(&mut analyst, &sql).await.unwrap_err();
+        assert!(err.contains("invalid argument") && err.contains("nested more than 256 levels"), "{err}");
+    }
+    // Parentheses 300 deep: the parser's own limit, an error too.
+    let nested = format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300));
+    assert!(run(&mut analyst, &nested).await.is_err());
+    // Longer than max_sql_bytes: refused, saying which setting.
+    let long = format!("SELECT count(*) FROM fact_interactions WHERE event_id IN ({})", vec!["'x'"; 200_000].join(","));
+    let err = run(&mut analyst, &long).await.unwrap_err();
+    assert!(err.contains("invalid argument") && err.contains("max_sql_bytes"), "{err}");
+    // The server answers as before.
+    assert_eq!(int64s(&run(&mut analyst, "SELECT count(*) FROM fact_interactions").await.unwrap()), vec![ids.len() as i64]);
+
+    // The CLI too: an error, not an abort.
+    let sum = format!("SELECT {}", vec!["1"; 3_000].join("+"));
+    let out = crate::support::cclake_command().args(["query", "--lake", &lake, &sum]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nested more than 256 levels"));
+}
+
+/// The first column of every batch as text.
+fn int_or_text(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column(0);
+            (0..b.num_rows()).map(|i| arrow::util::display::array_value_to_string(column, i).unwrap()).collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -15,6 +15,12 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// The stack of each query thread: planning, optimising and running a plan recurse over
+/// its expressions, up to [`super::sql_guard::DEFAULT_MAX_EXPRESSION_DEPTH`] levels (more
+/// with a configured depth). Reserved, not used: pages are only touched as deep as a query
+/// goes.
+pub const QUERY_THREAD_STACK_BYTES: usize = 64 << 20;
+
 /// The query runtime; dropping it stops its queries at their next yield point.
 #[derive(Debug)]
 pub struct QueryExecutor {
@@ -27,6 +33,7 @@ impl QueryExecutor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("cclake-query")
+            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
             .enable_all()
             .build()?;
         Ok(Self { runtime: Some(runtime) })
@@ -37,6 +44,12 @@ impl QueryExecutor {
             Some(runtime) => runtime.handle(),
             None => unreachable!("the runtime is only taken on drop"),
         }
+    }
+
+    /// Runs `work` (planning a statement) on the query runtime, on its large stacks and
+    /// apart from the server's threads.
+    pub async fn run<T: Send + 'static>(&self, work: impl std::future::Future<Output = T> + Send + 'static) -> Result<T, tokio::task::JoinError> {
+        self.handle().spawn(work).await
     }
 
     /// Optimizes, plans and runs `df` on the query runtime. The stream yields its batches

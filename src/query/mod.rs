@@ -27,6 +27,7 @@ pub mod limits;
 pub mod plain_types;
 pub mod read_model;
 pub mod snapshot_table;
+pub mod sql_guard;
 
 pub const CATALOG: &str = "cclake";
 pub const SCHEMA: &str = "cc_analytics";
@@ -47,6 +48,9 @@ pub enum QueryError {
     Views(String),
     #[error(transparent)]
     Catalog(Box<crate::catalog::CatalogError>),
+    /// SQL text refused before planning: too long, or nested too deep ([`sql_guard`]).
+    #[error("{0}")]
+    Refused(String),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
     /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].
@@ -176,12 +180,31 @@ pub async fn stream_sql(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
-    let df = ctx
-        .sql_with_options(sql, read_only_options())
-        .await
-        .map_err(read_only_error)?;
+    let df = plan_sql(ctx, sql, sql_guard::SqlLimits::default()).await?;
     let stream = execute_in_own_pool(df).await?;
     Ok((stream.schema(), stream))
+}
+
+/// Plans read-only SQL: its text within `limits` ([`sql_guard`]: long `OR` chains of
+/// equalities planned as `IN` lists, depth bounded), then under [`read_only_options`].
+pub async fn plan_sql(ctx: &SessionContext, sql: &str, limits: sql_guard::SqlLimits) -> Result<DataFrame, QueryError> {
+    let statement = parse_sql(ctx, sql, limits)?;
+    plan_statement(ctx, statement).await.map_err(read_only_error)
+}
+
+/// The first step of [`plan_sql`]: the statement, parsed and guarded.
+pub fn parse_sql(ctx: &SessionContext, sql: &str, limits: sql_guard::SqlLimits) -> Result<datafusion::sql::parser::Statement, QueryError> {
+    sql_guard::parse(&ctx.state(), sql, limits).map_err(|e| match e {
+        sql_guard::SqlRefused::Parse(e) => QueryError::DataFusion(e),
+        refused => QueryError::Refused(refused.to_string()),
+    })
+}
+
+/// The second step of [`plan_sql`]: a statement that is not a query is refused.
+pub async fn plan_statement(ctx: &SessionContext, statement: datafusion::sql::parser::Statement) -> Result<DataFrame, DataFusionError> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    read_only_options().verify_plan(&plan)?;
+    ctx.execute_logical_plan(plan).await
 }
 
 /// Plans and starts `df` with a memory pool of its own, as large as its session's: the limit

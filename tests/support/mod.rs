@@ -191,3 +191,8 @@ pub fn peak_rss_mb(pid: u32) -> u64 {
     let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb / 1024
 }
+
+/// FNV-1a of a text: a fixed shuffle order, independent of the code under test.
+pub fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

@@ -21,7 +21,6 @@ use crate::access::{Principal, Role};
 use crate::server::statements::{bind_values, number_placeholders, ParameterRow, StatementHandle};
 use crate::query::plain_types::plain_type;
 use crate::query::read_model::SnapshotVersions;
-use crate::query::read_only_options;
 use datafusion::logical_expr::LogicalPlan;
 
 use super::responses::{client_schema, query_status};
@@ -57,8 +56,19 @@ impl CclakeFlightSql {
         let plan = match cached {
             Some(plan) => plan,
             None => {
-                check_role(&ctx, &key.2, principal.role)?;
-                let plan = ctx.sql_with_options(&key.2, read_only_options()).await.map_err(query_status)?.into_unoptimized_plan();
+                // Parsed, checked and planned on the query runtime, whose threads' stacks
+                // hold the deepest expression the guard lets through.
+                let (planning, sql, role, limits) = (ctx.clone(), key.2.clone(), principal.role, self.settings.sql_limits());
+                let plan = self
+                    .executor
+                    .run(async move {
+                        let statement = crate::query::parse_sql(&planning, &sql, limits).map_err(plan_status)?;
+                        check_role(&planning, &statement, role)?;
+                        let df = crate::query::plan_statement(&planning, statement).await.map_err(query_status)?;
+                        Ok::<_, Status>(df.into_unoptimized_plan())
+                    })
+                    .await
+                    .map_err(|e| Status::internal(format!("planning stopped: {e}")))??;
                 let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
                 // Plans of older snapshots are not asked for again (and hold those snapshots).
                 plans.retain(|(_, versions, _), _| *versions == key.1);
@@ -251,17 +261,22 @@ pub(super) fn placeholders(df: &DataFrame) -> Result<Vec<(usize, Option<DataType
     Ok(found)
 }
 
+/// A planning error as the client sees it: SQL refused by the guard is INVALID_ARGUMENT.
+fn plan_status(e: crate::query::QueryError) -> Status {
+    match e {
+        crate::query::QueryError::Refused(why) => Status::invalid_argument(why),
+        crate::query::QueryError::DataFusion(e) => query_status(e),
+        other => query_status(datafusion::error::DataFusionError::Plan(other.to_string())),
+    }
+}
+
 /// Refuses, with PERMISSION_DENIED, SQL that names a table the role may not read.
-fn check_role(ctx: &SessionContext, sql: &str, role: Role) -> Result<(), Status> {
+fn check_role(ctx: &SessionContext, statement: &datafusion::sql::parser::Statement, role: Role) -> Result<(), Status> {
     let hidden = role.hidden_tables();
     if hidden.is_empty() {
         return Ok(());
     }
-    let state = ctx.state();
-    let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic) else {
-        return Ok(()); // planning reports the syntax error
-    };
-    let Ok(references) = state.resolve_table_references(&statement) else {
+    let Ok(references) = ctx.state().resolve_table_references(statement) else {
         return Ok(());
     };
     for reference in references {

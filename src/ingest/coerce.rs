@@ -34,7 +34,17 @@ pub enum Rejection {
     /// A page of `entities` that says neither by its URIs nor by its fields which export it
     /// is (queues, users, wrap-up codes).
     UnknownExport(String),
+    /// A date-time outside [`PLAUSIBLE_FROM`]..[`PLAUSIBLE_UNTIL`]: a unit mix-up or a
+    /// placeholder, which Delta readers could not read back (year 0, year 30,000).
+    TimestampOutOfRange { field: &'static str, value: String },
+    /// A partition value longer than a folder name may be, once percent-encoded.
+    PartitionValueTooLong { field: &'static str, bytes: usize },
 }
+
+/// The earliest date-time accepted: 1990-01-01T00:00:00Z (µs since the epoch).
+pub const PLAUSIBLE_FROM: i64 = 631_152_000_000_000;
+/// The first date-time refused past the window: 2100-01-01T00:00:00Z.
+pub const PLAUSIBLE_UNTIL: i64 = 4_102_444_800_000_000;
 
 impl Rejection {
     /// A stable code for summaries and the quarantine table's `reason` column.
@@ -52,6 +62,8 @@ impl Rejection {
             Rejection::InvalidTime { .. } => "invalid_timestamp",
             Rejection::NotAnInteger { .. } => "not_an_integer",
             Rejection::UnknownExport(_) => "unknown_export",
+            Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+            Rejection::PartitionValueTooLong { .. } => "partition_value_too_long",
         }
     }
 
@@ -62,7 +74,9 @@ impl Rejection {
             | Rejection::WrongType { field: f, .. }
             | Rejection::PersonalDataInId(f)
             | Rejection::InvalidTime { field: f, .. }
-            | Rejection::NotAnInteger { field: f, .. } => Some(f),
+            | Rejection::NotAnInteger { field: f, .. }
+            | Rejection::TimestampOutOfRange { field: f, .. }
+            | Rejection::PartitionValueTooLong { field: f, .. } => Some(f),
             Rejection::InvalidTimestamp(_) => Some("timestamp"),
             Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
                 Some("duration_seconds")
@@ -97,6 +111,13 @@ impl fmt::Display for Rejection {
             }
             Rejection::NotAnInteger { field, value } => write!(f, "{field} is not an integer: {value}"),
             Rejection::UnknownExport(why) => write!(f, "unknown export: {why}"),
+            Rejection::TimestampOutOfRange { field, value } => {
+                write!(f, "{field} is outside 1990-01-01 .. 2100-01-01, the date-times cclake accepts: {value:?}")
+            }
+            Rejection::PartitionValueTooLong { field, bytes } => write!(
+                f,
+                "{field} is {bytes} bytes once percent-encoded for its partition folder, more than the {MAX_PARTITION_VALUE_BYTES} a folder name may hold"
+            ),
         }
     }
 }
@@ -324,6 +345,32 @@ pub(crate) fn coerce_duration(value: &Flex<'_>) -> Result<i64, Rejection> {
 }
 
 pub(crate) fn coerce_timestamp(value: &Flex<'_>, field: &'static str) -> Result<i64, Rejection> {
+    let micros = any_timestamp(value, field)?;
+    if !(PLAUSIBLE_FROM..PLAUSIBLE_UNTIL).contains(&micros) {
+        let shown = match value {
+            Flex::Str(s) => truncate(s).to_string(),
+            Flex::Int(i) => i.to_string(),
+            Flex::UInt(u) => u.to_string(),
+            Flex::Float(f) => f.to_string(),
+            other => other.type_name().to_string(),
+        };
+        return Err(Rejection::TimestampOutOfRange { field, value: shown });
+    }
+    Ok(micros)
+}
+
+/// The most bytes a partition value may take once percent-encoded: a folder name holds 255,
+/// less the column's name and `=`, with room to spare.
+pub const MAX_PARTITION_VALUE_BYTES: usize = 200;
+
+/// The bytes `value` takes in a partition folder's name, counting every byte but ASCII
+/// letters, digits and `-_.~` as percent-encoded (three bytes): at least what Delta writers
+/// take.
+pub fn encoded_partition_bytes(value: &str) -> usize {
+    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { 1 } else { 3 }).sum()
+}
+
+fn any_timestamp(value: &Flex<'_>, field: &'static str) -> Result<i64, Rejection> {
     match value {
         Flex::Str(s) => parse_timestamp(s.trim())
             .ok_or_else(|| Rejection::InvalidTimestamp(truncate(s).to_string())),

@@ -174,6 +174,8 @@ fn bounded_display(value: &ScalarValue) -> String {
 pub(crate) struct ParameterStore {
     entries: Mutex<HashMap<u64, StoredParameters>>,
     capacity: usize,
+    /// The most bytes of parameter values kept, all statements together.
+    max_bytes: usize,
     max_age: Duration,
 }
 
@@ -186,18 +188,26 @@ struct StoredParameters {
 }
 
 impl ParameterStore {
-    pub(crate) fn new(capacity: usize, max_age: Duration) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1), max_age }
+    pub(crate) fn new(capacity: usize, max_bytes: usize, max_age: Duration) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1), max_bytes, max_age }
     }
 
     pub(crate) fn put(&self, id: u64, user: &str, row: Result<ParameterRow, String>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         entries.retain(|_, e| now.duration_since(e.bound_at) < self.max_age);
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            // Full of live statements: the one bound longest ago makes room.
-            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.bound_at).map(|(k, _)| *k) {
-                entries.remove(&oldest);
+        entries.remove(&id);
+        let bytes = |row: &Result<ParameterRow, String>| match row {
+            Ok(row) => row.0.len(),
+            Err(why) => why.len(),
+        };
+        let size = bytes(&row);
+        let mut held: usize = entries.values().map(|e| bytes(&e.row)).sum();
+        // Full of live statements, by count or by bytes: those bound longest ago make room.
+        while !entries.is_empty() && (entries.len() >= self.capacity || held + size > self.max_bytes) {
+            let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.bound_at).map(|(k, _)| *k) else { break };
+            if let Some(gone) = entries.remove(&oldest) {
+                held -= bytes(&gone.row);
             }
         }
         entries.insert(id, StoredParameters { user: user.to_string(), bound_at: now, row });
@@ -321,7 +331,7 @@ mod tests {
 
     #[test]
     fn the_store_is_per_user_bounded_and_freed_on_close() {
-        let store = ParameterStore::new(2, Duration::from_secs(60));
+        let store = ParameterStore::new(2, 1 << 20, Duration::from_secs(60));
         let row = ParameterRow::from_batches(&[batch(vec![1])]).unwrap();
         store.put(1, "ana", Ok(row.clone()));
         assert_eq!(store.get(1, "ana"), Some(Ok(row.clone())));
@@ -333,9 +343,17 @@ mod tests {
         assert_eq!(store.get(1, "ana"), None, "the oldest made room");
         store.remove(3);
         assert_eq!(store.get(3, "ana"), None);
-        let expired = ParameterStore::new(2, Duration::ZERO);
-        expired.put(1, "ana", Ok(row));
+        let expired = ParameterStore::new(2, 1 << 20, Duration::ZERO);
+        expired.put(1, "ana", Ok(row.clone()));
         assert_eq!(expired.get(1, "ana"), None);
+        // Bounded by bytes too: a row of n bytes fits twice in 2n, not three times.
+        let n = row.0.len();
+        let by_bytes = ParameterStore::new(100, 2 * n, Duration::from_secs(60));
+        for id in 1..=3 {
+            by_bytes.put(id, "ana", Ok(row.clone()));
+        }
+        assert_eq!(by_bytes.len(), 2);
+        assert_eq!(by_bytes.get(1, "ana"), None, "the oldest made room");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::ingest::coerce::{
-    coerce_duration, coerce_timestamp, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
+    coerce_duration, coerce_timestamp, encoded_partition_bytes, MAX_PARTITION_VALUE_BYTES, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
 };
 use crate::ingest::mask::{holds_email, mask_field, mask_phone_number};
 use crate::ingest::pseudonym::AgentPseudonyms;
@@ -327,6 +327,17 @@ impl<'a> RawFields<'a> {
         let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
             .or(optional_text(self.raw_caller_number, "caller_number")?)
             .map(|n| Cow::Owned(mask_phone_number(&mask_field(&n))));
+        // Queue names are partition values and must round-trip exactly: not trimmed; one too
+        // long for a folder name is refused, not left to fail the whole commit.
+        let queue_name = match self.queue_name {
+            None | Some(Flex::Null) => None,
+            Some(Flex::Str(s)) if s.is_empty() => None,
+            Some(Flex::Str(s)) => masked(Some(s)),
+            Some(v) => masked(scalar_text(v, "queue_name")?),
+        };
+        if let Some(bytes) = queue_name.as_deref().map(encoded_partition_bytes).filter(|b| *b > MAX_PARTITION_VALUE_BYTES) {
+            return Err(Rejection::PartitionValueTooLong { field: "queue_name", bytes });
+        }
         let (agent_id, new_agent_identity) = agent(optional_text(self.agent_id, "agent_id")?, agents);
         Ok(FlatEvent {
             event_id,
@@ -336,13 +347,7 @@ impl<'a> RawFields<'a> {
             direction: masked(optional_enum(self.direction, "direction")?),
             state: masked(optional_enum(self.state, "state")?),
             duration_seconds,
-            // Queue names are partition values and must round-trip exactly: not trimmed.
-            queue_name: match self.queue_name {
-                None | Some(Flex::Null) => None,
-                Some(Flex::Str(s)) if s.is_empty() => None,
-                Some(Flex::Str(s)) => masked(Some(s)),
-                Some(v) => masked(scalar_text(v, "queue_name")?),
-            },
+            queue_name,
             agent_id,
             new_agent_identity,
             source_system: masked(optional_text(self.source_system, "source_system")?)

@@ -28,6 +28,11 @@ use super::{CclakeFlightSql, FlightDataStream, INFORMATION_SCHEMA};
 
 /// Planned statements kept (per role, snapshot and SQL text).
 const MAX_CACHED_PLANS: usize = 1024;
+/// SQL text of the planned statements kept, all together: a plan takes tens of times its
+/// text, so this bounds the cache at a few hundred MB whatever clients send.
+const MAX_CACHED_SQL_BYTES: usize = 4 << 20;
+/// A statement longer than this is planned each time: dashboards repeat short queries.
+const MAX_CACHED_STATEMENT_BYTES: usize = 64 << 10;
 
 /// Planned statements by (role, snapshot versions, SQL).
 pub(super) type PlanCache = std::sync::Mutex<std::collections::HashMap<(Role, SnapshotVersions, String), LogicalPlan>>;
@@ -58,24 +63,41 @@ impl CclakeFlightSql {
             None => {
                 // Parsed, checked and planned on the query runtime, whose threads' stacks
                 // hold the deepest expression the guard lets through.
+                // Planning holds a query slot (a shared one, else one of the reserve) and
+                // keeps to the query timeout, as running does: a flood of huge statements
+                // waits its turn instead of taking every thread.
+                let permit = Arc::clone(&self.queries)
+                    .try_acquire_owned()
+                    .or_else(|_| Arc::clone(&self.reserve).try_acquire_owned())
+                    .map_err(|_| {
+                        Status::resource_exhausted(format!(
+                            "too many concurrent queries (limit {}); retry later",
+                            self.settings.max_concurrent_queries
+                        ))
+                    })?;
+                let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
                 let (planning, sql, role, limits) = (ctx.clone(), key.2.clone(), principal.role, self.settings.sql_limits());
-                let plan = self
-                    .executor
-                    .run(async move {
-                        let statement = crate::query::parse_sql(&planning, &sql, limits).map_err(plan_status)?;
-                        check_role(&planning, &statement, role)?;
-                        let df = crate::query::plan_statement(&planning, statement).await.map_err(query_status)?;
-                        Ok::<_, Status>(df.into_unoptimized_plan())
-                    })
+                let planned = self.executor.run(async move {
+                    let _permit = permit;
+                    let statement = crate::query::parse_sql(&planning, &sql, limits).map_err(plan_status)?;
+                    check_role(&planning, &statement, role)?;
+                    let df = crate::query::plan_statement(&planning, statement).await.map_err(query_status)?;
+                    Ok::<_, Status>(df.into_unoptimized_plan())
+                });
+                let plan = tokio::time::timeout(timeout, planned)
                     .await
+                    .map_err(|_| Status::deadline_exceeded(format!("planning the query took longer than {} s", timeout.as_secs())))?
                     .map_err(|e| Status::internal(format!("planning stopped: {e}")))??;
                 let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
                 // Plans of older snapshots are not asked for again (and hold those snapshots).
                 plans.retain(|(_, versions, _), _| *versions == key.1);
-                if plans.len() >= MAX_CACHED_PLANS {
-                    plans.clear();
+                if key.2.len() <= MAX_CACHED_STATEMENT_BYTES {
+                    let cached_bytes: usize = plans.keys().map(|(_, _, sql)| sql.len()).sum();
+                    if plans.len() >= MAX_CACHED_PLANS || cached_bytes + key.2.len() > MAX_CACHED_SQL_BYTES {
+                        plans.clear();
+                    }
+                    plans.insert(key, plan.clone());
                 }
-                plans.insert(key, plan.clone());
                 plan
             }
         };

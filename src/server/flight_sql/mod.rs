@@ -92,6 +92,9 @@ pub struct CclakeFlightSql {
 /// Open prepared statements whose parameters the server keeps; past it, the statement bound
 /// longest ago loses its parameters (its client gets a clear error and binds again).
 const MAX_STORED_PARAMETER_SETS: usize = 10_000;
+/// And the most bytes of parameter values kept, all statements together (as sent, in Arrow
+/// IPC): 600 statements bound with a 2.5 MB value each keep the newest 25.
+const MAX_STORED_PARAMETER_BYTES: usize = 64 << 20;
 
 /// Queries that read no table may run past the concurrency cap, this many at once.
 pub const RESERVED_QUERIES: usize = 2;
@@ -116,7 +119,7 @@ impl CclakeFlightSql {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             waiting_sign_ins: AtomicUsize::new(0),
-            parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, Duration::from_secs(settings.token_ttl_seconds.max(1))),
+            parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, MAX_STORED_PARAMETER_BYTES, Duration::from_secs(settings.token_ttl_seconds.max(1))),
             plans: Default::default(),
             access: Arc::new(access),
             settings,

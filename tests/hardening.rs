@@ -272,7 +272,7 @@ fn hostile_exports_are_skipped_or_quarantined_and_the_rest_lands_masked() {
     }
     let p1 = &query(&lake, "SELECT agent_id, state, campaign_id, source_system FROM fact_interactions WHERE event_id = 'p1'")[0];
     assert_eq!(p1["agent_id"], "+*******0001");
-    assert_eq!(p1["state"], "[ip redacted]");
+    assert_eq!(p1["state"], "[other]", "a state that is no code is not kept");
     assert_eq!(p1["campaign_id"], "[url redacted]");
     assert_eq!(p1["source_system"], "tel:******0002");
     let p2 = &query(&lake, "SELECT caller_number_masked FROM fact_interactions WHERE event_id = 'p2'")[0];
@@ -463,4 +463,135 @@ fn a_record_that_cannot_be_stored_is_quarantined_and_the_source_catches_up() {
     // Another reader reads the lake whole.
     let out = std::process::Command::new(python()).arg(repo().join("tests/python/read_lake.py")).arg(&lake).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Values no analyst may read, whatever field they arrive in, and the raw forms to look for.
+const HOSTILE: &[&str] = &[
+    "jane.doe@example.org",
+    "+1 555-861-0001",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "https://rec.example.com/a.wav",
+    "10.20.30.40",
+    "call 555-863-0003 555-864-0004",
+];
+const SECRETS: &[&str] = &[
+    "jane.doe", "5558610001", "555-861-0001", "4111 1111 1111 1111", "4111111111111111", "4111-1111-1111-1111",
+    "rec.example.com", "10.20.30.40", "555-863-0003", "5558630003",
+];
+
+/// Every string of `value` whose key is not an id, a time or a date becomes the next hostile
+/// value (the fields nobody listed included).
+fn poison(value: &mut serde_json::Value, next: &mut usize) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                let keep = ["id", "ids", "start", "end", "date", "time", "timestamp", "version"].iter().any(|k| key.to_lowercase().ends_with(k));
+                match field {
+                    serde_json::Value::String(s) if !keep => {
+                        *s = HOSTILE[*next % HOSTILE.len()].to_string();
+                        *next += 1;
+                    }
+                    other if !keep => poison(other, next),
+                    _ => {}
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| poison(i, next)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_values_in_every_field_reach_no_analyst_readable_column_path_or_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("exports");
+    std::fs::create_dir_all(&source).unwrap();
+    // Flat events: every text field, each hostile value in turn (so each field gets each).
+    let fields = ["type", "direction", "state", "queue_name", "agent_id", "source_system", "caller_number_masked"];
+    let mut flat = String::new();
+    for (n, value) in HOSTILE.iter().enumerate() {
+        let mut event = serde_json::json!({"event_id": format!("e{n}"), "interaction_id": format!("i{n}"),
+            "timestamp": "2024-03-04T09:00:00Z", "metadata": {"campaign_id": value, "source_ip": value}});
+        for field in fields {
+            event[field] = serde_json::json!(value);
+        }
+        flat.push_str(&format!("{event}\n"));
+    }
+    std::fs::write(source.join("flat.jsonl"), flat).unwrap();
+    // The Genesys fixtures, every string that is not an id, time or date poisoned.
+    let mut next = 0;
+    let details: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("testdata/genesys/details/2024-03-04/async-job-0905.json")).unwrap()).unwrap();
+    let mut poisoned = details.clone();
+    poison(&mut poisoned, &mut next);
+    std::fs::write(source.join("details.json"), poisoned.to_string()).unwrap();
+    let events = std::fs::read_to_string(repo().join("testdata/genesys/eventbridge/events-0910.jsonl")).unwrap();
+    let events: Vec<String> = events
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            poison(&mut event["detail"]["eventBody"], &mut next);
+            event["detail"]["topicName"] = serde_json::json!(format!("v2.detail.events.conversation.{}.user.start", HOSTILE[next % HOSTILE.len()]));
+            next += 1;
+            event.to_string()
+        })
+        .collect();
+    std::fs::write(source.join("events.jsonl"), events.join("\n")).unwrap();
+
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    tokio::task::block_in_place(|| cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake]));
+    let config = dir.path().join("cclake.toml");
+    tokio::task::block_in_place(|| crate::flight::add_user(&config, "ana", "analyst", "analyst-pw"));
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut ana = signed_in(server.port, "ana", "analyst-pw").await;
+    // Every table and view the analyst can list, every column of every row.
+    let names = int_or_text(&run(&mut ana, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'cc_analytics'").await.unwrap());
+    assert!(names.len() > 20 && names.contains(&"session_segments".to_string()), "{names:?}");
+    let mut rows_seen = 0;
+    for table in &names {
+        let batches = run(&mut ana, &format!("SELECT * FROM \"{table}\"")).await.unwrap_or_else(|e| panic!("{table}: {e}"));
+        for batch in &batches {
+            rows_seen += batch.num_rows();
+            for column in batch.columns() {
+                for row in 0..batch.num_rows() {
+                    let text = arrow::util::display::array_value_to_string(column, row).unwrap();
+                    for secret in SECRETS {
+                        assert!(!text.contains(secret), "{secret} readable in {table}: {text}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(rows_seen > 50, "{rows_seen}");
+    // Folder names and Delta logs of every table an analyst may read.
+    for path in walk(Path::new(&lake)) {
+        let relative = path.strip_prefix(&lake).unwrap().to_string_lossy().into_owned();
+        if ["call_recordings", "user_contacts", "agent_identities", "_cclake"].iter().any(|t| relative.starts_with(t)) {
+            continue;
+        }
+        let decoded = percent_decoded(&relative);
+        let log = if relative.contains("_delta_log") && relative.ends_with(".json") { std::fs::read_to_string(&path).unwrap() } else { String::new() };
+        for secret in SECRETS {
+            assert!(!decoded.contains(secret) && !relative.contains(secret), "{secret} in the path {relative}");
+            assert!(!log.contains(secret) && !percent_decoded(&log).contains(secret), "{secret} in {relative}");
+        }
+    }
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -302,11 +302,33 @@ pub(crate) fn optional_text<'a>(value: Option<Flex<'a>>, field: &'static str) ->
 pub(crate) fn optional_enum<'a>(value: Option<Flex<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
     Ok(optional_text(value, field)?.map(|s| {
         if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-            s
+            closed_token(s)
         } else {
-            Cow::Owned(s.to_lowercase())
+            closed_token(Cow::Owned(s.to_lowercase()))
         }
     }))
+}
+
+/// What a value of a column of codes becomes when it is not a code.
+pub const OTHER_VALUE: &str = "[other]";
+
+/// A value of a column of codes (states, types, directions, purposes, metric names): kept
+/// when it has a code's shape — an ASCII letter, then letters, digits and `_ . : -`, at most
+/// 64 characters of which at most 4 digits — else [`OTHER_VALUE`]. So a column of codes is a
+/// closed vocabulary by construction: no address, number, URL or name, listed or not, gets
+/// through it, and a code Genesys adds tomorrow still does.
+pub fn closed_token(value: Cow<'_, str>) -> Cow<'_, str> {
+    let b = value.as_bytes();
+    let shaped = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.:-".contains(c))
+        && b.iter().filter(|c| c.is_ascii_digit()).count() <= 4;
+    if shaped {
+        value
+    } else {
+        Cow::Borrowed(OTHER_VALUE)
+    }
 }
 
 pub(crate) fn coerce_duration(value: &Flex<'_>) -> Result<i64, Rejection> {

@@ -238,11 +238,16 @@ pub fn mask_json(value: &mut Value) {
             for (key, field) in map.iter_mut() {
                 let key = key.to_ascii_lowercase();
                 match field {
+                    // A number field holding something else (a URL, an address) is scrubbed
+                    // first, then keeps at most four digits.
                     Value::String(s) if PHONE_FIELDS.contains(&key.as_str()) => {
-                        *s = mask_phone_number(s);
+                        *s = mask_phone_number(&scrub_text(s));
                     }
                     Value::Number(n) if PHONE_FIELDS.contains(&key.as_str()) => {
                         *field = Value::String(mask_phone_number(&n.to_string()));
+                    }
+                    Value::Number(n) if is_card_number(n.to_string().as_bytes()) => {
+                        *field = Value::String(scrub_text(&n.to_string()));
                     }
                     Value::Number(_) if is_numeric_field(&key) => {}
                     Value::Number(n) if looks_like_phone_number(&n.to_string()) => {
@@ -264,10 +269,97 @@ pub fn mask_json(value: &mut Value) {
                 *s = scrub_text(s);
             }
         }
+        Value::Number(n) if is_card_number(n.to_string().as_bytes()) => {
+            *value = Value::String(scrub_text(&n.to_string()));
+        }
         Value::Number(n) if looks_like_phone_number(&n.to_string()) => {
             *value = Value::String(mask_phone_number(&n.to_string()));
         }
         _ => {}
+    }
+}
+
+/// Whether `digits` (ASCII digits) is a payment card number: 13 to 19 digits, an issuer's
+/// first digit (2 to 6: Mastercard's 2-series, Amex, Diners, JCB, Visa, Mastercard,
+/// Discover) and a valid Luhn check digit. Epoch timestamps and most numeric ids start with 1.
+pub fn is_card_number(digits: &[u8]) -> bool {
+    if !(13..=19).contains(&digits.len()) || !(b'2'..=b'6').contains(&digits[0]) || !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(d - b'0');
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// `text` with every payment card number masked to its last four digits (PCI DSS): runs of
+/// digit groups separated by single spaces or dashes, any run of whole groups holding a card
+/// number ([`is_card_number`]), `4111 1111 1111 1111` → `**** **** **** 1111`.
+fn mask_cards(text: Cow<'_, str>) -> Cow<'_, str> {
+    static RUN: OnceLock<Regex> = OnceLock::new();
+    let run = RUN.get_or_init(|| Regex::new(r"\d+(?:[ -]\d+)*").expect("static regex"));
+    let mut masked: Option<Vec<u8>> = None;
+    for m in run.find_iter(&text) {
+        if m.as_str().bytes().filter(u8::is_ascii_digit).count() < 13 {
+            continue;
+        }
+        // The groups of the run: (start, end) byte offsets in `text`.
+        let groups: Vec<(usize, usize)> = {
+            let mut groups = Vec::new();
+            let mut start = None;
+            for (i, b) in m.as_str().bytes().enumerate() {
+                match (b.is_ascii_digit(), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(from)) => {
+                        groups.push((m.start() + from, m.start() + i));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(from) = start {
+                groups.push((m.start() + from, m.end()));
+            }
+            groups
+        };
+        for first in 0..groups.len() {
+            let mut digits: Vec<u8> = Vec::with_capacity(19);
+            for &(from, to) in &groups[first..] {
+                digits.extend_from_slice(&text.as_bytes()[from..to]);
+                if digits.len() > 19 {
+                    break;
+                }
+                if is_card_number(&digits) {
+                    let out = masked.get_or_insert_with(|| text.as_bytes().to_vec());
+                    let mut keep = 4;
+                    for i in (groups[first].0..to).rev() {
+                        if out[i].is_ascii_digit() || out[i] == b'*' {
+                            if keep > 0 {
+                                keep -= 1;
+                            } else {
+                                out[i] = b'*';
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match masked {
+        // Only ASCII digits were replaced by `*`: still UTF-8.
+        Some(bytes) => Cow::Owned(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        None => text,
     }
 }
 
@@ -341,10 +433,12 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
     } else {
         text
     };
-    // A phone number holds 7 to 15 digits (`looks_like_phone_number`).
-    if text.bytes().filter(u8::is_ascii_digit).count() < 7 {
+    // A phone number holds 7 to 15 digits (`looks_like_phone_number`), a card 13 to 19.
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if digits < 7 {
         return text;
     }
+    let text = if digits >= 13 { mask_cards(text) } else { text };
     // Runs of digits and dashes inside a UUID (`4a00-0069-98d7`) are hex, not numbers.
     let uuids: Vec<(usize, usize)> = uuid.find_iter(&text).map(|m| (m.start(), m.end())).collect();
     let masked = phone.replace_all(&text, |caps: &regex::Captures<'_>| {
@@ -353,7 +447,10 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
             let (start, end) = caps.get(0).map_or((0, 0), |g| (g.start(), g.end()));
             let scheme = text[..start].ends_with("tel:") || text[..start].ends_with("sip:");
             let in_uuid = uuids.iter().any(|&(from, to)| start < to && from < end);
-            if !in_uuid && looks_like_phone_number(m) && (!strict || formatted || scheme) {
+            // Longer than one number (`555-863-0003 555-864-0004`, a number with an
+            // extension run on): every digit but the last four is masked.
+            let run_together = m.bytes().filter(u8::is_ascii_digit).count() > 15;
+            if !in_uuid && (looks_like_phone_number(m) || run_together) && (!strict || formatted || scheme) {
                 mask_phone_number(m)
             } else {
                 m.to_string()
@@ -368,6 +465,31 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_numbers_keep_their_last_four_digits() {
+        // Luhn worked by hand for 4111 1111 1111 1111: the doubled digits give 8 + 7 * 2 = 22,
+        // the others 8, 30 in all.
+        assert!(is_card_number(b"4111111111111111"));
+        assert!(!is_card_number(b"4111111111111112"));
+        assert!(!is_card_number(b"1709542800000"), "an epoch in milliseconds is no card");
+        assert_eq!(scrub_text("card 4111 1111 1111 1111 exp 12/29"), "card **** **** **** 1111 exp 12/29");
+        assert_eq!(scrub_text("4111-1111-1111-1111"), "****-****-****-1111");
+        assert_eq!(scrub_text("x4111111111111111y"), "x************1111y");
+        // Followed by more digit groups, the card is still found (and what is left, 8 digits
+        // in groups, is then taken for a phone number).
+        assert_eq!(scrub_text("4111 1111 1111 1111 2024"), "**** **** **** **** 2024");
+        assert_eq!(scrub_text("ref 12 4111 1111 1111 1111"), "ref 12 **** **** **** 1111");
+        // Two numbers in a row, and a number run into more digits.
+        assert_eq!(mask_field("call 555-863-0003 555-864-0004"), "call ***-***-**** ***-***-0004");
+        assert_eq!(mask_field("+44 20 7946 0958 1234 5678"), "+** ** **** **** **** 5678");
+        // Amex, 15 digits.
+        assert_eq!(mask_field("378282246310005"), "***********0005");
+        assert!(holds_personal_data("4111 1111 1111 1111"));
+        let mut json: Value = serde_json::json!({"note": 4111111111111111u64, "pan": "5555 5555 5555 4444"});
+        mask_json(&mut json);
+        assert_eq!(json, serde_json::json!({"note": "************1111", "pan": "**** **** **** 4444"}));
+    }
 
     #[test]
     fn uuids_are_told_from_near_misses() {

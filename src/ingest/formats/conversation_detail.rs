@@ -16,6 +16,7 @@ use super::{
     required_time, text, time, utc_day, Decoded, Object, TreeFormat, Value,
 };
 use crate::ingest::coerce::Rejection;
+use crate::ingest::mask::holds_personal_data;
 use crate::ingest::rows::{Cell, RecordRows};
 use crate::model::LakeTable;
 
@@ -62,6 +63,7 @@ pub fn conversation<'v>(value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejectio
     let divisions = array(c, "divisionIds", "divisionIds")?
         .iter()
         .map(|d| d.as_str().map(str::trim).ok_or(Rejection::WrongType { field: "divisionIds", found: "non-string" }))
+        .map(|d| d.and_then(|d| if holds_personal_data(d) { Err(Rejection::PersonalDataInId("divisionIds")) } else { Ok(d) }))
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut rows = RecordRows::default();
@@ -226,7 +228,8 @@ impl<'v> Session<'v> {
     fn metrics(&self, s: &'v Object<'v>, queue_id: Option<&Cow<'v, str>>, rows: &mut RecordRows<'v>) -> Result<(), Rejection> {
         for m in array(s, "metrics", "sessions.metrics")? {
             let m = object(m, "sessions.metrics[]")?;
-            let name = text(m, "name", "metrics.name")?.ok_or(Rejection::MissingField("metrics.name"))?;
+            // Metric names are codes (`tAnswered`): anything else is not kept as it is.
+            let name = crate::ingest::coerce::closed_token(text(m, "name", "metrics.name")?.ok_or(Rejection::MissingField("metrics.name"))?);
             let value = integer(m, "value", "metrics.value")?.ok_or(Rejection::MissingField("metrics.value"))?;
             let emitted = required_time(m, "emitDate", "metrics.emitDate")?;
             rows.add(

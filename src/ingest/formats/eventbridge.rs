@@ -6,6 +6,8 @@
 
 
 use super::{child, contact, enumeration, id, integer, object, required_id, text, time, utc_day, Decoded, Object, TreeFormat, Value};
+use std::borrow::Cow;
+
 use crate::ingest::coerce::Rejection;
 use crate::ingest::mask::mask_json;
 use crate::ingest::rows::{Cell, RecordRows};
@@ -59,7 +61,12 @@ fn event<'v>(value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejection> {
         },
     };
     let conversation_id = id(body, "conversationId", "eventBody.conversationId")?;
-    let event_type = event_type(&topic, conversation_id.as_deref()).to_string();
+    let event_type = crate::ingest::coerce::closed_token(Cow::Borrowed(event_type(&topic, conversation_id.as_deref()))).into_owned();
+    // The topic holds the conversation id between codes: scrubbed as free text.
+    let topic = match crate::ingest::mask::mask_field(&topic) {
+        Cow::Borrowed(_) => topic,
+        Cow::Owned(masked) => Cow::Owned(masked),
+    };
     let body_text = {
         let mut masked = serde_json::Value::Object(body.to_serde());
         mask_json(&mut masked);

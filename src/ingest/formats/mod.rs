@@ -22,7 +22,7 @@ use std::borrow::Cow;
 
 pub use tree::{Object, Value};
 
-use super::coerce::{coerce_timestamp, truncate, Flex, Rejection};
+use super::coerce::{closed_token, coerce_timestamp, truncate, Flex, Rejection};
 use super::mask::{holds_personal_data, mask_contact, mask_field, mask_phone_number, looks_like_phone_number};
 use super::rows::RecordRows;
 
@@ -130,11 +130,7 @@ pub(crate) fn text<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> R
 /// An enumeration, lower case: detail records write `voice`, EventBridge `VOICE`.
 pub(crate) fn enumeration<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<Option<Cow<'v, str>>, Rejection> {
     Ok(text(obj, key, field)?.map(|t| {
-        if t.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(t.to_ascii_lowercase())
-        } else {
-            t
-        }
+        closed_token(if t.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(t.to_ascii_lowercase()) } else { t })
     }))
 }
 

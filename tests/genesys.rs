@@ -341,3 +341,41 @@ fn kill_9_during_a_details_ingest_then_rerun_gives_the_uninterrupted_lake() {
         assert_eq!(genesys_contents(&lake_s), expected, "kill at {commits} session_metrics commits");
     }
 }
+
+/// A scheduled ingest killed with -9 at 20 moments of its passes over a Genesys source with
+/// re-exports: each restart takes the lake over (after the lease's TTL) and goes on, and the
+/// lake ends as an uninterrupted ingest leaves it.
+#[test]
+fn twenty_kill_9_of_a_scheduled_ingest_each_followed_by_a_restart_that_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate_genesys(&exports, 500);
+    assert!(manifest["exported_twice"].as_i64().unwrap() > 10, "{manifest}");
+    let reference = dir.path().join("reference").to_str().unwrap().to_string();
+    ingest(&exports, &reference, &["--batch-rows", "1500"]);
+    let expected = genesys_contents(&reference);
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    // The server opens an existing lake: its first objects come from a manual ingest.
+    ingest(&exports.join("dimensions"), &lake, &[]);
+    let config = dir.path().join("cclake.toml");
+    add_user(&config, "ana", "analyst", "analyst-pw");
+    let serve = |lake: &str| {
+        let args = ["--ingest-from", exports.to_str().unwrap(), "--interval", "100ms", "--lease-ttl", "1s"];
+        FlightServer::start_logging(lake, &config, &args, Stdio::null(), "warn")
+    };
+    // Kill moments spread over a pass (a debug build's pass over these exports takes
+    // seconds): fixed, so that a failure can be replayed.
+    for round in 0..20u64 {
+        let server = serve(&lake);
+        std::thread::sleep(Duration::from_millis(150 + (round * 7919) % 1700));
+        drop(server); // SIGKILL
+    }
+    let server = serve(&lake);
+    let start = std::time::Instant::now();
+    while genesys_contents(&lake) != expected {
+        assert!(start.elapsed() < Duration::from_secs(180), "the restarted server did not catch up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(server);
+    assert_matches_genesys_manifest(&lake, &manifest);
+}

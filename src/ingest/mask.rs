@@ -300,7 +300,7 @@ pub fn is_card_number(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// `text` with every payment card number masked to its last four digits (PCI DSS): runs of

@@ -231,10 +231,32 @@ fn new_holder_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What one process saw of a lake's lease over its attempts to take it: which generation
+/// and holder, and since when (this process's clock) unchanged. Kept between attempts, so
+/// that a writer whose attempts each wait less than the TTL (a server's scheduled passes)
+/// still takes over a lease abandoned by a killed holder.
+#[derive(Debug, Default)]
+pub struct LeaseWatch(std::sync::Mutex<Option<(u64, LeaseHolder, Instant)>>);
+
+impl LeaseWatch {
+    fn get(&self) -> Option<(u64, LeaseHolder, Instant)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, seen: Option<(u64, LeaseHolder, Instant)>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = seen;
+    }
+}
+
 impl WriterLease {
     /// Takes the writer lease of `lake` for `operation`, waiting up to `options.wait` for
     /// another writer to finish, and taking over a lease whose holder stopped renewing it.
     pub async fn acquire(lake: &Location, operation: &str, options: LeaseOptions) -> Result<Self, LeaseError> {
+        Self::acquire_watching(lake, operation, options, &LeaseWatch::default()).await
+    }
+
+    /// [`Self::acquire`], remembering in `watch` what earlier attempts saw.
+    pub async fn acquire_watching(lake: &Location, operation: &str, options: LeaseOptions, watch: &LeaseWatch) -> Result<Self, LeaseError> {
         let seat = Seat::at(lake)?;
         let ttl = options.ttl.max(Duration::from_millis(300));
         let holder = LeaseHolder {
@@ -249,7 +271,7 @@ impl WriterLease {
         let started = Instant::now();
         // The holder in force as last seen, and since when (this process's clock) it has
         // not changed.
-        let mut seen: Option<(u64, LeaseHolder, Instant)> = None;
+        let mut seen: Option<(u64, LeaseHolder, Instant)> = watch.get();
         let mut said_waiting = false;
         loop {
             let next = match seat.current().await? {
@@ -271,6 +293,7 @@ impl WriterLease {
                         );
                         current.generation + 1
                     } else {
+                        watch.set(Some((current.generation, current.holder.clone(), unchanged_since)));
                         if started.elapsed() >= options.wait {
                             return Err(LeaseError::Busy {
                                 lake: seat.lake.clone(),
@@ -295,6 +318,7 @@ impl WriterLease {
                 }
             };
             if seat.create(next, &holder).await? {
+                watch.set(None);
                 // Earlier generations are over: their holders finished or lost the lease.
                 for old in seat.generations().await?.into_iter().filter(|g| *g < next) {
                     seat.delete(old).await;
@@ -427,6 +451,28 @@ mod tests {
         first.release().await;
         let second = waiter.await.unwrap().unwrap();
         second.ensure_held().await.unwrap();
+        second.release().await;
+    }
+
+    #[tokio::test]
+    async fn short_attempts_that_remember_what_they_saw_take_an_abandoned_lease_over() {
+        let (_dir, lake) = lake();
+        let first = WriterLease::acquire(&lake, "ingest", options(600, 0)).await.unwrap();
+        first.stop.cancel();
+        // Each attempt waits 100 ms, less than the 600 ms TTL: only what the attempts saw
+        // together lets one of them take over.
+        let watch = LeaseWatch::default();
+        let mut attempts = 0;
+        let second = loop {
+            attempts += 1;
+            assert!(attempts < 40, "never taken over");
+            match WriterLease::acquire_watching(&lake, "ingest", options(600, 100), &watch).await {
+                Ok(lease) => break lease,
+                Err(LeaseError::Busy { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(second.generation > first.generation && attempts > 2, "{attempts}");
         second.release().await;
     }
 

@@ -258,6 +258,8 @@ pub struct Lake {
     /// One writer per process: passes and compactions take turns, and what one pass learnt
     /// of the tables serves the next.
     writer: tokio::sync::Mutex<Writer>,
+    /// What this process's attempts saw of the lake's lease ([`lease::LeaseWatch`]).
+    lease_watch: lease::LeaseWatch,
 }
 
 /// An object version as `ingest_log` records it: (url, size, last modified, etag).
@@ -445,6 +447,7 @@ impl Lake {
             catalog,
             options,
             writer: tokio::sync::Mutex::new(Writer::default()),
+            lease_watch: lease::LeaseWatch::default(),
         }
     }
 
@@ -454,7 +457,7 @@ impl Lake {
 
     /// Takes the lake's writer lease for `operation` ([`lease`]).
     async fn lease(&self, operation: &str) -> Result<lease::WriterLease, LakeError> {
-        Ok(lease::WriterLease::acquire(self.root(), operation, self.options.lease).await?)
+        Ok(lease::WriterLease::acquire_watching(self.root(), operation, self.options.lease, &self.lease_watch).await?)
     }
 
     /// The lake's tables, read-only: what the read side opens.

@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
+    Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef};
@@ -207,14 +207,22 @@ impl ColumnBuilder {
         true
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// The column built; with `shrink`, its buffers cut to what it holds (a builder starts
+    /// with room for 1,024 values: kept as is, a one-event object would hold ~140 KB).
+    fn finish(&mut self, shrink: bool) -> ArrayRef {
+        fn done<A: Array + 'static>(mut array: A, shrink: bool) -> ArrayRef {
+            if shrink {
+                array.shrink_to_fit();
+            }
+            Arc::new(array)
+        }
         match self {
-            Self::Text(b) => Arc::new(b.finish()),
-            Self::Int(b) => Arc::new(b.finish()),
-            Self::Float(b) => Arc::new(b.finish()),
-            Self::Bool(b) => Arc::new(b.finish()),
-            Self::Date(b) => Arc::new(b.finish()),
-            Self::Time(b) => Arc::new(b.finish()),
+            Self::Text(b) => done(b.finish(), shrink),
+            Self::Int(b) => done(b.finish(), shrink),
+            Self::Float(b) => done(b.finish(), shrink),
+            Self::Bool(b) => done(b.finish(), shrink),
+            Self::Date(b) => done(b.finish(), shrink),
+            Self::Time(b) => done(b.finish(), shrink),
         }
     }
 }
@@ -269,7 +277,9 @@ impl TableRows {
                     .partitions
                     .into_iter()
                     .map(|(_, mut builder)| {
-                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(ColumnBuilder::finish).collect();
+                        // Below a builder's initial room, most of each buffer is empty.
+                        let shrink = builder.rows < 1024;
+                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish(shrink)).collect();
                         RecordBatch::try_new(SchemaRef::clone(&rows.schema), columns)
                     })
                     .collect::<Result<_, _>>()?;

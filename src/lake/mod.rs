@@ -286,6 +286,11 @@ struct Writer {
     agent_key: Option<Arc<PseudonymKey>>,
 }
 
+/// Objects one commit takes at most, whatever their rows: each object staged costs tens of
+/// KB until its commit (its own small batches, its log row), so a million one-event objects
+/// would otherwise be held at once (24 GB). 4,096 tiny objects are about 200 MB.
+pub const MAX_OBJECTS_PER_COMMIT: usize = 4096;
+
 /// How often a scheduled pass over a remote source lists it whole. In between, a pass lists
 /// only the keys after the greatest one seen: exports named by time (as Genesys and most
 /// exporters name them) are found at the next pass; an object written under an earlier
@@ -708,7 +713,10 @@ impl Lake {
             // a large object's memory stays at a few parts, whatever the batch size.
             let streaming = parsed.through_record.is_some();
             pending.push(parsed);
-            if pending_rows >= self.options.batch_rows || (streaming && pending_rows >= self.options.part_rows()) {
+            if pending_rows >= self.options.batch_rows
+                || pending.len() >= MAX_OBJECTS_PER_COMMIT
+                || (streaming && pending_rows >= self.options.part_rows())
+            {
                 self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report, lease).await?;
                 pending.clear();
                 pending_rows = 0;

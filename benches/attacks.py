@@ -4,7 +4,7 @@ what they cost the server: its peak resident memory (VmHWM of its process, read 
 the two sign-in failures. Prints one line per figure.
 
 usage: attacks.py ATTACK URL SERVER_PID
-  ATTACK: repeat | levenshtein | long | flood | timing
+  ATTACK: repeat | levenshtein | long | flood | timing | deep | filter | plans
 """
 import statistics
 import sys
@@ -131,6 +131,28 @@ elif ATTACK == "timing":
 
     print(f"sign-in failure median: unknown user {median_ms('nobody'):.2f} ms, "
           f"wrong password {median_ms('ana'):.2f} ms (100 tries each)")
+elif ATTACK == "deep":
+    # Issue 26: expressions as deep as their chains (a Tableau "keep only" OR-filter of
+    # 3,000 agents, 1+1+...+1): once a stack overflow that aborted the server for everyone.
+    ors = " OR ".join(f"agent_id = 'agent-{i:05}'" for i in range(3000))
+    plus = "+".join(["1"] * 2000)
+    results = during([lambda: run(f"SELECT count(*) FROM fact_interactions WHERE {ors}"), lambda: run(f"SELECT {plus}")])
+    for r in results:
+        print(f"deep: {r[0]:.2f} s, {r[1]}")
+elif ATTACK == "filter":
+    # A 10,000-value filter, answered (an IN list with a hash set), and a 3.8 MB IN list,
+    # refused before planning (max_sql_bytes).
+    ors = " OR ".join(f"event_id = 'e-{i:06}'" for i in range(10000))
+    huge = "SELECT 1 WHERE 'a' IN (" + ",".join(f"'{i:06}'" for i in range(560000)) + ")"
+    for r in during([lambda: run(f"SELECT count(*) FROM fact_interactions WHERE {ors}")]):
+        print(f"10,000-value filter: {r[0]:.2f} s, {r[1]}")
+    for r in during([lambda: run(huge)] * 4):
+        print(f"3.8 MB IN list: {r[0]:.2f} s, {r[1]}")
+elif ATTACK == "plans":
+    # 300 distinct statements of ~60 KB each: the plan cache is bounded by bytes.
+    def distinct(i):
+        return lambda: run(f"SELECT {i} AS n WHERE 'a' IN (" + ",".join(f"'{j:06}'" for j in range(6500)) + ")")
+    during([distinct(i) for i in range(300)])
 else:
     sys.exit(f"unknown attack {ATTACK}")
 print(f"server peak memory: {peak_rss_mb()} MB")

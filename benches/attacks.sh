@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replays the attacks of issue 7 against a release build and prints what each cost the server
+# Replays the attacks of issues 7 and 26 against a release build and prints what each cost the server
 # (peak memory, SELECT 1 latency during it, sign-in timings), plus the gzip bomb against
 # `cclake ingest`. Each attack gets a fresh server, so each peak is its own.
 # Needs: a release build (cargo build --release), Python venv (made here). Takes ~3 minutes.
@@ -32,6 +32,9 @@ attack repeat
 attack levenshtein
 attack long
 attack flood
+attack deep
+attack filter
+attack plans
 # Sign-in timing with pauses out of the way: it measures the password check itself.
 attack timing 's/^failed_sign_ins_before_pause = .*/failed_sign_ins_before_pause = 100000/'
 
@@ -47,3 +50,15 @@ with gzip.open(sys.argv[1], "wb", compresslevel=9) as f:
 print(f"bomb: {os.path.getsize(sys.argv[1]) / 1e6:.1f} MB compressed, {len(chunk) * 132 / 1e9:.2f} GB expanded")
 PY
 /usr/bin/env time -f "ingest: %e s, peak memory %M KB (GNU time)" "$bin" ingest --source "$work/bomb" --lake "$work/bomb-lake" | grep -E "unreadable|peak|records:" || true
+
+echo "== 100,000 one-event objects, ingested"
+"$python" - "$work/tiny" <<'PY'
+import os, sys
+for i in range(100_000):
+    d = os.path.join(sys.argv[1], f"{i // 1000:03d}")
+    if i % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"e{i:06d}.jsonl"), "w") as f:
+        f.write('{"event_id":"e%d","interaction_id":"i%d","timestamp":"2024-03-04T09:%02d:00Z","queue_name":"Q%d","state":"completed"}\n' % (i, i, i % 60, i % 5))
+PY
+/usr/bin/env time -f "ingest: %e s, peak memory %M KB (GNU time)" "$bin" ingest --source "$work/tiny" --lake "$work/tiny-lake" | grep -E "objects:|commits|peak" || true

@@ -25,7 +25,8 @@ attack() {
   while ! grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.1; done
   echo "== $name"
   "$python" benches/attacks.py "$name" "$(sed 's/listening on //' "$work/serve.out")" "$server" || true
-  kill $server 2>/dev/null; wait $server 2>/dev/null || true
+  if kill -0 $server 2>/dev/null; then kill $server; else echo "the server died: $(tail -c 300 "$work/serve.err")"; fi
+  wait $server 2>/dev/null || true
 }
 
 attack repeat

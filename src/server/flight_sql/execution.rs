@@ -26,6 +26,9 @@ use datafusion::logical_expr::LogicalPlan;
 use super::responses::{client_schema, query_status};
 use super::{CclakeFlightSql, FlightDataStream, INFORMATION_SCHEMA};
 
+/// Statements up to this long are planned without a query slot.
+const PLANNED_WITHOUT_SLOT_BYTES: usize = 4096;
+
 /// Planned statements kept (per role, snapshot and SQL text).
 const MAX_CACHED_PLANS: usize = 1024;
 /// SQL text of the planned statements kept, all together: a plan takes tens of times its
@@ -63,18 +66,21 @@ impl CclakeFlightSql {
             None => {
                 // Parsed, checked and planned on the query runtime, whose threads' stacks
                 // hold the deepest expression the guard lets through.
-                // Planning holds a query slot (a shared one, else one of the reserve) and
-                // keeps to the query timeout, as running does: a flood of huge statements
-                // waits its turn instead of taking every thread.
-                let permit = Arc::clone(&self.queries)
-                    .try_acquire_owned()
-                    .or_else(|_| Arc::clone(&self.reserve).try_acquire_owned())
-                    .map_err(|_| {
+                // Planning keeps to the query timeout, as running does, and a statement
+                // long enough to take real planning work holds one of the shared query
+                // slots while it is planned: a flood of huge statements is refused past
+                // the limit instead of taking every thread, and short ones (`SELECT 1`, a
+                // dashboard's queries) are planned whatever the load.
+                let permit = if key.2.len() > PLANNED_WITHOUT_SLOT_BYTES {
+                    Some(Arc::clone(&self.queries).try_acquire_owned().map_err(|_| {
                         Status::resource_exhausted(format!(
                             "too many concurrent queries (limit {}); retry later",
                             self.settings.max_concurrent_queries
                         ))
-                    })?;
+                    })?)
+                } else {
+                    None
+                };
                 let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
                 let (planning, sql, role, limits) = (ctx.clone(), key.2.clone(), principal.role, self.settings.sql_limits());
                 let planned = self.executor.run(async move {

@@ -59,6 +59,9 @@ fn ascii_form(c: char) -> Option<char> {
         '\u{FF0E}' => return Some('.'),
         '\u{3000}' | '\u{00A0}' | '\u{2007}' | '\u{202F}' => return Some(' '),
         '\u{FF1A}' => return Some(':'),
+        '\u{FF20}' => return Some('@'),
+        // Invisible characters inside a number or an address separate nothing.
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' => return Some(' '),
         '\u{FF0F}' => return Some('/'),
         _ => {}
     }
@@ -173,18 +176,34 @@ fn is_date_like(value: &str) -> bool {
 }
 
 /// An e-mail address keeps its domain: `jane.doe@example.com` → `***@example.com`.
-const MASKED_EMAIL_USER: &str = "***@$domain";
-
 /// Whether `value` holds an e-mail address (`user:agent7@company.com` does).
 pub fn holds_email(value: &str) -> bool {
-    value.contains('@') && email_pattern().is_match(value)
+    value.contains(['@', '\u{FF20}']) && email_pattern().is_match(&normalize_digits(value))
 }
 
+/// An address: a local part of any characters but spaces and the punctuation around
+/// addresses (`josé.álvarez`, `jane!doe`), `@`, and a domain of the same (`localhost`,
+/// `bücher.example`) or an address literal (`[192.0.2.1]`). `user:` before it is a scheme.
 fn email_pattern() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
     PATTERN.get_or_init(|| {
-        Regex::new(r"[A-Za-z0-9._%+'-]+@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})").expect("static regex")
+        Regex::new(r#"[^\s@<>()\[\],;:"'`]+@(?P<domain>\[[^\]\s]*\]|[^\s@<>()\[\],;:"'`/\\]*[^\s@<>()\[\],;:"'`/\\.])"#).expect("static regex")
     })
+}
+
+/// Every address in `text` keeps only its domain (`***@example.org`); an address literal
+/// (an IP address) keeps nothing.
+fn mask_emails(text: &str) -> String {
+    email_pattern()
+        .replace_all(text, |caps: &regex::Captures<'_>| {
+            let domain = &caps["domain"];
+            if domain.starts_with('[') {
+                "***@[address redacted]".to_string()
+            } else {
+                format!("***@{domain}")
+            }
+        })
+        .into_owned()
 }
 
 /// Masks a field that holds the customer's side of a conversation (`ani`, `remote`,
@@ -416,7 +435,7 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(text)
     };
-    let text = if text.contains('@') { email_pattern().replace_all(&text, MASKED_EMAIL_USER).into_owned().into() } else { text };
+    let text = if text.contains('@') { Cow::Owned(mask_emails(&text)) } else { text };
     let count = |byte: u8| text.bytes().filter(|b| *b == byte).count();
     // An IPv4 address has three dots, an IPv6 one two colons.
     let text = if count(b'.') >= 3 || count(b':') >= 2 {
@@ -483,6 +502,24 @@ mod tests {
         // Two numbers in a row, and a number run into more digits.
         assert_eq!(mask_field("call 555-863-0003 555-864-0004"), "call ***-***-**** ***-***-0004");
         assert_eq!(mask_field("+44 20 7946 0958 1234 5678"), "+** ** **** **** **** 5678");
+    }
+
+    #[test]
+    fn addresses_of_every_shape_keep_only_their_domain() {
+        for (raw, masked) in [
+            ("jane.roe@localhost", "***@localhost"),
+            ("josé.álvarez@example.org", "***@example.org"),
+            ("jane!doe@example.org", "***@example.org"),
+            ("john@[192.0.2.1]", "***@[address redacted]"),
+            ("ｊａｎｅ＠example.org", "***@example.org"),
+            ("write to jane@example.org.", "write to ***@example.org."),
+            ("user:agent7@company.com", "user:***@company.com"),
+        ] {
+            assert_eq!(mask_field(raw), masked, "{raw}");
+            assert!(holds_email(raw), "{raw}");
+        }
+        // A zero-width space inside a number separates nothing.
+        assert_eq!(mask_field("+1 555\u{200B}861\u{200B}0001"), "+* *** *** 0001");
         // Amex, 15 digits.
         assert_eq!(mask_field("378282246310005"), "***********0005");
         assert!(holds_personal_data("4111 1111 1111 1111"));

@@ -52,6 +52,25 @@ pub fn key_hash(key: &str) -> i64 {
     hash as i64
 }
 
+/// Columns of codes (states, types, directions, purposes, metric names), in whichever
+/// tables have them: their values are a closed vocabulary by shape
+/// ([`crate::ingest::coerce::closed_token`]), and the ingest report counts the values that
+/// were not kept.
+pub const CODE_COLUMNS: &[&str] = &[
+    "interaction_type",
+    "direction",
+    "state",
+    "purpose",
+    "media_type",
+    "originating_direction",
+    "disconnect_type",
+    "segment_type",
+    "flow_type",
+    "acd_outcome",
+    "event_type",
+    "name",
+];
+
 /// Who may read a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sensitivity {

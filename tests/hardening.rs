@@ -539,7 +539,9 @@ async fn hostile_values_in_every_field_reach_no_analyst_readable_column_path_or_
     std::fs::write(source.join("events.jsonl"), events.join("\n")).unwrap();
 
     let lake = dir.path().join("lake").to_str().unwrap().to_string();
-    tokio::task::block_in_place(|| cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake]));
+    let summary = tokio::task::block_in_place(|| stdout(&cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake])));
+    // Each of the 7 flat events had a hostile `state`: all 7 counted as no code.
+    assert!(summary.contains("values that are no code, stored as [other]:") && summary.contains("fact_interactions.state: 7"), "{summary}");
     let config = dir.path().join("cclake.toml");
     tokio::task::block_in_place(|| crate::flight::add_user(&config, "ana", "analyst", "analyst-pw"));
     let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));

@@ -427,6 +427,9 @@ pub struct IngestReport {
     /// (`call_recordings`) are not listed.
     pub rows_committed: BTreeMap<String, u64>,
     pub unknown_fields: BTreeMap<String, u64>,
+    /// Values of columns of codes that were no code and were stored as `[other]`, by
+    /// `table.column`.
+    pub values_not_kept: BTreeMap<String, u64>,
     /// Delta commits of rows (not counting `quarantine` and `ingest_log`).
     pub commits: u64,
     /// Files upserts by key had to read (those of partitions already holding some of a
@@ -468,6 +471,21 @@ impl IngestReport {
         }
         for (field, n) in &parsed.unknown_fields {
             *self.unknown_fields.entry(field.clone()).or_default() += n;
+        }
+        // Columns of codes keep only code-shaped values ([`coerce::closed_token`]): how many
+        // were not, by table and column.
+        for (table, batches) in &parsed.rows {
+            for batch in batches {
+                for column in crate::model::CODE_COLUMNS {
+                    let Some(values) = batch.column_by_name(column).and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>()) else {
+                        continue;
+                    };
+                    let n = values.iter().filter(|v| *v == Some(coerce::OTHER_VALUE)).count() as u64;
+                    if n > 0 {
+                        *self.values_not_kept.entry(format!("{}.{column}", table.name())).or_default() += n;
+                    }
+                }
+            }
         }
     }
 }
@@ -517,6 +535,12 @@ impl fmt::Display for IngestReport {
             writeln!(f, "unknown fields (ignored):")?;
             for (field, n) in &self.unknown_fields {
                 writeln!(f, "  {field}: {n}")?;
+            }
+        }
+        if !self.values_not_kept.is_empty() {
+            writeln!(f, "values that are no code, stored as {}:", coerce::OTHER_VALUE)?;
+            for (column, n) in &self.values_not_kept {
+                writeln!(f, "  {column}: {n}")?;
             }
         }
         writeln!(

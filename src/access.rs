@@ -50,8 +50,9 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// The tables of [`Sensitivity::Analytics`]: everything except `call_recordings` (not
-    /// even in metadata listings).
+    /// The tables of [`Sensitivity::Analytics`]: everything except the restricted
+    /// `call_recordings`, `user_contacts` and `agent_identities` (not even in metadata
+    /// listings).
     Analyst,
     /// Everything.
     Auditor,

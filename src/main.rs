@@ -165,7 +165,7 @@ enum UserCommand {
         /// The user name clients sign in with.
         #[arg(long)]
         name: String,
-        /// What the user may read: analyst (everything but call_recordings) or auditor (everything).
+        /// What the user may read: analyst (everything but call_recordings, user_contacts and agent_identities) or auditor (everything).
         #[arg(long, value_enum)]
         role: Role,
         /// Read the password from standard input (a pipe or a file) instead of prompting.

@@ -239,6 +239,9 @@ struct ServeArgs {
     /// A writer lease not renewed for this long is taken over (see `cclake ingest --help`).
     #[arg(long, env = "CCLAKE_LEASE_TTL", default_value = "30s", value_parser = parse_interval)]
     lease_ttl: Duration,
+    /// Rows per commit of a scheduled pass, all tables together (as `cclake ingest`).
+    #[arg(long, env = "CCLAKE_BATCH_ROWS", default_value_t = 1_000_000)]
+    batch_rows: usize,
 }
 
 /// One writer at a time: every write to a lake holds its writer lease, kept in the lake's own
@@ -604,6 +607,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
                     pseudonym_key: serve.expansion.pseudonym_key()?,
                     lease: LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) },
+                    batch_rows: serve.batch_rows.max(1),
                     ..Default::default()
                 };
                 let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);

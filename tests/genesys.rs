@@ -359,23 +359,38 @@ fn twenty_kill_9_of_a_scheduled_ingest_each_followed_by_a_restart_that_catches_u
     ingest(&exports.join("dimensions"), &lake, &[]);
     let config = dir.path().join("cclake.toml");
     add_user(&config, "ana", "analyst", "analyst-pw");
+    // Small batches, as the reference: a pass commits many times, so kills land between and
+    // inside its commits.
     let serve = |lake: &str| {
-        let args = ["--ingest-from", exports.to_str().unwrap(), "--interval", "100ms", "--lease-ttl", "1s"];
+        let args = ["--ingest-from", exports.to_str().unwrap(), "--interval", "100ms", "--lease-ttl", "1s", "--batch-rows", "1500"];
         FlightServer::start_logging(lake, &config, &args, Stdio::null(), "warn")
     };
-    // Kill moments spread over a pass (a debug build's pass over these exports takes
-    // seconds): fixed, so that a failure can be replayed.
+    let lease_of = |pid: u32| {
+        std::fs::read_dir(Path::new(&lake).join("_cclake/writer"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("\"pid\":{pid},"))))
+    };
+    let conversation_commits = || delta_commits(&Path::new(&lake).join("conversations"));
+    // Each server is killed a spread time after it took the lake over (after its killed
+    // predecessor's TTL), fixed so that a failure can be replayed.
+    let mut killed_mid_pass = 0;
     for round in 0..20u64 {
+        let before = conversation_commits();
         let server = serve(&lake);
-        std::thread::sleep(Duration::from_millis(150 + (round * 7919) % 1700));
+        wait_for("the restarted server to take the lake over", Duration::from_secs(30), || lease_of(server.pid()));
+        std::thread::sleep(Duration::from_millis((round * 7919) % 2500));
         drop(server); // SIGKILL
+        if conversation_commits() > before && count(&lake, "SELECT count(*) AS n FROM ingest_log") < count(&reference, "SELECT count(*) AS n FROM ingest_log") {
+            killed_mid_pass += 1;
+        }
     }
+    // The kills hit passes that had committed part of their work, not only idle servers.
+    assert!(killed_mid_pass >= 3, "{killed_mid_pass} kills landed inside a pass's commits");
     let server = serve(&lake);
-    let start = std::time::Instant::now();
-    while genesys_contents(&lake) != expected {
-        assert!(start.elapsed() < Duration::from_secs(180), "the restarted server did not catch up");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for("the restarted server to catch up", Duration::from_secs(180), || genesys_contents(&lake) == expected);
     drop(server);
     assert_matches_genesys_manifest(&lake, &manifest);
 }

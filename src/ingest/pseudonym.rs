@@ -93,6 +93,11 @@ impl AgentPseudonyms {
         Self { key, seen: HashMap::new() }
     }
 
+    /// The pseudonym of an identity this parser already met, without looking at it again.
+    pub fn known(&self, identity: &str) -> Option<Arc<str>> {
+        self.seen.get(identity).cloned()
+    }
+
     /// The pseudonym of `identity`, and whether this is the first time it was asked for.
     pub fn pseudonym(&mut self, identity: &str) -> (Arc<str>, bool) {
         if let Some(known) = self.seen.get(identity) {

@@ -287,8 +287,8 @@ struct Writer {
 }
 
 /// Objects one commit takes at most, whatever their rows: each object staged costs tens of
-/// KB until its commit (its own small batches, its log row), so a million one-event objects
-/// would otherwise be held at once (24 GB). 4,096 tiny objects are about 200 MB.
+/// KB until its commit (its own small batches, its log row), so without this bound a pass
+/// over a million one-event objects would hold them all at once (figures in benches/README).
 pub const MAX_OBJECTS_PER_COMMIT: usize = 4096;
 
 /// How often a scheduled pass over a remote source lists it whole. In between, a pass lists

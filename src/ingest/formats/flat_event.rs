@@ -364,6 +364,9 @@ impl<'a> RawFields<'a> {
 /// the id itself, the first time, for `agent_identities`); any other is masked.
 fn agent<'a>(id: Option<Cow<'a, str>>, agents: Option<&mut AgentPseudonyms>) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
     match (id, agents) {
+        // The same agent in most records of an object: its pseudonym is looked up before
+        // the address pattern runs again.
+        (Some(id), Some(agents)) if agents.known(&id).is_some() => (agents.known(&id).map(|p| Cow::Owned(p.to_string())), None),
         (Some(id), Some(agents)) if holds_email(&id) => {
             let (pseudonym, new) = agents.pseudonym(&id);
             (Some(Cow::Owned(pseudonym.to_string())), new.then_some(id))

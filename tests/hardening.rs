@@ -79,8 +79,35 @@ async fn scalar_functions_stay_inside_the_memory_limit_and_long_queries_do_not_s
         let err = run(&mut ana, sql).await.unwrap_err();
         assert!(exhausted(&err) && err.contains(function), "{sql}: {err}");
     }
+    // Every function is bounded, not a list of them: what any call produces is checked
+    // against what the query's pool has left (a constant folded while planning against a
+    // sixteenth of the limit), and the `||` operator is one of them.
+    for sql in [
+        "SELECT length(concat(repeat('x', 200000000), repeat('x', 200000000), repeat('x', 200000000), repeat('x', 200000000), repeat('x', 200000000)))",
+        "SELECT max(length(CAST(v AS VARCHAR) || repeat('x', 1000000))) FROM generate_series(1, 100000) AS t(v)",
+        "SELECT max(length(concat(CAST(v AS VARCHAR), repeat('x', 1000000)))) FROM generate_series(1, 100000) AS t(v)",
+        "SELECT length(encode(repeat('x', 200000000), 'hex'))",
+        "SELECT max(length(to_char(to_timestamp(v), repeat('%Y', 300000)))) FROM generate_series(1, 100000) AS t(v)",
+        "SELECT length(translate(repeat('x', 200000000), 'x', 'y'))",
+        "SELECT length(upper(repeat('x', 200000000)))",
+        "SELECT length(reverse(repeat('x', 200000000)))",
+        "SELECT max(length(upper(lpad(CAST(v AS VARCHAR), 20000, 'é')))) FROM generate_series(1, 100000) AS t(v)",
+    ] {
+        let err = run(&mut ana, sql).await.unwrap_err();
+        assert!(exhausted(&err) && err.contains("would produce"), "{sql}: {err}");
+    }
     let peak = peak_rss_mb(server.pid());
     assert!(peak < 1024, "the server peaked at {peak} MB");
+
+    // `||` computes what DataFusion's operator did: NULL if either side is, numbers as text,
+    // and its column is named as the operator was.
+    let batches = run(&mut ana, "SELECT 'a' || 'b' AS ab, 'a' || NULL AS n, 1 || 'x' AS mixed, min(queue_name || '/' || direction) FROM fact_interactions").await.unwrap();
+    let row = &batches[0];
+    assert_eq!(row.column(0).as_string::<i32>().value(0), "ab");
+    assert!(row.column(1).is_null(0));
+    assert_eq!(row.column(2).as_string::<i32>().value(0), "1x");
+    assert!(row.column(3).as_string::<i32>().value(0).contains('/'));
+    assert_eq!(row.schema().field(3).name(), "min(fact_interactions.queue_name || Utf8(\"/\") || fact_interactions.direction)");
 
     // The guarded functions still compute what they did (values worked out by hand).
     let batches = run(&mut ana, "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, levenshtein('kitten', 'sitting') AS d, cardinality(range(0, 10, 3)) AS c, \
@@ -460,6 +487,21 @@ fn a_record_that_cannot_be_stored_is_quarantined_and_the_source_catches_up() {
     // Nothing is left to retry: the next pass finds the source done.
     let again = stdout(&cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake]));
     assert!(again.contains("1 already ingested"), "{again}");
+
+    // An object whose processing panics (a dependency's bug, injected here) costs that object,
+    // not the pass: the others land, the summary names it, and the next pass reads it.
+    std::fs::write(source.join("later.jsonl"), with("ok3", &format!(r#"{at},"queue_name":"Support""#)) + "\n").unwrap();
+    std::fs::write(source.join("panics.jsonl"), with("ok4", &format!(r#"{at},"queue_name":"Support""#)) + "\n").unwrap();
+    let out = cclake_with_env(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake], &[("CCLAKE_FAULT_PANIC_OBJECT", "panics.jsonl")]);
+    let said = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("panics.jsonl") && said.contains("processing failed unexpectedly"), "{said}");
+    let landed = query(&lake, "SELECT event_id FROM fact_interactions ORDER BY event_id");
+    let landed: Vec<&str> = landed.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    assert_eq!(landed, ["cyrillic", "ok1", "ok2", "ok3"]);
+    cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake]);
+    let landed = query(&lake, "SELECT event_id FROM fact_interactions ORDER BY event_id");
+    let landed: Vec<&str> = landed.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    assert_eq!(landed, ["cyrillic", "ok1", "ok2", "ok3", "ok4"]);
     // Another reader reads the lake whole.
     let out = std::process::Command::new(python()).arg(repo().join("tests/python/read_lake.py")).arg(&lake).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

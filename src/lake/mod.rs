@@ -122,6 +122,25 @@ enum Fetched {
     Skipped(String),
 }
 
+/// The text of a panic's payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(|| "a panic".to_string(), |text| text.to_string()),
+    }
+}
+
+/// Fault injection for tests of what a pass does when an object's processing panics:
+/// `CCLAKE_FAULT_PANIC_OBJECT=<suffix>` makes the parse of every object whose path ends so
+/// panic, as a dependency might.
+fn fault_injection(object: &SourceObject) {
+    if let Some(suffix) = std::env::var_os("CCLAKE_FAULT_PANIC_OBJECT") {
+        if !suffix.is_empty() && object.path.as_ref().ends_with(&*suffix.to_string_lossy()) {
+            panic!("fault injected into {} by CCLAKE_FAULT_PANIC_OBJECT", object.path);
+        }
+    }
+}
+
 /// A streamed object's body, read on a blocking thread as its chunks arrive. A store error
 /// is kept aside: it must fail the read of the object, not make it a bad object.
 struct ChunkReader {
@@ -777,6 +796,7 @@ impl Lake {
         let part_rows = self.options.part_rows();
         let stream_above = self.options.stream_above_bytes;
         tokio::spawn(async move {
+            let url = object.url.clone();
             // Deleted between listing and reading: nothing to ingest. One unreadable local
             // file (permissions, a name the store cannot open) does not stop the pass; it is
             // read again next pass. Elsewhere a read error fails the pass.
@@ -805,6 +825,7 @@ impl Lake {
                     }
                 };
                 tokio::task::spawn_blocking(move || {
+                    fault_injection(&object);
                     parse_object_in_parts(object, &bytes, &parse, resume_after, usize::MAX, |part| {
                         let _ = parts.blocking_send(Ok(Fetched::Parsed(part)));
                     })
@@ -821,6 +842,7 @@ impl Lake {
                     }
                 });
                 let parse = tokio::task::spawn_blocking(move || {
+                    fault_injection(&object);
                     let failed_read = Arc::clone(&reader.failed);
                     let who = object.clone();
                     parse_stream_in_parts(object, reader, &parse, resume_after, part_rows, |part| {
@@ -838,8 +860,18 @@ impl Lake {
                 pump.abort();
                 parse
             };
-            if let Err(e) = parsed {
-                let _ = tx.send(Err(e.into())).await;
+            match parsed {
+                Ok(()) => {}
+                // A panic while parsing (ours or a dependency's) costs this object, not the
+                // pass: it is named in the summary and the log, and read again next pass.
+                Err(e) if e.is_panic() => {
+                    let why = panic_message(e.into_panic());
+                    let entry = format!("{url}: processing failed unexpectedly ({why}); read again next pass", why = crate::ingest::mask::scrub_text(&why));
+                    let _ = tx.send(Ok(Fetched::Skipped(entry.escape_debug().to_string()))).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                }
             }
         });
         Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))

@@ -1,19 +1,31 @@
-//! Bounds on the scalar functions whose result can be far larger, or far slower to compute,
-//! than their arguments. `repeat('x', 1500000000)` allocates 1.5 GB inside one call: the
-//! memory pool never sees it (only operators account memory), and no timeout can interrupt a
-//! call that never yields. Each guarded function works out, from its arguments, what its call
-//! would produce, and refuses with `ResourcesExhausted` before allocating when that is past
-//! the query's memory limit (or, for `levenshtein`, past a bound on work per call, so that a
-//! call ends within a fraction of a second and the query's timeout is honoured between calls).
+//! Bounds on what scalar functions produce. `repeat('x', 1500000000)` allocates 1.5 GB inside
+//! one call, and `queue_name || repeat('x', 1000000)` a megabyte a row: DataFusion's memory
+//! pool never sees either (only operators account memory), and no timeout can interrupt a
+//! call that never yields. So every scalar function of a session, present or future, runs
+//! inside [`Bounded`], and the `||` operator on strings is planned as one of them:
 //!
-//! The original function does the work: the wrapper delegates every trait method to it.
+//! - a function whose result has no fixed width (strings, binaries, lists, ...) is first
+//!   called on the batch's first row; if that row's result times the batch's rows is past
+//!   what the query's memory pool has left, the call is refused before the batch is worked on;
+//! - every result is measured, and one past what the pool has left is refused (the query
+//!   ends with `ResourcesExhausted`, and its memory is released);
+//! - a constant folded while planning (no query pool yet) may be at most
+//!   [`CONSTANT_SHARE`] of the query's memory limit: no statement needs a larger literal;
+//! - a few functions whose cost follows from their arguments (`repeat`, `lpad`, `range`, ...)
+//!   are checked before any work, and `levenshtein` against a bound on work per call, so that
+//!   one call ends within a fraction of a second and the query's timeout is honoured.
+//!
+//! The query's pool reaches the functions through [`QueryMemory`], a configuration
+//! extension set on each query's own copy of its session's options
+//! (`super::execute_in_own_pool`). The original function does the work: the wrapper
+//! delegates every trait method to it.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, FieldRef, Int64Type};
-use datafusion::common::config::ConfigOptions;
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::common::{ExprSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::interval_arithmetic::Interval;
@@ -24,6 +36,13 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature,
 };
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
+use datafusion::logical_expr::{Operator, TypeSignature, Volatility};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::prelude::SessionContext;
 
 /// Cells of the edit-distance table one `levenshtein` call may fill (over all its rows):
@@ -67,26 +86,122 @@ const GUARDED: &[(&str, Cost)] = &[
     ("levenshtein", Cost::Levenshtein),
 ];
 
-/// Replaces the guarded functions of `ctx` with bounded ones: no single call may produce more
-/// than `limit_bytes`.
+/// The share of the query's memory limit a constant folded while planning may take.
+pub const CONSTANT_SHARE: usize = 16;
+
+/// Bounds every scalar function of `ctx` (and the `||` operator on strings, planned as one):
+/// no call may produce more than the query's memory pool has left, `limit_bytes` at most.
 pub fn bound_functions(ctx: &SessionContext, limit_bytes: usize) {
-    for (name, cost) in GUARDED {
-        if let Ok(original) = ctx.udf(name) {
-            ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
-                inner: Arc::clone(original.inner()),
-                cost: *cost,
-                limit_bytes,
-            }));
+    let functions = ctx.state().scalar_functions().clone();
+    let mut names: Vec<&String> = functions.keys().collect();
+    names.sort();
+    for name in names {
+        let function = &functions[name];
+        // Aliases name the same function: it is wrapped once, under its own name.
+        if function.name() != name || function.inner().downcast_ref::<Bounded>().is_some() {
+            continue;
+        }
+        let cost = GUARDED.iter().find(|(guarded, _)| guarded == name).map(|(_, cost)| *cost);
+        ctx.register_udf(Bounded::wrap(Arc::clone(function.inner()), cost, limit_bytes));
+    }
+    let concat = Arc::new(Bounded::wrap(Arc::new(ConcatOperator::new()), None, limit_bytes));
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    if let Err(e) = state.register_expr_planner(Arc::new(ConcatPlanner { concat })) {
+        tracing::warn!(error = %e, "the || operator keeps DataFusion's unbounded form");
+    }
+}
+
+/// The memory pool of the query being run, for the functions it calls: a configuration
+/// extension on the query's own copy of its session's options. Absent while planning.
+#[derive(Debug, Clone, Default)]
+pub struct QueryMemory(pub Option<Arc<dyn MemoryPool>>);
+
+impl QueryMemory {
+    /// Bytes the pool has not handed out.
+    fn available(&self) -> Option<usize> {
+        let pool = self.0.as_ref()?;
+        match pool.memory_limit() {
+            MemoryLimit::Finite(limit) => Some(limit.saturating_sub(pool.reserved())),
+            _ => None,
         }
     }
 }
 
-/// A guarded function: checks the cost of each call, then runs the original.
+impl ConfigExtension for QueryMemory {
+    const PREFIX: &'static str = "cclake_query_memory";
+}
+
+impl ExtensionOptions for QueryMemory {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, _value: &str) -> Result<()> {
+        Err(DataFusionError::Configuration(format!("{key} cannot be set: it is the running query's memory pool")))
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        Vec::new()
+    }
+}
+
+/// A bounded function: checks what each call would cost and produces, around the original.
 #[derive(Debug)]
 struct Bounded {
     inner: Arc<dyn ScalarUDFImpl>,
-    cost: Cost,
+    /// The cost worked out from the arguments before any work, for the functions that have one.
+    cost: Option<Cost>,
     limit_bytes: usize,
+}
+
+impl Bounded {
+    fn wrap(inner: Arc<dyn ScalarUDFImpl>, cost: Option<Cost>, limit_bytes: usize) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { inner, cost, limit_bytes })
+    }
+
+    /// What a call may produce: what the query's pool has left (the query's limit at most);
+    /// for a call on constants alone (one value, folded while planning or computed once per
+    /// batch), a share of the limit. And how to say it.
+    fn budget(&self, config: &ConfigOptions, constant: bool) -> (usize, String) {
+        let limit = human_bytes(self.limit_bytes as u128);
+        let available = config.extensions.get::<QueryMemory>().and_then(QueryMemory::available);
+        match available {
+            Some(available) if !constant => {
+                let budget = available.min(self.limit_bytes);
+                (budget, format!("the {} this query has left of its memory limit of {limit}", human_bytes(budget as u128)))
+            }
+            _ => {
+                let budget = (self.limit_bytes / CONSTANT_SHARE).min(available.unwrap_or(usize::MAX));
+                (budget, format!("the {} one value may hold (1/{CONSTANT_SHARE} of the query memory limit of {limit})", human_bytes(budget as u128)))
+            }
+        }
+    }
+
+    fn refuse(&self, what: &str, bytes: u128, budget: &str) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!("{} would produce {} {what}, more than {budget}", self.inner.name(), human_bytes(bytes)))
+    }
+}
+
+/// Bytes a value holds (a slice counts only its own rows).
+fn value_bytes(value: &ColumnarValue) -> u128 {
+    match value {
+        ColumnarValue::Scalar(scalar) => scalar.size() as u128,
+        ColumnarValue::Array(array) => array.to_data().get_slice_memory_size().unwrap_or_else(|_| array.get_array_memory_size()) as u128,
+    }
+}
+
+/// Whether values of `data_type` may be of any size (their bytes do not follow from the rows).
+fn unbounded_width(data_type: &DataType) -> bool {
+    !data_type.is_primitive() && !matches!(data_type, DataType::Boolean | DataType::Null | DataType::FixedSizeBinary(_))
 }
 
 impl PartialEq for Bounded {
@@ -164,7 +279,8 @@ impl Bounded {
         let rows = rows.max(1);
         let arg = |i: usize| args.get(i);
         let sum = |f: &dyn Fn(usize) -> u128| (0..rows).map(f).fold(0u128, u128::saturating_add);
-        match self.cost {
+        let Some(cost) = self.cost else { return 0 };
+        match cost {
             Cost::Repeat => match (arg(0).and_then(byte_lengths), arg(1).and_then(integers)) {
                 (Some(len), Some(count)) => sum(&|r| len.at(r) * count.at(r)),
                 _ => 0,
@@ -202,21 +318,16 @@ impl Bounded {
         }
     }
 
-    fn check(&self, args: &[ColumnarValue], rows: usize) -> Result<()> {
+    fn check(&self, args: &[ColumnarValue], rows: usize, budget: usize, said: &str) -> Result<()> {
         let cost = self.cost_of(args, rows);
-        let name = self.inner.name();
-        if self.cost == Cost::Levenshtein {
+        if self.cost == Some(Cost::Levenshtein) {
             if cost > LEVENSHTEIN_MAX_CELLS {
                 return Err(DataFusionError::ResourcesExhausted(format!(
                     "levenshtein over these strings would compare {cost} character pairs in one call, more than the limit of {LEVENSHTEIN_MAX_CELLS}"
                 )));
             }
-        } else if cost > self.limit_bytes as u128 {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "{name} would produce {} in one call, more than this query's memory limit of {}",
-                human_bytes(cost),
-                human_bytes(self.limit_bytes as u128)
-            )));
+        } else if cost > budget as u128 {
+            return Err(self.refuse("in one call", cost, said));
         }
         Ok(())
     }
@@ -328,12 +439,43 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        self.check(&args.args, args.number_rows)?;
-        self.inner.invoke_with_args(args)
+        let rows = args.number_rows;
+        let per_row = args.args.iter().any(|arg| matches!(arg, ColumnarValue::Array(_)));
+        let (budget, said) = self.budget(&args.config_options, !per_row);
+        self.check(&args.args, rows, budget, &said)?;
+        if per_row && rows > 1 && unbounded_width(args.return_field.data_type()) {
+            // The first row's result, times the rows: refused before the batch is worked on.
+            let sample = ScalarFunctionArgs {
+                args: args
+                    .args
+                    .iter()
+                    .map(|arg| match arg {
+                        ColumnarValue::Array(array) => ColumnarValue::Array(array.slice(0, 1)),
+                        scalar => scalar.clone(),
+                    })
+                    .collect(),
+                arg_fields: args.arg_fields.clone(),
+                number_rows: 1,
+                return_field: Arc::clone(&args.return_field),
+                config_options: Arc::clone(&args.config_options),
+            };
+            let first = value_bytes(&self.inner.invoke_with_args(sample)?);
+            let projected = first.saturating_mul(rows as u128);
+            if projected > budget as u128 {
+                return Err(self.refuse(&format!("for {rows} rows (judged by the first)"), projected, &said));
+            }
+        }
+        let result = self.inner.invoke_with_args(args)?;
+        let bytes = value_bytes(&result);
+        if bytes > budget as u128 {
+            return Err(self.refuse(if per_row { "for one batch" } else { "in one value" }, bytes, &said));
+        }
+        Ok(result)
     }
 
-    fn with_updated_config(&self, _config: &ConfigOptions) -> Option<ScalarUDF> {
-        None
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let updated = self.inner.with_updated_config(config)?;
+        Some(Self::wrap(Arc::clone(updated.inner()), self.cost, self.limit_bytes))
     }
 
     fn aliases(&self) -> &[String] {
@@ -398,5 +540,105 @@ impl ScalarUDFImpl for Bounded {
 
     fn placement(&self, args: &[datafusion::logical_expr::ExpressionPlacement]) -> datafusion::logical_expr::ExpressionPlacement {
         self.inner.placement(args)
+    }
+}
+
+/// `||` between strings (or binaries), as DataFusion's operator computes it (both sides cast
+/// to their common type, NULL if either is), but as a function, so that [`Bounded`] sees what
+/// it produces: `queue_name || repeat('x', 1000000)` is a megabyte a row.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConcatOperator {
+    signature: Signature,
+}
+
+impl ConcatOperator {
+    fn new() -> Self {
+        Self { signature: Signature::new(TypeSignature::UserDefined, Volatility::Immutable) }
+    }
+
+    fn types(arg_types: &[DataType]) -> Result<(DataType, DataType, DataType)> {
+        let [left, right] = arg_types else {
+            return Err(DataFusionError::Plan("|| takes two operands".into()));
+        };
+        let coercer = BinaryTypeCoercer::new(left, &Operator::StringConcat, right);
+        let (left, right) = coercer.get_input_types()?;
+        Ok((left, right, coercer.get_result_type()?))
+    }
+}
+
+impl ScalarUDFImpl for ConcatOperator {
+    fn name(&self) -> &str {
+        "||"
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        match args {
+            [left, right] => Ok(format!("{left} || {right}")),
+            _ => Err(DataFusionError::Plan("|| takes two operands".into())),
+        }
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        match args {
+            [left, right] => Ok(format!("{} || {}", left.schema_name(), right.schema_name())),
+            _ => Err(DataFusionError::Plan("|| takes two operands".into())),
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let (left, right, _) = Self::types(arg_types)?;
+        Ok(vec![left, right])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(Self::types(arg_types)?.2)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [left, right] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal("|| takes two operands".into()));
+        };
+        let both_scalar = matches!((left, right), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
+        let rows = if both_scalar { 1 } else { args.number_rows };
+        let (left, right) = (left.to_array(rows)?, right.to_array(rows)?);
+        let joined = arrow::compute::kernels::concat_elements::concat_elements_dyn(&left, &right)?;
+        let joined = if joined.data_type() == args.return_field.data_type() {
+            joined
+        } else {
+            arrow::compute::cast(&joined, args.return_field.data_type())?
+        };
+        if both_scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&joined, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(joined))
+        }
+    }
+}
+
+/// Plans `a || b` between strings (or binaries) as the bounded [`ConcatOperator`]; lists are
+/// left to DataFusion's planner (`array_concat`, a function, hence bounded too).
+#[derive(Debug)]
+struct ConcatPlanner {
+    concat: Arc<ScalarUDF>,
+}
+
+impl ExprPlanner for ConcatPlanner {
+    fn plan_binary_op(&self, expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<RawBinaryExpr>> {
+        let is_list = |e: &Expr| {
+            e.get_type(schema)
+                .map(|t| matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)))
+                .unwrap_or(true)
+        };
+        if expr.op != datafusion::sql::sqlparser::ast::BinaryOperator::StringConcat || is_list(&expr.left) || is_list(&expr.right) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::clone(&self.concat),
+            vec![expr.left, expr.right],
+        ))))
     }
 }

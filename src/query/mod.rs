@@ -9,7 +9,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::util::display::FormatOptions;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::{FairSpillPool, MemoryLimit};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryLimit, MemoryPool};
+use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -212,18 +213,22 @@ pub async fn plan_statement(ctx: &SessionContext, statement: datafusion::sql::pa
 /// rebuilt for each one. The query shares its session's disk manager, caches and object
 /// stores.
 pub async fn execute_in_own_pool(df: DataFrame) -> Result<SendableRecordBatchStream, DataFusionError> {
-    let task_ctx = df.task_ctx();
-    let session_runtime = task_ctx.runtime_env();
-    let task_ctx = match session_runtime.memory_pool.memory_limit() {
-        MemoryLimit::Finite(bytes) => task_ctx.with_runtime(
-            RuntimeEnvBuilder::from_runtime_env(&session_runtime)
-                .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
-                .build_arc()?,
-        ),
-        // Unbounded (or a pool that bounds nothing per query): nothing to hold apart.
-        _ => task_ctx,
+    let (mut state, logical) = df.into_parts();
+    let session_runtime = Arc::clone(state.runtime_env());
+    let mut runtime = None;
+    if let MemoryLimit::Finite(bytes) = session_runtime.memory_pool.memory_limit() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(FairSpillPool::new(bytes));
+        runtime = Some(RuntimeEnvBuilder::from_runtime_env(&session_runtime).with_memory_pool(Arc::clone(&pool)).build_arc()?);
+        // The functions the plan calls check what they produce against this query's pool.
+        state.config_mut().options_mut().extensions.insert(limits::QueryMemory(Some(pool)));
+    }
+    // (Unbounded, or a pool that bounds nothing per query: nothing to hold apart.)
+    let plan = state.create_physical_plan(&logical).await?;
+    let task_ctx = TaskContext::from(&state);
+    let task_ctx = match runtime {
+        Some(runtime) => task_ctx.with_runtime(runtime),
+        None => task_ctx,
     };
-    let plan = df.create_physical_plan().await?;
     datafusion::physical_plan::execute_stream(plan, Arc::new(task_ctx))
 }
 

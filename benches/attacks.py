@@ -4,7 +4,7 @@ what they cost the server: its peak resident memory (VmHWM of its process, read 
 the two sign-in failures. Prints one line per figure.
 
 usage: attacks.py ATTACK URL SERVER_PID
-  ATTACK: repeat | levenshtein | long | flood | timing | deep | filter | plans
+  ATTACK: repeat | functions | levenshtein | long | flood | timing | deep | filter | plans
 """
 import statistics
 import sys
@@ -90,6 +90,28 @@ if ATTACK == "repeat":
     sql = "SELECT length(repeat('x', 1500000000))"
     for r in during([lambda: run(sql), lambda: run(sql)]):
         print(f"repeat: {r[0]:.2f} s, {r[1]}")
+elif ATTACK == "functions":
+    # Functions no list names (issue 26, item 2), each alone; then the server's CPU in the
+    # second after the answer: a refused or timed-out query must stop working.
+    def cpu_seconds():
+        with open(f"/proc/{PID}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / 100
+
+    rows = "FROM generate_series(1, 1000000) AS t(v)"
+    for sql in [
+        "SELECT length(concat(" + ", ".join(["repeat('x', 200000000)"] * 5) + "))",
+        f"SELECT max(length(CAST(v AS VARCHAR) || repeat('x', 1000000))) {rows}",
+        "SELECT max(length(queue_name || repeat('x', 1000000))) FROM fact_interactions",
+        "SELECT length(encode(repeat('x', 200000000), 'hex'))",
+        f"SELECT max(length(to_char(to_timestamp(v), repeat('%Y', 300000)))) {rows}",
+        "SELECT length(translate(repeat('x', 200000000), 'x', 'y'))",
+        f"SELECT max(length(upper(lpad(CAST(v AS VARCHAR), 20000, 'é')))) {rows}",
+    ]:
+        took, outcome = run(sql)
+        before = cpu_seconds()
+        time.sleep(1)
+        print(f"{sql[:70]}: {took:.2f} s, {outcome[:90]}; CPU in the next second {cpu_seconds() - before:.2f} s; peak {peak_rss_mb()} MB")
 elif ATTACK == "levenshtein":
     sql = "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))"
     for r in during([lambda: run(sql)]):

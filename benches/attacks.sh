@@ -30,6 +30,7 @@ attack() {
 }
 
 attack repeat
+attack functions
 attack levenshtein
 attack long
 attack flood

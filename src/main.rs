@@ -298,6 +298,12 @@ struct ExpansionArgs {
     /// its own key on its first pass and keeps it.
     #[arg(long, env = "CCLAKE_PSEUDONYM_KEY", hide_env_values = true)]
     pseudonym_key: Option<String>,
+    /// Queues (partitions of fact_interactions) a day may hold: a record of a further queue
+    /// is quarantined as too_many_partitions. A real center has tens to a few thousand; an
+    /// export whose queue names explode (ids or text in the field) would make a folder and a
+    /// file per value.
+    #[arg(long, env = "CCLAKE_MAX_QUEUES_PER_DAY", default_value_t = cclake::ingest::queue_partitions::DEFAULT_MAX_QUEUES_PER_DAY)]
+    max_queues_per_day: usize,
 }
 
 impl ExpansionArgs {
@@ -524,6 +530,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 expansion: expansion.limits(),
                 stream_above_bytes: expansion.stream_above_mb.saturating_mul(1 << 20),
                 pseudonym_key: expansion.pseudonym_key()?,
+                max_queues_per_day: expansion.max_queues_per_day,
                 lease: writer.lease(),
                 ..Default::default()
             };
@@ -606,6 +613,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     expansion: serve.expansion.limits(),
                     stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
                     pseudonym_key: serve.expansion.pseudonym_key()?,
+                    max_queues_per_day: serve.expansion.max_queues_per_day,
                     lease: LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) },
                     batch_rows: serve.batch_rows.max(1),
                     ..Default::default()

@@ -507,6 +507,50 @@ fn a_record_that_cannot_be_stored_is_quarantined_and_the_source_catches_up() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+#[test]
+fn a_queue_name_explosion_is_quarantined_past_the_queues_a_day_may_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("exports");
+    std::fs::create_dir_all(&source).unwrap();
+    let event = |id: &str, day: u32, queue: &str| {
+        format!(r#"{{"event_id":"{id}","interaction_id":"i-{id}","timestamp":"2024-03-{day:02}T09:00:00Z","queue_name":"{queue}"}}"#)
+    };
+    // Day 4: twelve queues, two events each, in order; day 5: three queues.
+    let mut lines = Vec::new();
+    for q in 1..=12 {
+        for n in 0..2 {
+            lines.push(event(&format!("d4-q{q}-{n}"), 4, &format!("Queue {q}")));
+        }
+    }
+    for q in 1..=3 {
+        lines.push(event(&format!("d5-q{q}"), 5, &format!("Queue {q}")));
+    }
+    std::fs::write(source.join("first.jsonl"), lines.join("\n") + "\n").unwrap();
+    let lake = dir.path().join("lake").to_str().unwrap().to_string();
+    let ingest = |source: &Path| cclake(&["ingest", "--source", source.to_str().unwrap(), "--lake", &lake, "--max-queues-per-day", "10"]);
+    ingest(&source);
+    let count = |sql: &str| query(&lake, sql)[0]["n"].as_i64().unwrap();
+    // Worked out by hand: day 4 keeps its first ten queues (20 events), its queues 11 and 12
+    // (4 events) are quarantined; day 5's three queues land.
+    assert_eq!(count("SELECT count(DISTINCT queue_name) AS n FROM fact_interactions WHERE event_date = DATE '2024-03-04'"), 10);
+    assert_eq!(count("SELECT count(*) AS n FROM fact_interactions WHERE event_date = DATE '2024-03-04'"), 20);
+    assert_eq!(count("SELECT count(*) AS n FROM fact_interactions WHERE event_date = DATE '2024-03-05'"), 3);
+    let quarantined = query(&lake, "SELECT reason, field, source_line FROM quarantine ORDER BY source_line");
+    let lines: Vec<i64> = quarantined.iter().map(|r| r["source_line"].as_i64().unwrap()).collect();
+    assert_eq!(lines, [21, 22, 23, 24]);
+    assert!(quarantined.iter().all(|r| r["reason"] == "too_many_partitions" && r["field"] == "queue_name"), "{quarantined:?}");
+    // A later pass knows the queues the lake holds: an old queue of day 4 still takes
+    // events, a new one does not; day 5 takes new ones up to its own ten.
+    let later = dir.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    std::fs::write(later.join("second.jsonl"), [event("late-q3", 4, "Queue 3"), event("late-q13", 4, "Queue 13"), event("late-d5-q9", 5, "Queue 9")].join("\n") + "\n").unwrap();
+    ingest(&later);
+    let landed = query(&lake, "SELECT event_id FROM fact_interactions WHERE event_id LIKE 'late%' ORDER BY event_id");
+    let landed: Vec<&str> = landed.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    assert_eq!(landed, ["late-d5-q9", "late-q3"]);
+    assert_eq!(count("SELECT count(*) AS n FROM quarantine WHERE reason = 'too_many_partitions'"), 5);
+}
+
 /// Values no analyst may read, whatever field they arrive in, and the raw forms to look for.
 const HOSTILE: &[&str] = &[
     "jane.doe@example.org",

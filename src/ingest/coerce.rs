@@ -39,6 +39,9 @@ pub enum Rejection {
     TimestampOutOfRange { field: &'static str, value: String },
     /// A partition value longer than a folder name may be, once percent-encoded.
     PartitionValueTooLong { field: &'static str, bytes: usize },
+    /// A new partition of a day that holds as many as it may
+    /// ([`crate::ingest::queue_partitions`]).
+    TooManyPartitions { field: &'static str, limit: usize },
 }
 
 /// The earliest date-time accepted: 1990-01-01T00:00:00Z (µs since the epoch).
@@ -64,6 +67,7 @@ impl Rejection {
             Rejection::UnknownExport(_) => "unknown_export",
             Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
             Rejection::PartitionValueTooLong { .. } => "partition_value_too_long",
+            Rejection::TooManyPartitions { .. } => "too_many_partitions",
         }
     }
 
@@ -76,7 +80,8 @@ impl Rejection {
             | Rejection::InvalidTime { field: f, .. }
             | Rejection::NotAnInteger { field: f, .. }
             | Rejection::TimestampOutOfRange { field: f, .. }
-            | Rejection::PartitionValueTooLong { field: f, .. } => Some(f),
+            | Rejection::PartitionValueTooLong { field: f, .. }
+            | Rejection::TooManyPartitions { field: f, .. } => Some(f),
             Rejection::InvalidTimestamp(_) => Some("timestamp"),
             Rejection::DurationNotInteger(_) | Rejection::DurationNegative(_) => {
                 Some("duration_seconds")
@@ -117,6 +122,10 @@ impl fmt::Display for Rejection {
             Rejection::PartitionValueTooLong { field, bytes } => write!(
                 f,
                 "{field} is {bytes} bytes once percent-encoded for its partition folder, more than the {MAX_PARTITION_VALUE_BYTES} a folder name may hold"
+            ),
+            Rejection::TooManyPartitions { field, limit } => write!(
+                f,
+                "{field} would open a partition past the {limit} a day of fact_interactions may hold (--max-queues-per-day): a queue-name explosion is a data error"
             ),
         }
     }

@@ -6,6 +6,7 @@ pub mod coerce;
 pub mod formats;
 pub mod mask;
 pub mod pseudonym;
+pub mod queue_partitions;
 pub mod rows;
 pub mod source;
 
@@ -32,6 +33,9 @@ pub struct ParseOptions {
     /// ([`pseudonym`]); without a key it is masked to its domain, and agents of one domain
     /// become one. [`crate::Lake`] always has the lake's key.
     pub agent_key: Option<Arc<pseudonym::PseudonymKey>>,
+    /// The queues each day of `fact_interactions` holds and may hold
+    /// ([`queue_partitions`]); without it, any number.
+    pub queue_partitions: Option<Arc<queue_partitions::QueuePartitions>>,
 }
 
 /// A record that could not be used, kept with its position and masked text.
@@ -216,6 +220,9 @@ pub struct ObjectParser {
     part: ParsedObject,
     rows: TableRows,
     agents: Option<pseudonym::AgentPseudonyms>,
+    queues: Option<Arc<queue_partitions::QueuePartitions>>,
+    /// The last queue partition admitted (consecutive events mostly share one).
+    admitted: Option<(i32, String)>,
 }
 
 impl fmt::Debug for ObjectParser {
@@ -226,10 +233,17 @@ impl fmt::Debug for ObjectParser {
 
 impl ObjectParser {
     pub fn new(object: SourceObject, framing: Option<Framing>, gzipped: bool, options: &ParseOptions) -> Self {
-        Self::with_agents(object, framing, gzipped, options.agent_key.as_ref().map(|key| pseudonym::AgentPseudonyms::new(Arc::clone(key))))
+        let agents = options.agent_key.as_ref().map(|key| pseudonym::AgentPseudonyms::new(Arc::clone(key)));
+        Self::with_agents(object, framing, gzipped, agents, options.queue_partitions.clone())
     }
 
-    fn with_agents(object: SourceObject, framing: Option<Framing>, gzipped: bool, agents: Option<pseudonym::AgentPseudonyms>) -> Self {
+    fn with_agents(
+        object: SourceObject,
+        framing: Option<Framing>,
+        gzipped: bool,
+        agents: Option<pseudonym::AgentPseudonyms>,
+        queues: Option<Arc<queue_partitions::QueuePartitions>>,
+    ) -> Self {
         Self {
             part: ParsedObject {
                 object,
@@ -243,7 +257,31 @@ impl ObjectParser {
             },
             rows: TableRows::default(),
             agents,
+            queues,
+            admitted: None,
         }
+    }
+
+    /// Whether `event`'s queue partition may be stored ([`queue_partitions`]), remembering
+    /// the last one admitted in `admitted`.
+    fn admits(
+        queues: Option<&queue_partitions::QueuePartitions>,
+        admitted: &mut Option<(i32, String)>,
+        event: &formats::flat_event::FlatEvent<'_>,
+    ) -> bool {
+        let Some(queues) = queues else { return true };
+        let day = event.event_timestamp.div_euclid(86_400_000_000) as i32;
+        let queue = event.queue_name.as_deref();
+        if let (Some((last_day, last_queue)), Some(queue)) = (&*admitted, queue) {
+            if *last_day == day && last_queue == queue {
+                return true;
+            }
+        }
+        let admit = queues.admit(day, queue);
+        if admit {
+            *admitted = queue.map(|q| (day, q.to_string()));
+        }
+        admit
     }
 
     /// Rows staged since the last part.
@@ -299,7 +337,14 @@ impl ObjectParser {
         for field in record.unknown_fields {
             *parsed.unknown_fields.entry(field).or_default() += 1;
         }
-        match record.outcome {
+        let outcome = match record.outcome {
+            Ok(event) if !Self::admits(self.queues.as_deref(), &mut self.admitted, &event) => Err(Rejection::TooManyPartitions {
+                field: "queue_name",
+                limit: self.queues.as_ref().map_or(0, |q| q.limit()),
+            }),
+            outcome => outcome,
+        };
+        match outcome {
             Ok(event) => {
                 event.push_rows(parsed.object.last_modified, &mut self.rows, &delivery);
                 if let (Some(identity), Some(pseudonym)) = (&event.new_agent_identity, &event.agent_id) {
@@ -324,7 +369,7 @@ impl ObjectParser {
     /// goes on.
     pub fn take_part(&mut self, records: u64) -> ParsedObject {
         let agents = self.agents.as_ref().map(pseudonym::AgentPseudonyms::fresh);
-        let next = Self::with_agents(self.part.object.clone(), self.part.framing, self.part.gzipped, agents);
+        let next = Self::with_agents(self.part.object.clone(), self.part.framing, self.part.gzipped, agents, self.queues.clone());
         std::mem::replace(self, next).finish(Some(records))
     }
 

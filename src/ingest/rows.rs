@@ -181,14 +181,18 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
+    /// A builder that starts small and grows as rows come: a partition's builders hold what
+    /// its rows need, so an object spread over 100,000 partitions (a queue-name explosion)
+    /// costs its rows, not 100,000 times a builder's default room for 1,024 values.
     fn new(data_type: &DataType) -> Self {
+        const ROWS: usize = 8;
         match data_type {
-            DataType::Utf8 => Self::Text(StringBuilder::new()),
-            DataType::Int64 => Self::Int(Int64Builder::new()),
-            DataType::Float64 => Self::Float(Float64Builder::new()),
-            DataType::Boolean => Self::Bool(BooleanBuilder::new()),
-            DataType::Date32 => Self::Date(Date32Builder::new()),
-            DataType::Timestamp(_, tz) => Self::Time(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone())),
+            DataType::Utf8 => Self::Text(StringBuilder::with_capacity(ROWS, ROWS * 16)),
+            DataType::Int64 => Self::Int(Int64Builder::with_capacity(ROWS)),
+            DataType::Float64 => Self::Float(Float64Builder::with_capacity(ROWS)),
+            DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(ROWS)),
+            DataType::Date32 => Self::Date(Date32Builder::with_capacity(ROWS)),
+            DataType::Timestamp(_, tz) => Self::Time(TimestampMicrosecondBuilder::with_capacity(ROWS).with_timezone_opt(tz.clone())),
             other => unreachable!("no table of the model has a {other} column"),
         }
     }
@@ -256,6 +260,11 @@ impl TableRows {
         for (table, row) in &record.rows {
             self.push(*table, row, delivery);
         }
+    }
+
+    /// Partitions staged, over every table (a batch each when built).
+    pub fn partitions(&self) -> usize {
+        self.tables.values().map(|t| t.partitions.len()).sum()
     }
 
     /// Rows staged for every table.

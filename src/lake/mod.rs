@@ -45,6 +45,7 @@ use tracing::{debug, info, warn};
 
 use crate::ingest::source::list_source_objects_after;
 use crate::ingest::pseudonym::PseudonymKey;
+use crate::ingest::queue_partitions::{QueuePartitions, DEFAULT_MAX_QUEUES_PER_DAY};
 use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParseOptions, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
@@ -120,6 +121,23 @@ enum Fetched {
     Gone,
     /// A local object that cannot be read, with why.
     Skipped(String),
+}
+
+/// The queue partitions each day of `fact_interactions` holds (from its files' partition
+/// values), and may hold.
+fn queue_partitions(delta: &DeltaTable, limit: usize) -> Result<QueuePartitions, LakeError> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let mut existing = Vec::new();
+    if delta.version().is_some() {
+        for add in delta.snapshot().map_err(delta_err(LakeTable::FactInteractions))?.log_data() {
+            let values = add.partition_values_map();
+            let day = values.get("event_date").cloned().flatten().and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+            if let (Some(day), Some(Some(queue))) = (day, values.get("queue_name")) {
+                existing.push(((day - epoch).num_days() as i32, queue.clone()));
+            }
+        }
+    }
+    Ok(QueuePartitions::new(limit, existing))
 }
 
 /// The text of a panic's payload.
@@ -206,6 +224,9 @@ pub struct LakeOptions {
     /// The key of agent pseudonyms (`CCLAKE_PSEUDONYM_KEY`); without one, the lake makes
     /// its own on its first pass and keeps it ([`pseudonym_key`]).
     pub pseudonym_key: Option<Arc<PseudonymKey>>,
+    /// Queues a day of `fact_interactions` may hold; a record of a queue past them is
+    /// quarantined ([`crate::ingest::queue_partitions`]).
+    pub max_queues_per_day: usize,
 }
 
 impl LakeOptions {
@@ -228,6 +249,7 @@ impl Default for LakeOptions {
             stream_above_bytes: 64 << 20,
             lease: lease::LeaseOptions::default(),
             pseudonym_key: None,
+            max_queues_per_day: DEFAULT_MAX_QUEUES_PER_DAY,
         }
     }
 }
@@ -688,7 +710,12 @@ impl Lake {
             None => pseudonym_key::lake_key(self.root(), self.options.pseudonym_key.as_ref()).await?,
         };
         writer.agent_key = Some(Arc::clone(&agent_key));
-        let parse = Arc::new(ParseOptions { limits: self.options.expansion, agent_key: Some(agent_key) });
+        let queue_partitions = queue_partitions(tables.get(LakeTable::FactInteractions)?, self.options.max_queues_per_day)?;
+        let parse = Arc::new(ParseOptions {
+            limits: self.options.expansion,
+            agent_key: Some(agent_key),
+            queue_partitions: Some(Arc::new(queue_partitions)),
+        });
         let progress = self.progress_bar(todo.iter().map(|(o, _)| o.size).sum());
         let local = source.url().scheme() == "file";
         // Objects are read and parsed ahead (each by a task of its own), their parts taken

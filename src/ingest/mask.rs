@@ -157,6 +157,16 @@ pub fn looks_like_phone_number(value: &str) -> bool {
         .or_else(|| lower.strip_prefix("sip:"))
         .map(|r| r.split('@').next().unwrap_or(r))
         .unwrap_or(lower);
+    // An area code with its trunk 0 and a slash (`089/8650005`, as written in Germany and
+    // Austria); a date (`03/04/2024`) has no leading 0 area of its own and two slashes.
+    let rest = match rest.split_once('/') {
+        Some((area, number))
+            if area.len() >= 2 && area.len() <= 6 && area.starts_with('0') && area.bytes().all(|b| b.is_ascii_digit()) && !number.contains('/') =>
+        {
+            number
+        }
+        _ => rest,
+    };
     if !rest
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '.' | '-' | '(' | ')'))
@@ -420,7 +430,7 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
     });
     static UUID: OnceLock<Regex> = OnceLock::new();
     let phone = PHONE_CANDIDATE
-        .get_or_init(|| Regex::new(r"\+?\d[\d ().-]{5,}\d").expect("static regex"));
+        .get_or_init(|| Regex::new(r"\b0\d{1,5}/\d[\d ().-]{3,}\d|\+?\d[\d ().-]{5,}\d").expect("static regex"));
     let uuid = UUID.get_or_init(|| {
         Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").expect("static regex")
     });
@@ -502,6 +512,10 @@ mod tests {
         // Two numbers in a row, and a number run into more digits.
         assert_eq!(mask_field("call 555-863-0003 555-864-0004"), "call ***-***-**** ***-***-0004");
         assert_eq!(mask_field("+44 20 7946 0958 1234 5678"), "+** ** **** **** **** 5678");
+        // An area code written with a slash; dates with slashes are no numbers.
+        assert_eq!(mask_field("089/8650005"), "***/***0005");
+        assert_eq!(mask_field("ruf 0221/123 45 67 an"), "ruf ****/*** 45 67 an");
+        assert_eq!(mask_field("due 03/04/2024, ref 12/29"), "due 03/04/2024, ref 12/29");
     }
 
     #[test]

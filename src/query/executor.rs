@@ -47,9 +47,17 @@ impl QueryExecutor {
     }
 
     /// Runs `work` (planning a statement) on the query runtime, on its large stacks and
-    /// apart from the server's threads.
+    /// apart from the server's threads. Dropping the returned future (a caller's timeout)
+    /// stops the work at its next yield point.
     pub async fn run<T: Send + 'static>(&self, work: impl std::future::Future<Output = T> + Send + 'static) -> Result<T, tokio::task::JoinError> {
-        self.handle().spawn(work).await
+        struct AbortOnDrop<T>(JoinHandle<T>);
+        impl<T> Drop for AbortOnDrop<T> {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let mut task = AbortOnDrop(self.handle().spawn(work));
+        (&mut task.0).await
     }
 
     /// Optimizes, plans and runs `df` on the query runtime. The stream yields its batches

@@ -2,7 +2,7 @@
 # Replays the attacks of issues 7 and 26 against a release build and prints what each cost the server
 # (peak memory, SELECT 1 latency during it, sign-in timings), plus the gzip bomb against
 # `cclake ingest`. Each attack gets a fresh server, so each peak is its own.
-# Needs: a release build (cargo build --release), Python venv (made here). Takes ~3 minutes.
+# Needs: a release build (cargo build --release), Python venv (made here). Takes ~4 minutes.
 #   BIN=path/to/cclake benches/attacks.sh      # e.g. an older build, for a before/after
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,3 +64,16 @@ for i in range(100_000):
         f.write('{"event_id":"e%d","interaction_id":"i%d","timestamp":"2024-03-04T09:%02d:00Z","queue_name":"Q%d","state":"completed"}\n' % (i, i, i % 60, i % 5))
 PY
 /usr/bin/env time -f "ingest: %e s, peak memory %M KB (GNU time)" "$bin" ingest --source "$work/tiny" --lake "$work/tiny-lake" | grep -E "objects:|commits|peak" || true
+
+echo "== one object of 100,000 queue names, ingested"
+"$python" - "$work/queues/queues.jsonl" <<'PY'
+import json, os, sys
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+with open(sys.argv[1], "w") as f:
+    for i in range(100_000):
+        f.write(json.dumps({"event_id": f"e{i}", "interaction_id": f"i{i}", "timestamp": "2024-03-04T09:00:00Z",
+                            "queue_name": f"Queue {i:06d} of an exploding export", "agent_id": "a1", "state": "completed",
+                            "duration_seconds": 30, "type": "voice", "direction": "inbound", "source_system": "GENESYS_CLOUD"}) + "\n")
+PY
+/usr/bin/env time -f "ingest: %e s, peak memory %M KB (GNU time)" "$bin" ingest --source "$work/queues" --lake "$work/queues-lake" | grep -E "records:|too_many|peak" || true
+echo "partition folders: $(find "$work/queues-lake/fact_interactions" -mindepth 2 -maxdepth 2 -type d | wc -l)"

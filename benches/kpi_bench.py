@@ -11,6 +11,7 @@ partitioned Parquet copy of the lake's Genesys tables (GENESYS_DIR, made by kpi_
 usage: kpi_bench.py GRPC_URL USER PASSWORD PARQUET_DIR GENESYS_DIR [RUNS] [CRITERION_DIR]
 With CRITERION_DIR (cargo bench --bench kpi's output), also prints the in-process ratios.
 """
+import decimal
 import glob
 import math
 import os
@@ -80,10 +81,15 @@ def geomean(values):
 
 
 def same_rows(sql):
-    """Both engines give the same answer (values rounded: float sums differ in the last bits)."""
+    """Both engines give the same answer (numbers compared as rounded floats: float sums differ
+    in the last bits, and an engine may type a whole number as a float or decimal)."""
+    def value(v):
+        if isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool):
+            return f"{round(float(v), 6):.6f}"
+        return str(v) if v is not None else ""
+
     def rows(table):
-        return sorted(tuple(round(v, 6) if isinstance(v, float) else (str(v) if v is not None else "") for v in r)
-                      for r in zip(*[c.to_pylist() for c in table.columns]))
+        return sorted(tuple(value(v) for v in r) for r in zip(*[c.to_pylist() for c in table.columns]))
     with conn.cursor() as cur:
         cur.execute(sql)
         ours = cur.fetch_arrow_table()

@@ -77,3 +77,16 @@ with open(sys.argv[1], "w") as f:
 PY
 /usr/bin/env time -f "ingest: %e s, peak memory %M KB (GNU time)" "$bin" ingest --source "$work/queues" --lake "$work/queues-lake" | grep -E "records:|too_many|peak" || true
 echo "partition folders: $(find "$work/queues-lake/fact_interactions" -mindepth 2 -maxdepth 2 -type d | wc -l)"
+
+echo "== records the lake cannot store (a 250-character queue name, epoch 1e18, year 0), ingested twice"
+mkdir -p "$work/unstorable"
+{
+  echo '{"event_id":"ok1","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z","queue_name":"Support"}'
+  echo "{\"event_id\":\"long\",\"interaction_id\":\"i2\",\"timestamp\":\"2024-03-04T09:00:00Z\",\"queue_name\":\"$(printf 'q%.0s' $(seq 250))\"}"
+  echo '{"event_id":"e18","interaction_id":"i3","timestamp":1000000000000000000,"queue_name":"Support"}'
+  echo '{"event_id":"y0","interaction_id":"i4","timestamp":"0000-01-01T00:00:00Z","queue_name":"Support"}'
+  echo '{"event_id":"ok2","interaction_id":"i5","timestamp":"2024-03-04T10:00:00Z","queue_name":"Billing"}'
+} > "$work/unstorable/mixed.jsonl"
+for pass in 1 2; do
+  "$bin" ingest --source "$work/unstorable" --lake "$work/unstorable-lake" | grep -E "^records:|already ingested|quarantined " || echo "pass $pass failed"
+done

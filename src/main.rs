@@ -535,7 +535,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
-            let report = lake.ingest(&source).await?;
+            // SIGINT or SIGTERM: the commit in flight finishes, no further object is taken,
+            // and the pass ends with what it committed (exit 0).
+            let stop = tokio_util::sync::CancellationToken::new();
+            let signal = shutdown_signal()?;
+            let stopping = stop.clone();
+            tokio::spawn(async move {
+                signal.await;
+                stopping.cancel();
+            });
+            let report = lake.ingest_until(&source, &stop).await?;
             writeln!(out, "{report}")?;
             if let Some(mb) = peak_memory_mb() {
                 writeln!(out, "peak memory: {mb} MB")?;
@@ -697,9 +706,9 @@ async fn run_server(
     Ok(())
 }
 
-/// Registers the SIGINT and SIGTERM handlers now, before the address is printed (a signal
-/// sent as soon as the server is seen listening must stop it cleanly, not kill it), and
-/// returns the future that resolves on either.
+/// Registers the SIGINT and SIGTERM handlers now (for a server, before the address is
+/// printed: a signal sent as soon as it is seen listening must stop it cleanly, not kill it),
+/// and returns the future that resolves on either.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
@@ -711,14 +720,14 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            eprintln!("shutting down: finishing the current ingest pass, then stopping");
+            eprintln!("stopping: the commit in flight finishes, no further export object is taken");
         })
     }
     #[cfg(not(unix))]
     {
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down: finishing the current ingest pass, then stopping");
+            eprintln!("stopping: the commit in flight finishes, no further export object is taken");
         })
     }
 }

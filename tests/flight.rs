@@ -377,23 +377,40 @@ async fn limits_stop_one_query_and_the_server_keeps_serving() {
 }
 
 #[test]
-fn sigterm_stops_the_server_cleanly() {
+fn sigterm_stops_a_running_scheduled_pass_at_a_commit_and_a_resume_reads_the_rest() {
+    use crate::generated::{assert_matches_manifest, delta_commits, exit_within, objects_logged};
     let dir = tempfile::tempdir().unwrap();
     let (lake, config) = fixture_lake(dir.path());
     let incoming = dir.path().join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
-    let mut server = FlightServer::start(&lake, &config, &["--ingest-from", incoming.to_str().unwrap(), "--interval", "1s"]);
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let manifest = generate(&incoming, 2_000, 3, true);
+    let fixtures = objects_logged(&lake);
+    let log = dir.path().join("serve.log");
+    let mut server = FlightServer::start_logging(
+        &lake,
+        &config,
+        &["--ingest-from", incoming.to_str().unwrap(), "--interval", "1s", "--batch-rows", "150"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        "info",
+    );
+    // The scheduled pass is running and has committed twice: SIGTERM lands inside it.
+    let ingest_log = Path::new(&lake).join("ingest_log");
+    let before = delta_commits(&ingest_log);
+    wait_for("two commits of the scheduled pass", std::time::Duration::from_secs(120), || delta_commits(&ingest_log) >= before + 2);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("scheduled ingest pass committed"), "the pass ended before the signal: the source is too small\n{text}");
+    let status = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
     assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(std::time::Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let exit = exit_within(&mut server.child, std::time::Duration::from_secs(10));
     assert!(exit.success(), "{exit:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("interrupted=true"), "{text}");
+    // Part of the source was committed; a resume reads exactly the rest.
+    let logged = objects_logged(&lake);
+    assert!(logged > fixtures, "{logged}");
+    let resumed = stdout(&cclake(&["ingest", "--source", incoming.to_str().unwrap(), "--lake", &lake]));
+    assert!(resumed.contains(&format!("{} already ingested", logged - fixtures)), "{resumed}");
+    let generated = query(&lake, "SELECT count(DISTINCT event_id) AS n FROM fact_interactions WHERE source_object LIKE '%incoming%'");
+    assert_eq!(generated[0]["n"].as_i64(), manifest["distinct_valid_events"].as_i64());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,7 +112,7 @@ fn lake_contents(lake: &str) -> Vec<String> {
     .collect()
 }
 
-fn delta_commits(table: &Path) -> usize {
+pub(crate) fn delta_commits(table: &Path) -> usize {
     std::fs::read_dir(table.join("_delta_log"))
         .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
         .unwrap_or(0)
@@ -364,5 +364,66 @@ fn every_view_and_bench_query_runs_repeatedly_past_65536_groups() {
         for sql in views.iter().chain(&benches) {
             assert!(csv_rows(lake, sql, env) > 0, "{sql}");
         }
+    }
+}
+
+/// Waits for `child` to exit, at most `within`; its status.
+pub(crate) fn exit_within(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running {within:?} after the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Objects `ingest_log` names.
+pub(crate) fn objects_logged(lake: &str) -> i64 {
+    count(lake, "SELECT count(DISTINCT source_object) AS n FROM ingest_log")
+}
+
+#[test]
+fn sigterm_or_sigint_stops_a_running_ingest_at_a_commit_and_the_next_pass_reads_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let manifest = generate(&exports, 2_000, 3, true);
+    let exports_s = exports.to_str().unwrap();
+    let args = |lake: &str| -> Vec<String> {
+        ["ingest", "--source", exports_s, "--lake", lake, "--batch-rows", "150", "--no-auto-compact"].iter().map(|s| s.to_string()).collect()
+    };
+    let reference = dir.path().join("reference");
+    let reference_s = reference.to_str().unwrap();
+    cclake(&args(reference_s).iter().map(String::as_str).collect::<Vec<_>>());
+    let expected = lake_contents(reference_s);
+    let objects = objects_logged(reference_s);
+
+    for signal in ["-TERM", "-INT"] {
+        let lake = dir.path().join(format!("stopped{signal}"));
+        let lake_s = lake.to_str().unwrap();
+        let mut child = cclake_command().args(args(lake_s)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // A pass is running and has committed twice: the signal lands inside it.
+        let mut finished = false;
+        wait_for("two commits of the pass", Duration::from_secs(120), || {
+            finished = child.try_wait().unwrap().is_some();
+            finished || delta_commits(&lake.join("ingest_log")) >= 3
+        });
+        assert!(!finished, "the pass ended before the signal: the source is too small to test this");
+        let sent = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let status = exit_within(&mut child, Duration::from_secs(10));
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(status.success(), "{signal}: {status:?}\n{said}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("interrupted: no further object taken"), "{said}");
+        // The pass was cut short: the log holds some objects, not all.
+        let logged = objects_logged(lake_s);
+        assert!(logged > 0 && logged < objects, "{logged} of {objects} objects logged");
+        // The next pass reads exactly the rest.
+        let resumed = stdout(&cclake(&args(lake_s).iter().map(String::as_str).collect::<Vec<_>>()));
+        assert!(resumed.contains(&format!("{logged} already ingested")), "{resumed}");
+        assert_eq!(lake_contents(lake_s), expected, "{signal}, then a resume");
+        assert_matches_manifest(lake_s, &manifest);
     }
 }

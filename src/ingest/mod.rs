@@ -36,6 +36,15 @@ pub struct ParseOptions {
     /// The queues each day of `fact_interactions` holds and may hold
     /// ([`queue_partitions`]); without it, any number.
     pub queue_partitions: Option<Arc<queue_partitions::QueuePartitions>>,
+    /// Parsing stops at the next record once this is cancelled (the pass ended or was
+    /// interrupted); the part being parsed is not handed over.
+    pub stop: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl ParseOptions {
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(tokio_util::sync::CancellationToken::is_cancelled)
+    }
 }
 
 /// A record that could not be used, kept with its position and masked text.
@@ -129,6 +138,9 @@ fn parse_text_in_parts(
     // Checked as UTF-8 once, whole, rather than string by string in each record.
     let whole = std::str::from_utf8(text).ok();
     for (n, span) in (1u64..).zip(spans).skip(resume_after as usize) {
+        if options.stopped() {
+            return;
+        }
         let (start, end) = (span.start, span.end);
         parser.record_checked(span.line, &text[start..end], whole.and_then(|w| w.get(start..end)));
         if parser.staged_rows() >= part_rows {
@@ -197,6 +209,9 @@ pub fn parse_stream_in_parts(
                 parser.unreadable(if number == 0 { e.to_string() } else { format!("after line {number}: {e}") });
                 break;
             }
+        }
+        if options.stopped() {
+            return;
         }
         number += 1;
         let record = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -483,6 +498,9 @@ pub struct IngestReport {
     pub files_rewritten: u64,
     /// Partitions rewritten by automatic compaction after the pass.
     pub partitions_compacted: u64,
+    /// The pass was stopped (a signal, a shutdown) before it had read every object: the
+    /// commits above landed, and the next pass reads the rest.
+    pub interrupted: bool,
     pub elapsed: Duration,
     /// The newest modification time (microseconds since the epoch) of the objects read:
     /// how far behind the source the lake is, once committed.
@@ -593,6 +611,13 @@ impl fmt::Display for IngestReport {
             "commits: {}, files scanned by upserts: {}, rewritten: {}, partitions compacted: {}",
             self.commits, self.files_scanned, self.files_rewritten, self.partitions_compacted
         )?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "interrupted: no further object taken; the {} commit(s) above landed, records read after them were not committed, and the next pass reads the rest",
+                self.commits
+            )?;
+        }
         write!(f, "time: {:.2} s", self.elapsed.as_secs_f64())
     }
 }

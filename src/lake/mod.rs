@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 use crate::ingest::source::list_source_objects_after;
 use crate::ingest::pseudonym::PseudonymKey;
 use crate::ingest::queue_partitions::{QueuePartitions, DEFAULT_MAX_QUEUES_PER_DAY};
+use tokio_util::sync::CancellationToken;
 use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParseOptions, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
@@ -641,14 +642,32 @@ impl Lake {
     /// Holds the lake's writer lease throughout: a second writer waits for it, and a pass
     /// that loses it commits nothing more ([`LakeError::Lease`]).
     pub async fn ingest(&self, source: &str) -> Result<IngestReport, LakeError> {
+        self.ingest_until(source, &CancellationToken::new()).await
+    }
+
+    /// [`Self::ingest`], stopped early when `stop` is cancelled (a signal, a server shutting
+    /// down): no further object is taken, parsing stops at its next record, the commit in
+    /// flight finishes, and what was read but not committed is left for the next pass, which
+    /// reads exactly the rest. The report says it was interrupted.
+    pub async fn ingest_until(&self, source: &str, stop: &CancellationToken) -> Result<IngestReport, LakeError> {
         let mut writer = self.writer.lock().await;
         let lease = self.lease("ingest").await?;
-        let result = self.ingest_holding(&mut writer, source, &lease).await;
+        let result = self.ingest_holding(&mut writer, source, &lease, stop).await;
         lease.release().await;
         result
     }
 
-    async fn ingest_holding(&self, writer: &mut Writer, source: &str, lease: &lease::WriterLease) -> Result<IngestReport, LakeError> {
+    async fn ingest_holding(
+        &self,
+        writer: &mut Writer,
+        source: &str,
+        lease: &lease::WriterLease,
+        stop: &CancellationToken,
+    ) -> Result<IngestReport, LakeError> {
+        // The pass's parsers stop when it ends, however it ends (done, failed, interrupted):
+        // none keeps reading objects behind a pass that will not take their rows.
+        let parsers = stop.child_token();
+        let _stop_parsers = parsers.clone().drop_guard();
         let started = Instant::now();
         let mut report = IngestReport::default();
         let source = Location::parse(source, false)?;
@@ -715,6 +734,7 @@ impl Lake {
             limits: self.options.expansion,
             agent_key: Some(agent_key),
             queue_partitions: Some(Arc::new(queue_partitions)),
+            stop: Some(parsers.clone()),
         });
         let progress = self.progress_bar(todo.iter().map(|(o, _)| o.size).sum());
         let local = source.url().scheme() == "file";
@@ -729,7 +749,16 @@ impl Lake {
 
         let mut pending: Vec<ParsedObject> = Vec::new();
         let mut pending_rows = 0;
-        while let Some(parsed) = parsed_objects.next().await {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    report.interrupted = true;
+                    break;
+                }
+                next = parsed_objects.next() => next,
+            };
+            let Some(parsed) = next else { break };
             let parsed = match parsed? {
                 Fetched::Parsed(parsed) => parsed,
                 Fetched::Gone => continue,
@@ -768,12 +797,13 @@ impl Lake {
                 pending_rows = 0;
             }
         }
-        if !pending.is_empty() {
+        // Interrupted: what is pending is not committed (the next pass reads it again).
+        if !pending.is_empty() && !report.interrupted {
             self.commit_batch(&mut tables, &pending, (&mut done, &mut batches), &mut report, lease).await?;
         }
         progress.finish_and_clear();
 
-        if self.options.auto_compact {
+        if self.options.auto_compact && !report.interrupted {
             let before = tables.get(LakeTable::IngestLog)?.version();
             let outcome = self
                 .compact_tables(&mut tables, self.options.compact_min_files, lease)
@@ -788,7 +818,7 @@ impl Lake {
         writer.tables = Some(tables);
         writer.ingested = Some(done);
         writer.batches = Some(batches);
-        if let Some(listing) = listing {
+        if let Some(listing) = listing.filter(|_| !report.interrupted) {
             writer.listings.insert(source.url().to_string(), listing);
         }
         report.elapsed = started.elapsed();

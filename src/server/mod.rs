@@ -122,7 +122,8 @@ pub async fn serve(
         .await;
     stop.cancel();
     if let Some(task) = ingest_task {
-        // The pass in progress commits (or, failing, leaves the lake as it was).
+        // The pass in progress stops at a commit boundary: the commit in flight finishes,
+        // no further object is taken.
         if let Err(e) = task.await {
             error!(error = %e, "ingest schedule task failed");
         }
@@ -137,7 +138,7 @@ pub const SCHEDULE_LOG: &str = "cclake::schedule";
 
 async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: CancellationToken) {
     loop {
-        match lake.ingest(&schedule.source).await {
+        match lake.ingest_until(&schedule.source, &stop).await {
             Ok(report) if report.objects_read > 0 => {
                 // Seconds from the newest object read being written to its rows committed.
                 let lag = report
@@ -151,6 +152,8 @@ async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: C
                     quarantined = report.records_quarantined,
                     seconds = report.elapsed.as_secs_f64(),
                     lag_seconds = lag,
+                    commits = report.commits,
+                    interrupted = report.interrupted,
                     "scheduled ingest pass committed"
                 )
             }

@@ -378,7 +378,7 @@ async fn limits_stop_one_query_and_the_server_keeps_serving() {
 
 #[test]
 fn sigterm_stops_a_running_scheduled_pass_at_a_commit_and_a_resume_reads_the_rest() {
-    use crate::generated::{assert_matches_manifest, delta_commits, exit_within, objects_logged};
+    use crate::generated::{delta_commits, exit_within, objects_logged};
     let dir = tempfile::tempdir().unwrap();
     let (lake, config) = fixture_lake(dir.path());
     let incoming = dir.path().join("incoming");

@@ -154,10 +154,8 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_lake() {
             finished = child.try_wait().unwrap().is_some();
             finished || delta_commits(&fact_table) >= commits
         });
-        if !finished {
-            child.kill().unwrap(); // SIGKILL
-        }
-        child.wait().unwrap();
+        assert!(!finished, "the ingest ended before the kill point: nothing was tested");
+        kill_9_running(&mut child, "ingest");
         cclake(&ingest_args(lake_s).iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(lake_contents(lake_s), expected, "kill after {commits} commits");
     }
@@ -248,10 +246,8 @@ fn streamed_objects_in_parts_give_the_same_lake_and_resume_after_a_kill() {
             finished = child.try_wait().unwrap().is_some();
             finished || delta_commits(&lake.join("ingest_log")) >= commits
         });
-        if !finished {
-            child.kill().unwrap(); // SIGKILL
-        }
-        child.wait().unwrap();
+        assert!(!finished, "the ingest ended before the kill point: nothing was tested");
+        kill_9_running(&mut child, "ingest");
         let resumed = count(lake_s, "SELECT count(*) AS n FROM ingest_log WHERE through_record IS NOT NULL");
         cclake(&args(lake_s).iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(lake_contents(lake_s)[..3], expected[..3], "killed after {commits} log commits ({resumed} parts logged)");

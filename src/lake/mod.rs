@@ -1,7 +1,9 @@
 //! The lake: Delta tables under one root, and the write side that fills them.
 //!
 //! An ingest pass lists the source, skips every object version already in `ingest_log`,
-//! parses the rest (two objects at a time), and commits them in batches. Each batch commits,
+//! reads and parses the rest ahead of the commits (`parallel_objects` at once, more while
+//! they are small: [`LakeOptions::lookahead_bytes`]), and commits them in batches of
+//! `batch_rows` rows. Each batch commits,
 //! in this order: `fact_interactions`, `call_recordings` (flat events), each aggregate's
 //! tables (the conversation tables, [`merge`]), the other keyed tables by their merge policy
 //! (EventBridge events, dimensions), `quarantine`, then `ingest_log`.
@@ -839,7 +841,7 @@ impl Lake {
 
     /// Reads and parses one object on tasks of its own, handing over its parts in order: an
     /// object up to `stream_above_bytes` is read whole and parsed as one part; a larger one
-    /// is read as a stream and parsed in parts of about half a batch
+    /// is read as a stream and parsed in parts of a quarter of a batch
     /// ([`crate::ingest::parse_stream_in_parts`]), so memory does not grow with its size.
     fn object_parts(
         &self,

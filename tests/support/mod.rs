@@ -196,3 +196,12 @@ pub fn peak_rss_mb(pid: u32) -> u64 {
 pub fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
+
+/// Kills `child` with SIGKILL and asserts the kill hit it running (it exited by the signal,
+/// not on its own just before).
+pub fn kill_9_running(child: &mut std::process::Child, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{what}: the process had ended ({status:?}) before the kill");
+}

@@ -529,3 +529,31 @@ fn config_mistakes_and_user_management_are_said_clearly() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("did you mean `query_timeout_seconds`?"), "{said}");
 }
+
+#[test]
+fn exit_codes_say_what_failed() {
+    let (dir, exports, lake) = ingested_fixtures();
+    let code = |args: &[&str]| cclake_command().args(args).output().unwrap().status.code();
+    let missing_lake = dir.path().join("no-lake");
+    // No lake there, or no source: 66.
+    assert_eq!(code(&["query", "--lake", missing_lake.to_str().unwrap(), "SELECT 1"]), Some(66));
+    let missing_source = dir.path().join("no-exports");
+    assert_eq!(code(&["ingest", "--source", missing_source.to_str().unwrap(), "--lake", &lake]), Some(66));
+    // The lake given as the source: 66.
+    assert_eq!(code(&["ingest", "--source", &lake, "--lake", dir.path().join("other").to_str().unwrap()]), Some(66));
+    // A location that cannot be one, or an unknown flag: bad usage, 2.
+    assert_eq!(code(&["query", "--lake", "ftp://host/lake", "SELECT 1"]), Some(2));
+    assert_eq!(code(&["query", "--lake", &lake, "--no-such-flag", "SELECT 1"]), Some(2));
+    // A statement the lake will not run: 65.
+    assert_eq!(code(&["query", "--lake", &lake, "DROP TABLE fact_interactions"]), Some(65));
+    assert_eq!(code(&["query", "--lake", &lake, "SELECT no_such_column FROM fact_interactions"]), Some(65));
+    // A lake folder that cannot be made: 74.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    assert_eq!(code(&["ingest", "--source", &exports, "--lake", file.join("lake").to_str().unwrap()]), Some(74));
+    // --help says so.
+    let help = stdout(&cclake(&["--help"]));
+    for class in ["2 bad usage", "65 refused", "66 no lake", "74 a store", "75 another writer"] {
+        assert!(help.contains(class), "{class} missing from --help:\n{help}");
+    }
+}

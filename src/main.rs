@@ -635,12 +635,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Compact { lake, writer } => {
             let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
-            let outcome = lake.compact().await?;
-            writeln!(
-                out,
-                "fact_interactions: {} partitions compacted, {} files replaced by {}",
-                outcome.partitions_compacted, outcome.files_removed, outcome.files_added
-            )?;
+            let report = lake.compact().await?;
+            writeln!(out, "{report}")?;
         }
         Command::Check { lake, repair, writer } => {
             let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;

@@ -34,6 +34,35 @@ impl std::ops::AddAssign for CompactOutcome {
     }
 }
 
+/// What compaction did to each table of a lake, in the model's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    pub tables: Vec<(LakeTable, CompactOutcome)>,
+}
+
+impl CompactReport {
+    /// Over every table.
+    pub fn total(&self) -> CompactOutcome {
+        let mut total = CompactOutcome::default();
+        for (_, outcome) in &self.tables {
+            total += outcome.clone();
+        }
+        total
+    }
+}
+
+impl std::fmt::Display for CompactReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (table, o)) in self.tables.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {} partitions compacted, {} files replaced by {}", table.name(), o.partitions_compacted, o.files_removed, o.files_added)?;
+        }
+        Ok(())
+    }
+}
+
 /// A partition's values as Delta writes them in the log (`None` for a null value).
 type PartitionKey = Vec<Option<String>>;
 

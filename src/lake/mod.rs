@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ingest::{parse_object_in_parts, parse_stream_in_parts, ExpansionLimits, IngestReport, ParseOptions, ParsedObject, SourceObject};
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage::{has_objects_under, Location, StorageError};
-pub use compact::CompactOutcome;
+pub use compact::{CompactOutcome, CompactReport};
 pub use crate::model::LakeTable;
 use crate::model::MergePolicy;
 use arrow::array::RecordBatch;
@@ -810,7 +810,7 @@ impl Lake {
             let outcome = self
                 .compact_tables(&mut tables, self.options.compact_min_files, lease)
                 .await?;
-            report.partitions_compacted = outcome.partitions_compacted;
+            report.partitions_compacted = outcome.total().partitions_compacted;
             // Compaction rewrites files, not what the log holds.
             if done.as_of == before {
                 done.as_of = tables.get(LakeTable::IngestLog)?.version();
@@ -1079,8 +1079,8 @@ impl Lake {
         tables: &mut Tables,
         min_files: usize,
         lease: &lease::WriterLease,
-    ) -> Result<CompactOutcome, LakeError> {
-        let mut total = CompactOutcome::default();
+    ) -> Result<CompactReport, LakeError> {
+        let mut report = CompactReport::default();
         for table in LakeTable::ALL {
             lease.ensure_held().await?;
             let (next, outcome) = compact::compact_table(tables.get(table)?.clone(), table, min_files)
@@ -1096,11 +1096,9 @@ impl Lake {
                     "compacted"
                 );
             }
-            if table == LakeTable::FactInteractions {
-                total += outcome;
-            }
+            report.tables.push((table, outcome));
         }
-        Ok(total)
+        Ok(report)
     }
 
     /// Checks the lake's invariants ([`check`]): keys held once, every live file present.
@@ -1148,8 +1146,8 @@ impl Lake {
     }
 
     /// Compacts every partition of every table that holds more than one file
-    /// (`cclake compact`). Returns what was done to `fact_interactions`.
-    pub async fn compact(&self) -> Result<CompactOutcome, LakeError> {
+    /// (`cclake compact`); what it did to each table.
+    pub async fn compact(&self) -> Result<CompactReport, LakeError> {
         let mut writer = self.writer.lock().await;
         let lease = self.lease("compact").await?;
         let outcome = self.compact_holding(&mut writer, &lease).await;
@@ -1157,7 +1155,7 @@ impl Lake {
         outcome
     }
 
-    async fn compact_holding(&self, writer: &mut Writer, lease: &lease::WriterLease) -> Result<CompactOutcome, LakeError> {
+    async fn compact_holding(&self, writer: &mut Writer, lease: &lease::WriterLease) -> Result<CompactReport, LakeError> {
         let mut tables = self.load_tables(writer.tables.take()).await?;
         let before = tables.get(LakeTable::IngestLog)?.version();
         let outcome = self.compact_tables(&mut tables, 2, lease).await?;

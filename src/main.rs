@@ -388,18 +388,15 @@ fn main() -> ExitCode {
 }
 
 /// glibc's malloc gives each thread an arena that it grows, and hands back to the system,
-/// 128 KB at a time: an ingest that builds and frees hundreds of MB of Arrow buffers spent a
-/// quarter of its time in the kernel, growing arenas and faulting their pages in again. A
-/// 64 MB pad grows and trims them in larger steps (details ingest: 0.58 -> 0.46 s of
-/// system time). Setting the pad stops glibc from raising its mmap threshold as it does by
-/// default (from 128 KB up to 32 MB, as large blocks are freed): without the 32 MB set here,
-/// every query buffer over 128 KB was a fresh mmap, and 16 clients ran half as many queries.
+/// 128 KB at a time: an ingest that builds and frees hundreds of MB of Arrow buffers spends
+/// much of its time in the kernel, growing arenas and faulting their pages in again. A 64 MB
+/// pad grows and trims them in larger steps. Setting the pad stops glibc from raising its
+/// mmap threshold as it does by default (from 128 KB up to 32 MB, as large blocks are
+/// freed), so the threshold is set too, or every query buffer over 128 KB is a fresh mmap.
 /// Each arena keeps its pad when it trims, so the arenas are capped at two per core (glibc's
 /// default allows eight, and a long ingest's blocking threads spread over more of them as it
-/// goes): without the cap, one 1 GB object's ingest peaked at 592, 697 and 804 MB as the
-/// object grew from 270 MB to 1 GB; with it at 403, 432 and 475 MB, and details ingest kept
-/// its time (at one arena per core it lost a tenth). A `MALLOC_ARENA_MAX` in the environment
-/// is left to rule. Set before any thread starts.
+/// goes, each holding its pad). A `MALLOC_ARENA_MAX` in the environment is left to rule. Set
+/// before any thread starts. Figures: benches/README.md, "Why the code is so".
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

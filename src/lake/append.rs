@@ -2,8 +2,7 @@
 //!
 //! delta-rs's `write` takes any batch: it hashes every row into one stream per partition
 //! and then splits each stream by partition value again, two copies of every row before
-//! Parquet sees it (a sixth of a cold-lake ingest's CPU, with the page faults of the memory
-//! they fill). The write side's batches already hold one partition each (an object's parse
+//! Parquet sees it. The write side's batches already hold one partition each (an object's parse
 //! builds each partition's rows apart, and [`crate::lake::merge::latest_sorted`] keeps
 //! them so), so each partition is a run of whole batches or slices here: they go, balanced
 //! by rows, to delta-rs partition writers on every core (one writer per partition, closed

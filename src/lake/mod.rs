@@ -204,8 +204,8 @@ pub struct LakeOptions {
     /// a pass, whatever the input size.
     pub batch_rows: usize,
     /// Objects parsed at once (each on a blocking thread). Twice the cores by default: with
-    /// one per core, a core sat idle whenever the next objects had finished and waited for
-    /// a larger one (details ingest used 1.15 cores of 2; with twice as many, 1.27).
+    /// one per core, a core sits idle whenever the next objects have finished and wait for
+    /// a larger one.
     pub parallel_objects: usize,
     /// More objects are parsed ahead, up to 64 at once, while those ahead add up to less
     /// than this many bytes: many small objects keep both cores busy while a large one

@@ -71,14 +71,14 @@ impl From<&MergeMetrics> for UpsertOutcome {
 
 /// Parquet settings for every file cclake writes of `table`: row groups small enough that
 /// statistics on the time-sorted `event_timestamp` prune time ranges, and no dictionary for
-/// the table's nearly distinct columns ([`LakeTable::plain_columns`]: interning them cost a
-/// tenth of a details ingest, for nothing). Random ids and hashes
-/// ([`LakeTable::random_columns`]) get no statistics: every value was compared with a
-/// minimum and a maximum that prune nothing (string compares: 3% of a bulk ingest's CPU).
+/// the table's nearly distinct columns ([`LakeTable::plain_columns`]: a dictionary of them
+/// is built only to be given up). Random ids and hashes ([`LakeTable::random_columns`]) get
+/// no statistics: their minimum and maximum prune nothing, and computing them compares
+/// every value.
 ///
 /// Snappy compresses every column but an upsert table's key and key hash: a random id or
-/// a 64-bit hash per row is what it cannot shrink (`event_key` by 0%, `event_id`, a UUID,
-/// by 10%), and compressing them took a twentieth of a bulk ingest's CPU.
+/// a 64-bit hash per row is what it cannot shrink, so compressing them costs CPU for
+/// nothing (benches/README.md, "Why the code is so").
 pub fn writer_properties(table: LakeTable) -> WriterProperties {
     let builder = table
         .plain_columns()

@@ -93,12 +93,11 @@ pub(crate) fn session_config() -> Result<SessionConfig, DataFusionError> {
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
-    // Measured on the KPI suite (benches/kpi, 400k events in ~80 files, one per partition):
-    // a file's page index costs a read per file and prunes nothing for aggregates over a
-    // partition's one row group (aht_by_queue_day 47 -> 36 ms); cclake writes no bloom
-    // filters. Both stay settable through their DATAFUSION_* variables. (Twice as many
-    // partitions as cores gained another 4 ms, but let two CPU-bound queries starve a
-    // `SELECT 1` on the query runtime: not taken.)
+    // A file's page index costs a read per file and prunes nothing for aggregates over a
+    // partition's one row group; cclake writes no bloom filters. Both stay settable through
+    // their DATAFUSION_* variables. (More target partitions than cores would let two
+    // CPU-bound queries starve a `SELECT 1` on the query runtime.) Figures:
+    // benches/README.md, "Why the code is so".
     let unset = |name: &str| std::env::var_os(name).is_none();
     if unset("DATAFUSION_EXECUTION_PARQUET_ENABLE_PAGE_INDEX") {
         options.execution.parquet.enable_page_index = false;

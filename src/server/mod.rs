@@ -113,8 +113,8 @@ pub async fn serve(
     });
 
     info!(%addr, tls = options.tls.is_some(), "Flight SQL server listening");
-    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each small
-    // response: a prepared-statement round trip took ~90 ms for `SELECT 1`.
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold back each small response
+    // until the peer's delayed ACK: tens of milliseconds per round trip.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = builder
         .add_service(FlightServiceServer::new(service))

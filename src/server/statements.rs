@@ -289,7 +289,8 @@ mod tests {
         let h = StatementHandle::prepared("SELECT 1".into());
         assert_ne!(h.id, 0);
         assert_eq!(StatementHandle::decode(&h.encode()).unwrap(), h);
-        assert!(StatementHandle::decode(b"junk").is_err());
+        let junk = StatementHandle::decode(b"junk").unwrap_err();
+        assert_eq!((junk.code(), junk.message()), (tonic::Code::InvalidArgument, "invalid statement handle"));
     }
 
     #[test]
@@ -312,7 +313,8 @@ mod tests {
         let err = ParameterRow::from_batches(&[batch(vec![1, 2, 3])]).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("3 rows"), "{}", err.message());
-        assert!(ParameterRow::from_batches(&[batch(vec![])]).is_err());
+        let none = ParameterRow::from_batches(&[batch(vec![])]).unwrap_err();
+        assert_eq!((none.code(), none.message()), (tonic::Code::InvalidArgument, "no parameter values were sent"));
     }
 
     #[test]

@@ -386,6 +386,45 @@ async fn a_result_stream_dropped_mid_way_stops_its_query_and_the_server_keeps_se
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_statement_is_planned_in_a_query_slot_and_short_ones_whatever_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));
+    set_server_settings(&config, &[("max_concurrent_queries", "1"), ("query_timeout_seconds", "600")]);
+    let server = tokio::task::block_in_place(|| FlightServer::start(&lake, &config, &[]));
+    let mut busy = signed_in(server.port, "ana", "analyst-pw").await;
+    let mut other = signed_in(server.port, "ana", "analyst-pw").await;
+    // One query holds the only shared slot: its stream is open and has sent a batch.
+    let endless = "SELECT v, levenshtein(repeat('a', v % 50 + 50), repeat('b', 60)) AS d FROM generate_series(1, 1000000000) AS t(v)";
+    let info = busy.execute(endless.into(), None).await.unwrap();
+    let mut stream = busy.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
+    stream.try_next().await.unwrap().expect("a first batch");
+    // A statement of 10 KB is refused at planning (GetFlightInfo), not planned for free.
+    let values: Vec<String> = (0..1000).map(|i| format!("'x{i:05}'")).collect();
+    let long = format!("SELECT count(*) FROM fact_interactions WHERE event_id IN ({})", values.join(","));
+    assert!(long.len() > 4096);
+    let err = other.execute(long.clone(), None).await.unwrap_err().to_string();
+    assert!(err.contains("too many concurrent queries"), "{err}");
+    // A short one is planned and answered on the reserve meanwhile.
+    assert_eq!(int64s(&run(&mut other, "SELECT CAST(1 AS BIGINT)").await.unwrap()), vec![1]);
+    // Once the slot is free, the long statement is answered.
+    drop(stream);
+    let started = std::time::Instant::now();
+    loop {
+        match run(&mut other, &long).await {
+            Ok(rows) => {
+                assert_eq!(int64s(&rows), vec![0]);
+                break;
+            }
+            Err(e) if e.contains("too many concurrent queries") => {
+                assert!(started.elapsed() < std::time::Duration::from_secs(60), "the dropped query still holds its slot");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_sql_text_aborts_or_hangs_the_server_and_long_value_filters_are_answered() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, config) = tokio::task::block_in_place(|| fixture_lake(dir.path()));

@@ -70,6 +70,7 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod model;
+pub mod pipeline;
 pub mod query;
 pub mod server;
 pub mod storage;

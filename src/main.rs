@@ -593,7 +593,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // mistyped source must not leave a lake behind.
             let source_location = Location::parse(&source, false)?;
             let lake_location = Location::parse(&lake.lake, false)?;
-            cclake::lake::check_source_location(&source_location, &lake_location, true).await?;
+            cclake::pipeline::check_source_location(&source_location, &lake_location, true).await?;
             let options = LakeOptions {
                 batch_rows,
                 compact_min_files,

@@ -53,14 +53,26 @@ impl SourceObject {
     }
 
     /// The version of the object the lake has seen: a changed object is read again.
-    pub fn version_key(&self) -> (String, i64, i64, String) {
-        (
-            self.url.clone(),
-            self.size as i64,
-            self.last_modified,
-            self.e_tag.clone().unwrap_or_default(),
-        )
+    pub fn version(&self) -> ObjectVersion {
+        ObjectVersion {
+            url: self.url.clone(),
+            size: self.size as i64,
+            modified_at: self.last_modified,
+            etag: self.e_tag.clone().unwrap_or_default(),
+        }
     }
+}
+
+/// One version of an export object, as `ingest_log` records it (`source_object`,
+/// `source_size`, `source_modified_at`, `source_etag`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectVersion {
+    pub url: String,
+    pub size: i64,
+    /// Microseconds since the epoch.
+    pub modified_at: i64,
+    /// Empty when the store gives none.
+    pub etag: String,
 }
 
 /// The export objects under a source, and the entries that could not be listed.
@@ -82,6 +94,55 @@ pub async fn list_source_objects(
     prefix: &Path,
 ) -> Result<Listing, object_store::Error> {
     list_source_objects_after(store, location, prefix, None).await
+}
+
+/// How often a scheduled pass over a remote source lists it whole. In between, a pass lists
+/// only the keys after the greatest one seen: exports named by time (as Genesys and most
+/// exporters name them) are found at the next pass; an object written under an earlier
+/// name, or overwritten in place, at the next whole listing.
+pub const WHOLE_LISTING_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What earlier passes learnt of each remote source's listing ([`WHOLE_LISTING_EVERY`]).
+#[derive(Debug, Default)]
+pub struct Listings(std::collections::HashMap<String, ListedUpTo>);
+
+/// How far a source was listed: its greatest key, and when it was last listed whole.
+#[derive(Debug, Clone)]
+pub struct ListedUpTo {
+    greatest: Path,
+    whole_at: std::time::Instant,
+}
+
+impl Listings {
+    /// Whether a pass listed `source` before and kept how far it got.
+    pub fn knows(&self, source: &Location) -> bool {
+        self.0.contains_key(source.url().as_str())
+    }
+
+    /// Lists `source`: whole, or only after its greatest key while the last whole listing is
+    /// recent. Also how far this listing got, to [`Self::keep`] once the pass has committed
+    /// what it listed (a pass that fails part-way must not leave unread objects behind the
+    /// key the next pass starts after); none for a local folder, always listed whole.
+    pub async fn list(
+        &self,
+        store: &dyn ObjectStore,
+        source: &Location,
+        prefix: &Path,
+    ) -> Result<(Listing, Option<ListedUpTo>), object_store::Error> {
+        let previous = self.0.get(source.url().as_str()).filter(|p| p.whole_at.elapsed() < WHOLE_LISTING_EVERY);
+        let after = previous.map(|p| p.greatest.clone());
+        let listed = list_source_objects_after(store, source, prefix, after.as_ref()).await?;
+        if source.url().scheme() == "file" {
+            return Ok((listed, None));
+        }
+        let whole_at = previous.map_or_else(std::time::Instant::now, |p| p.whole_at);
+        let greatest = listed.objects.iter().map(|o| &o.path).max().cloned().into_iter().chain(after).max();
+        Ok((listed, greatest.map(|greatest| ListedUpTo { greatest, whole_at })))
+    }
+
+    pub fn keep(&mut self, source: &Location, listed: ListedUpTo) {
+        self.0.insert(source.url().to_string(), listed);
+    }
 }
 
 /// [`list_source_objects`], of a remote store only the keys after `after` (S3's

@@ -28,8 +28,9 @@ use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
 use indexmap::IndexMap;
 
-use crate::lake::merge::cores;
-use crate::lake::upsert::{batch_commit, writer_properties};
+use super::error::WriteFailure;
+use super::work::{cores, share_out};
+use super::writing::{batch_commit, writer_properties};
 use crate::model::LakeTable;
 
 /// A partition's key: its values of the partition columns.
@@ -79,7 +80,7 @@ fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch
 /// stamped with the writer's batch number `batch` when given ([`batch_commit`]), writing each partition's rows (from all batches) to new files, the
 /// partitions shared out between the cores. Writes nothing, and makes no commit, when there
 /// are no rows.
-pub async fn append(
+pub(super) async fn append(
     delta: DeltaTable,
     table: LakeTable,
     batches: Vec<RecordBatch>,
@@ -116,7 +117,7 @@ pub async fn append(
                         .map(|c| {
                             let column = slice.column(slice.schema().index_of(c)?);
                             let value = ScalarExt::from_array(column.as_ref(), 0)
-                                .ok_or_else(|| DeltaTableError::Generic(format!("partition value of column {c} cannot be read")))?;
+                                .ok_or_else(|| WriteFailure::PartitionValue { table: table.name(), column: c.clone() })?;
                             Ok((c.clone(), value))
                         })
                         .collect::<Result<IndexMap<_, _>, DeltaTableError>>()?;
@@ -128,20 +129,12 @@ pub async fn append(
         }
     }
 
-    // Largest partitions first, each to the writer with the fewest rows so far.
+    // Partitions balanced by rows between the writers.
     let writers = cores().min(partitions.len()).max(1);
-    let mut partitions: Vec<_> = partitions.into_values().collect();
-    partitions.sort_by_key(|(rows, _, _)| std::cmp::Reverse(*rows));
-    let mut shares: Vec<(usize, Vec<_>)> = (0..writers).map(|_| (0, Vec::new())).collect();
-    for (rows, slices, values) in partitions {
-        if let Some(share) = shares.iter_mut().min_by_key(|(load, _)| *load) {
-            share.0 += rows;
-            share.1.push((slices, values));
-        }
-    }
+    let shares = share_out(partitions.into_values().map(|(rows, slices, values)| (rows, (slices, values))).collect(), writers);
     let store = delta.log_store().object_store(None);
     let mut tasks = Vec::with_capacity(writers);
-    for (_, share) in shares {
+    for share in shares {
         let (store, config) = (Arc::clone(&store), config.clone());
         tasks.push(tokio::spawn(async move {
             // A writer per partition, closed (its files uploaded, its buffers freed) before
@@ -159,7 +152,7 @@ pub async fn append(
     }
     let mut actions = Vec::new();
     for task in futures::future::join_all(tasks).await {
-        let adds = task.map_err(|e| DeltaTableError::Generic(format!("a Parquet writer task failed: {e}")))??;
+        let adds = task.map_err(WriteFailure::task("writing Parquet", table))??;
         actions.extend(adds.into_iter().map(Action::Add));
     }
     // A crash before this commit leaves only files no commit names: the table is as it was.
@@ -267,8 +260,8 @@ mod tests {
         assert!(ours_files.iter().all(|(_, stats)| stats["numRecords"].as_i64() > Some(0) && stats["minValues"]["event_timestamp"].is_string()));
         assert_eq!(rows_of(&appended).await, rows_of(&written).await);
         // The commit carries the writer's batch number, as ingest_log's and quarantine's do.
-        assert_eq!(crate::lake::upsert::batch_number(&appended).await.unwrap(), Some(7));
-        assert_eq!(crate::lake::upsert::batch_number(&written).await.unwrap(), None);
+        assert_eq!(crate::lake::writing::batch_number(&appended).await.unwrap(), Some(7));
+        assert_eq!(crate::lake::writing::batch_number(&written).await.unwrap(), None);
         // The commit is a plain append that any Delta reader replays.
         assert_eq!(appended.version(), written.version());
         let reopened = deltalake::open_table(appended.table_url().clone()).await.unwrap();

@@ -28,7 +28,9 @@ use deltalake::{DeltaTable, DeltaTableError};
 use object_store::ObjectStoreExt;
 
 use super::merge;
-use super::upsert::{partitions_filter, writer_properties};
+use super::error::WriteFailure;
+use super::stored::partitions_filter;
+use super::writing::writer_properties;
 use crate::model::{Delivery, LakeTable, MergePolicy};
 
 /// What checking one table found.
@@ -188,7 +190,7 @@ pub async fn check_table(
     if check.repeated_keys == 0 {
         return Ok((delta, check));
     }
-    let (key, _) = checked_key(table).ok_or_else(|| DeltaTableError::Generic("no key".into()))?;
+    let (key, _) = checked_key(table).ok_or(WriteFailure::WrongPolicy { table: table.name(), expected: "keyed" })?;
     let keys = key_batch(&repeated_keys, key)?;
     let partitions = partitions_of(&ctx, table, key, keys.clone()).await?;
     let columns: Vec<Expr> = table.schema().fields().iter().map(|f| col(f.name())).collect();

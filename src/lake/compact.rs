@@ -13,7 +13,8 @@ use deltalake::operations::optimize::OptimizeType;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::model::LakeTable;
-use super::upsert::writer_properties;
+use super::error::WriteFailure;
+use super::writing::writer_properties;
 
 /// Files of up to this size are written by compaction.
 const TARGET_FILE_SIZE: u64 = 256 * 1024 * 1024;
@@ -80,7 +81,7 @@ pub fn files_per_partition(
     for name in table.partition_columns() {
         let column = actions
             .column_by_name(&format!("partition.{name}"))
-            .ok_or_else(|| DeltaTableError::Generic(format!("no partition column {name}")))?;
+            .ok_or_else(|| WriteFailure::PartitionValue { table: table.name(), column: name.to_string() })?;
         columns.push(cast(column, &DataType::Utf8)?);
     }
     for row in 0..actions.num_rows() {

@@ -17,9 +17,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
-use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::logical_expr::{col, Expr, LogicalPlan};
@@ -27,48 +27,12 @@ use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::upsert::{writer_properties, StoredEvent};
+use super::append::append;
+use super::error::WriteFailure;
+use super::stored::{keys, partition_values, stored_deliveries, DeliveryColumns, StoredEvent};
+use super::work::{blocking, cores, share_out};
+use super::writing::writer_properties;
 use crate::model::{Delivery, LakeTable};
-
-/// The delivery columns of a batch that carries [`Delivery::COLUMNS`], read row by row
-/// without copying the object names.
-struct DeliveryColumns {
-    objects: Arc<dyn Array>,
-    modified: Arc<dyn Array>,
-    lines: Arc<dyn Array>,
-}
-
-impl DeliveryColumns {
-    fn of(batch: &RecordBatch) -> Result<Self, DeltaTableError> {
-        let column = |name: &str, to: &DataType| -> Result<Arc<dyn Array>, DeltaTableError> {
-            Ok(cast(batch.column(batch.schema().index_of(name)?), to)?)
-        };
-        Ok(Self {
-            objects: column("source_object", &DataType::Utf8)?,
-            modified: column("source_modified_at", &DataType::Int64)?,
-            lines: column("source_line", &DataType::Int64)?,
-        })
-    }
-
-    fn get(&self, row: usize) -> Delivery<'_> {
-        Delivery {
-            modified_at: self.modified.as_primitive::<Int64Type>().value(row),
-            object: std::borrow::Cow::Borrowed(self.objects.as_string::<i32>().value(row)),
-            line: self.lines.as_primitive::<Int64Type>().value(row),
-        }
-    }
-}
-
-/// The delivery of every row of a batch that carries [`Delivery::COLUMNS`].
-fn deliveries(batch: &RecordBatch) -> Result<Vec<Delivery<'static>>, DeltaTableError> {
-    let columns = DeliveryColumns::of(batch)?;
-    Ok((0..batch.num_rows()).map(|i| columns.get(i).into_owned()).collect())
-}
-
-fn keys(batch: &RecordBatch, key: &str) -> Result<StringArray, DeltaTableError> {
-    let keys = cast(batch.column(batch.schema().index_of(key)?), &DataType::Utf8)?;
-    Ok(keys.as_string::<i32>().clone())
-}
 
 /// The row (batch, row) of each `key`'s latest delivery among `batches` (a tie keeps the
 /// first row), in the batches' order.
@@ -101,21 +65,6 @@ fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>
 /// Rows gathered by one thread before [`gather`] shares the columns out between threads.
 const ROWS_PER_GATHER_THREAD: usize = 64 * 1024;
 
-/// The cores this process may use.
-pub(super) fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// `work`, started now on a blocking thread (sorting rows out is CPU work, kept off the
-/// runtime's threads); a panic in it is an error.
-pub(super) fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, DeltaTableError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, DeltaTableError>> {
-    let running = tokio::task::spawn_blocking(work);
-    async move { running.await.map_err(|e| DeltaTableError::Generic(format!("task sorting out rows: {e}")))? }
-}
-
 /// Rows `at` of `batches`, as one batch of `table`'s schema: one copy. A large gather shares
 /// the columns out between the machine's cores (the commit has nothing else to run then),
 /// each column whole to one thread, the columns' sizes balanced.
@@ -133,25 +82,17 @@ fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> R
         let sources: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
         arrow::compute::interleave(&sources, at)
     };
-    // Largest columns first, each to the thread with the least so far.
+    // Columns balanced by size between the threads.
     let size = |c: usize| batches.iter().map(|b| b.column(c).get_buffer_memory_size()).sum::<usize>();
-    let mut by_size: Vec<(usize, usize)> = (0..width).map(|c| (size(c), c)).collect();
-    by_size.sort_unstable_by(|a, b| b.cmp(a));
-    let mut shares: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
-    for (bytes, c) in by_size {
-        if let Some(share) = shares.iter_mut().min_by_key(|(load, _)| *load) {
-            share.0 += bytes;
-            share.1.push(c);
-        }
-    }
+    let shares = share_out((0..width).map(|c| (size(c), c)).collect(), threads);
     let mut columns: Vec<Option<Arc<dyn Array>>> = vec![None; width];
     std::thread::scope(|scope| -> Result<(), DeltaTableError> {
         let runs: Vec<_> = shares
             .iter()
-            .map(|(_, share)| scope.spawn(|| share.iter().map(|&c| Ok((c, column(c)?))).collect::<Result<Vec<_>, DeltaTableError>>()))
+            .map(|share| scope.spawn(|| share.iter().map(|&c| Ok((c, column(c)?))).collect::<Result<Vec<_>, DeltaTableError>>()))
             .collect();
         for run in runs {
-            let gathered = run.join().map_err(|_| DeltaTableError::Generic("a gather thread panicked".into()))??;
+            let gathered = run.join().map_err(|_| WriteFailure::Thread { step: "gathering rows", table: table.name() })??;
             for (c, array) in gathered {
                 columns[c] = Some(array);
             }
@@ -164,7 +105,7 @@ fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> R
 
 /// At most one row per `key` among `batches` (a tie keeps the first row), in the batches'
 /// order, batch by batch: a batch keeps its rows without a copy when they all win.
-pub fn latest_by_key(batches: &[RecordBatch], key: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
+pub(super) fn latest_by_key(batches: &[RecordBatch], key: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
     let latest = latest_rows(batches, key)?;
     let all: Vec<usize> = (0..batches.len()).collect();
     kept_batches(batches, &all, &rows_by_batch(&latest, batches.len()))
@@ -243,7 +184,7 @@ fn sort_rows(batches: &[RecordBatch], table: LakeTable, tie: &str, at: &mut Vec<
 /// copied whole.
 ///
 /// [`WriterProperties::data_page_row_count_limit`]: deltalake::parquet::file::properties::WriterProperties::data_page_row_count_limit
-pub fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
+pub(super) fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
     let mut latest = latest_rows(batches, key)?;
     let Some(partitions) = batches_by_partition(batches, table)? else {
         sort_rows(batches, table, tie, &mut latest)?;
@@ -284,7 +225,7 @@ fn kept_batches(batches: &[RecordBatch], positions: &[usize], by_batch: &[&[(usi
 /// What the lake already holds decides, for the latest row of each key in a batch, where it
 /// goes (see [`decide`]).
 #[derive(Debug)]
-pub struct Decision {
+pub(super) struct Decision {
     /// Rows later than the stored delivery, or of keys the table does not hold.
     pub to_write: Vec<RecordBatch>,
     /// Partitions holding the stored rows that `to_write` replaces.
@@ -297,7 +238,7 @@ pub struct Decision {
 /// The keys that won a [`Decision`]: rows (batch, row) of the decided batches' key columns
 /// (shared with them, not copied).
 #[derive(Debug)]
-pub struct Winners {
+pub(super) struct Winners {
     keys: Vec<StringArray>,
     rows: Vec<(usize, usize)>,
 }
@@ -316,7 +257,7 @@ impl Winners {
 /// Compares each row's delivery with the stored one of its key: later (or new) rows are
 /// written; an equal one was written by an earlier, interrupted pass, and only wins; an older
 /// one goes nowhere.
-pub fn decide(latest: &[RecordBatch], key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
+pub(super) fn decide(latest: &[RecordBatch], key: &str, stored: &HashMap<String, StoredEvent>) -> Result<Decision, DeltaTableError> {
     let mut keys_of = Vec::with_capacity(latest.len());
     let mut to_write = Vec::with_capacity(latest.len());
     let mut replaced_partitions: Vec<Vec<ScalarValue>> = Vec::new();
@@ -357,7 +298,7 @@ pub fn decide(latest: &[RecordBatch], key: &str, stored: &HashMap<String, Stored
 
 /// The rows of keys among `winners` (all rows without a set), of batches whose keys are all
 /// among those the winners were decided from (a follower's rows of the same records).
-pub fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Winners>) -> Result<Vec<RecordBatch>, DeltaTableError> {
+pub(super) fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Winners>) -> Result<Vec<RecordBatch>, DeltaTableError> {
     // Every key decided won (a cold lake, a day's first export): a follower's rows come from
     // the same records as the deciding table's, so their keys are all among the winners.
     let Some(winners) = winners.filter(|w| !w.all()) else { return Ok(batches) };
@@ -374,68 +315,26 @@ pub fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Winners>) 
     Ok(kept)
 }
 
-/// Each key's latest delivery in some batches.
-pub(super) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
-    let mut latest: HashMap<String, Delivery<'static>> = HashMap::new();
-    for batch in batches {
-        let ids = keys(batch, key)?;
-        let columns = DeliveryColumns::of(batch)?;
-        for i in 0..batch.num_rows() {
-            let delivery = columns.get(i);
-            match latest.get_mut(ids.value(i)) {
-                Some(kept) if delivery > *kept => *kept = delivery.into_owned(),
-                Some(_) => {}
-                None => {
-                    latest.insert(ids.value(i).to_string(), delivery.into_owned());
-                }
-            }
-        }
-    }
-    Ok(latest)
+/// Each key's latest delivery in some batches (the rows [`latest_rows`] finds).
+pub(crate) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
+    let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
+    let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
+    Ok(latest_rows(batches, key)?
+        .into_iter()
+        .map(|(b, i)| (ids[b].value(i).to_string(), deliveries[b].get(i).into_owned()))
+        .collect())
 }
 
 /// Where and by which delivery each of `ids` is stored in `table` now.
-async fn stored(
-    delta: &DeltaTable,
-    table: LakeTable,
-    key: &str,
-    ids: Vec<String>,
-) -> Result<HashMap<String, (Delivery<'static>, Vec<ScalarValue>)>, DeltaTableError> {
-    let mut found = HashMap::new();
-    if ids.is_empty() || delta.version().is_none() || delta.get_file_uris()?.next().is_none() {
-        return Ok(found);
-    }
-    let ctx = SessionContext::new();
-    delta.update_datafusion_session(&ctx.state())?;
-    ctx.register_table("target", delta.table_provider().await?)?;
-    let schema = Arc::new(Schema::new(vec![Field::new("batch_key", DataType::Utf8, false)]));
+async fn stored(delta: &DeltaTable, table: LakeTable, key: &str, ids: Vec<String>) -> Result<HashMap<String, StoredEvent>, DeltaTableError> {
+    let schema = Arc::new(Schema::new(vec![Field::new(key, DataType::Utf8, false)]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(ids))])?;
-    let partitions = table.partition_columns();
-    let mut columns = vec![col(key)];
-    columns.extend(Delivery::COLUMNS.iter().map(|c| col(*c)));
-    columns.extend(partitions.iter().map(|c| col(*c)));
-    let rows = ctx
-        .table("target")
-        .await?
-        .join(ctx.read_batch(batch)?, datafusion::common::JoinType::LeftSemi, &[key], &["batch_key"], None)?
-        .select(columns)?
-        .collect()
-        .await?;
-    for batch in &rows {
-        let ids = keys(batch, key)?;
-        for (i, delivery) in deliveries(batch)?.into_iter().enumerate() {
-            let partition = (1 + Delivery::COLUMNS.len()..batch.num_columns())
-                .map(|c| ScalarValue::try_from_array(batch.column(c), i))
-                .collect::<Result<Vec<_>, _>>()?;
-            found.insert(ids.value(i).to_string(), (delivery, partition));
-        }
-    }
-    Ok(found)
+    stored_deliveries(delta, table, key, key, batch, None).await
 }
 
 /// What replacing a batch's aggregates did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplaceOutcome {
+pub(super) struct ReplaceOutcome {
     /// Aggregates whose delivery in the batch won (new ones included).
     pub aggregates_written: usize,
     /// Of those, aggregates the lake already held: their earlier rows were removed.
@@ -449,7 +348,7 @@ pub struct ReplaceOutcome {
 /// Applies a batch's aggregates rooted at `root` (rows of each member table in `rows`) to
 /// the lake, replacing earlier versions. `tables` holds every member's newest snapshot and
 /// receives the committed ones.
-pub async fn replace_aggregates(
+pub(super) async fn replace_aggregates(
     tables: &mut HashMap<LakeTable, DeltaTable>,
     root: LakeTable,
     key: &'static str,
@@ -461,7 +360,7 @@ pub async fn replace_aggregates(
     let delta = tables.get(&root).ok_or((root, DeltaTableError::NotATable(root.name().into())))?;
     let stored = stored(delta, root, key, winners.keys().cloned().collect()).await.map_err(|e| (root, e))?;
     winners.retain(|id, delivery| match stored.get(id) {
-        Some((kept, _)) if *delivery < *kept => {
+        Some(kept) if *delivery < kept.delivery => {
             outcome.aggregates_older += 1;
             false
         }
@@ -480,21 +379,20 @@ pub async fn replace_aggregates(
     for member in root.aggregate_members().into_iter().filter(|m| *m != root) {
         let batches = rows.get(&member).cloned().unwrap_or_default();
         let winners = Arc::clone(&winners);
-        members.push((member, blocking(move || rows_of_winners(&batches, key, &winners))));
+        members.push((member, blocking(member, move || rows_of_winners(&batches, key, &winners))));
     }
     let root_kept = rows_of_winners(root_rows, key, &winners).map_err(|e| (root, e))?;
     let replace = if outcome.aggregates_replaced > 0 {
         // The partitions to clear: where the winners' rows go, and where earlier versions lie.
-        let partition_columns = root.partition_columns();
         let mut partitions: HashSet<Vec<ScalarValue>> = HashSet::new();
         for batch in &root_kept {
             for i in 0..batch.num_rows() {
-                partitions.insert(partition_values(batch, partition_columns, i).map_err(|e| (root, e))?);
+                partitions.insert(partition_values(batch, root, i).map_err(|e| (root, e))?);
             }
         }
-        for (id, (_, values)) in &stored {
+        for (id, kept) in &stored {
             if winners.contains_key(id) {
-                partitions.insert(values.clone());
+                partitions.insert(kept.partition.clone());
             }
         }
         let keys = StringArray::from_iter_values(winners.keys().map(String::as_str));
@@ -518,7 +416,7 @@ pub async fn replace_aggregates(
         writes.push(tokio::spawn(async move { (member, write_aggregate_rows(delta, member, kept, replace).await) }));
     }
     for joined in futures::future::join_all(writes).await {
-        let (member, (written, next)) = joined.map_err(|e| (root, DeltaTableError::Generic(format!("writer task: {e}"))))?;
+        let (member, (written, next)) = joined.map_err(|e| (root, WriteFailure::task("writing aggregate rows", root)(e)))?;
         tables.insert(member, next.map_err(|e| (member, e))?);
         outcome.rows_written.push((member, written));
     }
@@ -547,7 +445,7 @@ impl Replacement {
         // Only builds the plan: delta-rs executes it in its own session, where it registers
         // the table's store.
         let ctx = SessionContext::new();
-        let within = super::upsert::partitions_filter(None, table.partition_columns(), &self.partitions);
+        let within = super::stored::partitions_filter(None, table.partition_columns(), &self.partitions);
         let keys_schema = Arc::new(Schema::new(vec![Field::new(REPLACED_KEY, DataType::Utf8, false)]));
         let keys = RecordBatch::try_new(keys_schema, vec![Arc::clone(&self.keys) as Arc<dyn Array>])?;
         let columns: Vec<Expr> = table.schema().fields().iter().map(|f| col(f.name())).collect();
@@ -590,7 +488,7 @@ async fn write_aggregate_rows(
             Err(e) => Err(e),
         },
         // New aggregates only: each partition's rows of every object, straight to its file.
-        None => super::append::append(delta, table, kept, None).await,
+        None => append(delta, table, kept, None).await,
     };
     tracing::debug!(table = table.name(), rows = written, seconds = started.elapsed().as_secs_f64(), "aggregate rows written");
     (written, next)
@@ -629,13 +527,6 @@ pub(super) fn rows_of_winners(
     Ok(kept)
 }
 
-fn partition_values(batch: &RecordBatch, columns: &[&str], row: usize) -> Result<Vec<ScalarValue>, DeltaTableError> {
-    columns
-        .iter()
-        .map(|c| Ok(ScalarValue::try_from_array(batch.column(batch.schema().index_of(c)?), row)?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,7 +559,10 @@ mod tests {
         let latest = &latest[0];
         let ids = keys(latest, "id").unwrap();
         let got: Vec<(String, Delivery<'static>)> =
-            deliveries(latest).unwrap().into_iter().enumerate().map(|(i, d)| (ids.value(i).to_string(), d)).collect();
+            {
+            let columns = DeliveryColumns::of(latest).unwrap();
+            (0..latest.num_rows()).map(|i| (ids.value(i).to_string(), columns.get(i).into_owned())).collect()
+        };
         // Newer time wins over a greater name; the later line wins at equal time and object;
         // an exact duplicate is kept once.
         assert_eq!(
@@ -719,8 +613,8 @@ mod tests {
     }
 
     fn column_values(batch: &RecordBatch, name: &str) -> Vec<String> {
-        let values = cast(batch.column(batch.schema().index_of(name).unwrap()), &DataType::Utf8).unwrap();
-        values.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect()
+        let values = arrow::compute::cast(batch.column(batch.schema().index_of(name).unwrap()), &DataType::Utf8).unwrap();
+        arrow::array::AsArray::as_string::<i32>(&values).iter().map(|v| v.unwrap_or_default().to_string()).collect()
     }
 
     #[test]

@@ -1,13 +1,39 @@
-//! Rows of the append-only tables the writer itself fills: `quarantine` (the records formats
-//! refused) and `ingest_log` (the objects a commit completed). The formats build every other
-//! table's rows ([`crate::ingest::rows`]).
+//! The tables as the writer holds them ([`Tables`]), and the rows of the append-only tables
+//! it fills itself: `quarantine` (the records formats refused) and `ingest_log` (the objects
+//! a commit completed). The formats build every other table's rows ([`crate::ingest::rows`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 
 use crate::ingest::{ParsedObject, QuarantinedRecord, SourceObject};
+use deltalake::kernel::Version;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::error::{delta_err, LakeError};
 use crate::model::LakeTable;
+
+/// The tables as of the start of a pass, each replaced by its commits' results.
+#[derive(Debug)]
+pub(crate) struct Tables(pub(crate) HashMap<LakeTable, DeltaTable>);
+
+impl Tables {
+    pub(crate) fn get(&self, table: LakeTable) -> Result<&DeltaTable, LakeError> {
+        self.0.get(&table).ok_or_else(|| delta_err(table)(DeltaTableError::NotATable(table.name().into())))
+    }
+
+    pub(crate) fn set(&mut self, table: LakeTable, delta: DeltaTable) {
+        self.0.insert(table, delta);
+    }
+
+    /// The versions of the two tables whose commits carry batch numbers.
+    pub(crate) fn batch_versions(&self) -> (Option<Version>, Option<Version>) {
+        let version = |t| self.0.get(&t).and_then(DeltaTable::version);
+        (version(LakeTable::Quarantine), version(LakeTable::IngestLog))
+    }
+}
+
 
 fn utc(values: Vec<i64>) -> TimestampMicrosecondArray {
     TimestampMicrosecondArray::from(values).with_timezone("UTC")
@@ -17,7 +43,7 @@ fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(values.collect::<StringArray>())
 }
 
-pub fn quarantine_batch(
+pub(crate) fn quarantine_batch(
     rows: &[(&SourceObject, &QuarantinedRecord)],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let columns: Vec<ArrayRef> = vec![
@@ -44,7 +70,7 @@ pub fn quarantine_batch(
 }
 
 /// One `ingest_log` row per object (or part of a large object) a commit completed.
-pub fn ingest_log_batch(
+pub(crate) fn ingest_log_batch(
     objects: &[&ParsedObject],
     fact_version: i64,
     committed_at: i64,

@@ -391,6 +391,22 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// Why a request was not let in. The one check of who calls ([`TokenStore::authenticate`]),
+/// shared by every protocol the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRejection {
+    #[error("no authorization header: call Handshake with basic credentials first")]
+    Missing,
+    #[error("the authorization header is not text")]
+    NotText,
+    #[error("expected a Bearer token (call Handshake with basic credentials first)")]
+    NotBearer,
+    #[error("unknown bearer token: call Handshake again")]
+    Unknown,
+    #[error("bearer token expired: call Handshake again")]
+    Expired,
+}
+
 /// Why a bearer token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRejection {
@@ -429,6 +445,17 @@ impl TokenStore {
         tokens.retain(|_, (_, expires)| *expires > now);
         tokens.insert(token.clone(), (principal, now + self.ttl));
         token
+    }
+
+    /// Who an `Authorization` header (`Bearer <token>`) stands for.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Principal, AuthRejection> {
+        let header = header.ok_or(AuthRejection::Missing)?;
+        let value = std::str::from_utf8(header).map_err(|_| AuthRejection::NotText)?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(AuthRejection::NotBearer)?;
+        self.check(token.trim()).map_err(|rejection| match rejection {
+            TokenRejection::Unknown => AuthRejection::Unknown,
+            TokenRejection::Expired => AuthRejection::Expired,
+        })
     }
 
     pub fn check(&self, token: &str) -> Result<Principal, TokenRejection> {
@@ -539,5 +566,21 @@ mod tests {
         let store = TokenStore::new(Duration::from_secs(60));
         let token = store.issue(Principal { user: "a".into(), role: Role::Auditor });
         assert_eq!(store.check(&token).unwrap().role, Role::Auditor);
+    }
+
+    #[test]
+    fn authenticate_names_what_is_wrong_with_the_header() {
+        let tokens = TokenStore::new(Duration::from_secs(60));
+        let token = tokens.issue(Principal { user: "ana".into(), role: Role::Analyst });
+        let header = format!("Bearer {token}");
+        assert_eq!(tokens.authenticate(Some(header.as_bytes())).unwrap().user, "ana");
+        assert_eq!(tokens.authenticate(Some(format!("bearer  {token} ").as_bytes())).unwrap().role, Role::Analyst);
+        assert_eq!(tokens.authenticate(None), Err(AuthRejection::Missing));
+        assert_eq!(tokens.authenticate(Some(b"Bearer \xff")), Err(AuthRejection::NotText));
+        assert_eq!(tokens.authenticate(Some(b"Basic YW5hOnB3")), Err(AuthRejection::NotBearer));
+        assert_eq!(tokens.authenticate(Some(b"Bearer 00ff")), Err(AuthRejection::Unknown));
+        let expired = TokenStore::new(Duration::ZERO);
+        let token = expired.issue(Principal { user: "ana".into(), role: Role::Analyst });
+        assert_eq!(expired.authenticate(Some(format!("Bearer {token}").as_bytes())), Err(AuthRejection::Expired));
     }
 }

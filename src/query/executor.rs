@@ -70,7 +70,7 @@ impl QueryExecutor {
         let (started, start) = oneshot::channel();
         let task = self.handle().spawn(async move {
             let _held = held;
-            let mut stream = match super::execute_in_own_pool(df).await {
+            let mut stream = match super::session::execute_in_own_pool(df).await {
                 Ok(stream) => {
                     let _ = started.send(Ok(()));
                     stream

@@ -23,7 +23,7 @@ use deltalake::DeltaTable;
 use tracing::warn;
 
 use super::snapshot_table::DecodedFiles;
-use super::QueryError;
+use super::error::QueryError;
 use crate::catalog::Catalog;
 use crate::model::LakeTable;
 use crate::access::Role;
@@ -239,7 +239,7 @@ impl ReadModel {
     ) -> Result<SessionContext, QueryError> {
         let hidden = role.hidden_tables();
         let visible = snapshots.into_iter().filter(|(table, _)| !hidden.contains(&table.name())).collect();
-        let ctx = super::read_only_session(visible, self.decoded.as_ref()).await?;
+        let ctx = super::session::read_only_session(visible, self.decoded.as_ref()).await?;
         super::limits::bound_functions(&ctx, self.memory_limit_bytes);
         register_views(&ctx, &self.views, role == Role::Auditor).await;
         Ok(ctx)

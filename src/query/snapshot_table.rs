@@ -219,7 +219,7 @@ impl SnapshotTable {
     /// [`SnapshotTable::decode_files`]' work, file by file.
     async fn decode_all(&self) {
         let Some(decoded) = &self.decoded else { return };
-        let config = match super::session_config() {
+        let config = match super::config::session_config() {
             Ok(config) => config,
             Err(e) => return warn!(error = %e, "decoded files: no session to decode with"),
         };

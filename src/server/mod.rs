@@ -5,6 +5,7 @@
 //! Shutdown (the future given to [`serve`]): stop accepting, let a running ingest pass
 //! commit, then return.
 
+mod auth;
 pub mod flight_sql;
 pub mod metadata;
 pub mod statements;
@@ -98,7 +99,11 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
-    let service = WithGetSchema(Arc::new(CclakeFlightSql::new(Arc::clone(&model), access).map_err(ServerError::Runtime)?));
+    let flight_sql = Arc::new(CclakeFlightSql::new(Arc::clone(&model), access).map_err(ServerError::Runtime)?);
+    // Every RPC but sign-in is checked here, before arrow-flight decodes the command: no
+    // request reaches any work unauthenticated.
+    let auth = auth::AuthLayer::new(flight_sql.tokens());
+    let service = WithGetSchema(flight_sql);
 
     let stop = CancellationToken::new();
     let ingest_task = options.ingest.clone().map(|schedule| {
@@ -117,6 +122,7 @@ pub async fn serve(
     // until the peer's delayed ACK: tens of milliseconds per round trip.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = builder
+        .layer(auth)
         .add_service(FlightServiceServer::new(service))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
         .await;
@@ -169,8 +175,7 @@ async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: C
 
 /// The Flight SQL service plus the GetSchema RPC, which arrow-flight's blanket
 /// `FlightService` for Flight SQL services leaves unimplemented (ADBC's `execute_schema`
-/// calls it). Every RPC but Handshake checks the bearer token here, before arrow-flight
-/// decodes the command, so no request reaches any work unauthenticated.
+/// calls it). Who calls is checked before any of it, by [`auth::AuthLayer`].
 #[derive(Debug, Clone)]
 struct WithGetSchema(Arc<CclakeFlightSql>);
 
@@ -191,17 +196,14 @@ impl FlightService for WithGetSchema {
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::list_flights(self.0.as_ref(), request).await
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.0.principal(&request)?;
         FlightService::get_flight_info(self.0.as_ref(), request).await
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        self.0.principal(&request)?;
         FlightService::poll_flight_info(self.0.as_ref(), request).await
     }
 
@@ -211,27 +213,22 @@ impl FlightService for WithGetSchema {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::do_get(self.0.as_ref(), request).await
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::do_put(self.0.as_ref(), request).await
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::do_action(self.0.as_ref(), request).await
     }
 
     async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::list_actions(self.0.as_ref(), request).await
     }
 
     async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.0.principal(&request)?;
         FlightService::do_exchange(self.0.as_ref(), request).await
     }
 }

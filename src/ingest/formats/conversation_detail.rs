@@ -11,10 +11,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use super::{
-    array, boolean, child, contact, decode_items, enumeration, float, id, integer, masked_text, object, required_id,
-    required_time, text, time, utc_day, Decoded, Object, TreeFormat, Value,
-};
+use super::fields::{array, boolean, child, contact, decode_items, enumeration, float, id, integer, masked_text, object, required_id, required_time, text, time, utc_day};
+use super::tree::{Object, Value};
+use super::tree_format::{Decoded, TreeFormat};
 use crate::ingest::coerce::Rejection;
 use crate::ingest::mask::holds_personal_data;
 use crate::ingest::rows::{Cell, RecordRows};

@@ -3,7 +3,9 @@
 //! page is comes from its URIs (`selfUri`, `firstUri`, ...) or, without them, from the
 //! entities' fields; each entity is one row of the latest export of its dimension.
 
-use super::{child, decode_items, id, integer, masked_text, object, required_id, text, Decoded, Object, TreeFormat, Value};
+use super::fields::{child, decode_items, id, integer, masked_text, object, required_id, text};
+use super::tree::{Object, Value};
+use super::tree_format::{Decoded, TreeFormat};
 use crate::ingest::coerce::Rejection;
 use crate::ingest::rows::{Cell, RecordRows};
 use crate::model::LakeTable;
@@ -120,7 +122,7 @@ fn entity<'v>(dimension: Dimension, value: &'v Value<'v>) -> Result<RecordRows<'
                     ("department", Cell::Text(masked_text(e, "department", "department")?)),
                     ("title", Cell::Text(masked_text(e, "title", "title")?)),
                     ("division_id", Cell::Text(division_id(e)?)),
-                    ("state", Cell::Text(super::enumeration(e, "state", "state")?)),
+                    ("state", Cell::Text(super::fields::enumeration(e, "state", "state")?)),
                 ],
             );
         }

@@ -5,7 +5,9 @@
 //! fields of the documented topics get columns of their own.
 
 
-use super::{child, contact, enumeration, id, integer, object, required_id, text, time, utc_day, Decoded, Object, TreeFormat, Value};
+use super::fields::{child, contact, enumeration, id, integer, object, required_id, text, time, utc_day};
+use super::tree::{Object, Value};
+use super::tree_format::{Decoded, TreeFormat};
 use std::borrow::Cow;
 
 use crate::ingest::coerce::Rejection;

@@ -9,9 +9,7 @@
 //! - `super::statements` (handles, parameters) and `super::metadata` (catalog RPCs).
 
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -33,99 +31,35 @@ use arrow_flight::sql::{
     SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
+    Action, FlightDescriptor, FlightInfo, HandshakeRequest,
     HandshakeResponse, SchemaAsIpc, Ticket,
 };
 use datafusion::datasource::TableType;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
-use tokio::sync::Semaphore;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::access::{AccessConfig, Principal, ServerSettings, SignInThrottle, TokenStore};
+use crate::access::Principal;
+use super::auth::principal;
 use super::metadata;
-use super::statements::{ParameterRow, ParameterStore, StatementHandle};
-use crate::query::executor::QueryExecutor;
-use crate::query::read_model::ReadModel;
+use super::statements::{ParameterRow, StatementHandle};
 use crate::query::{CATALOG, SCHEMA};
 
 mod execution;
+mod plan_cache;
 mod responses;
+mod service;
 mod sign_in;
 
 use execution::placeholders;
 pub use execution::MAX_ROW_BYTES;
 use responses::{batch_stream, client_schema, flight_info, read_only, schema_ipc};
 pub(crate) use responses::shown;
-
-const INFORMATION_SCHEMA: &str = "information_schema";
-
-type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
-
-/// The Flight SQL service over one read model.
-#[derive(Debug)]
-pub struct CclakeFlightSql {
-    model: Arc<ReadModel>,
-    access: Arc<AccessConfig>,
-    tokens: Arc<TokenStore>,
-    settings: ServerSettings,
-    /// One permit per running query.
-    queries: Arc<Semaphore>,
-    /// Permits kept for queries that read no table, when `queries` has none left.
-    reserve: Arc<Semaphore>,
-    /// The runtime queries run on, apart from the server's.
-    executor: QueryExecutor,
-    /// Failed sign-ins and the pauses they earn.
-    throttle: SignInThrottle,
-    /// One permit per password check running.
-    verifications: Arc<Semaphore>,
-    /// Sign-ins waiting for a password check.
-    waiting_sign_ins: AtomicUsize,
-    /// Parameters bound to open prepared statements, for clients that execute the handle
-    /// they were given at creation (see `statements`).
-    parameters: ParameterStore,
-    /// Statements planned per role and snapshot ([`CclakeFlightSql::plan`]).
-    plans: execution::PlanCache,
-}
-
-/// Open prepared statements whose parameters the server keeps; past it, the statement bound
-/// longest ago loses its parameters (its client gets a clear error and binds again).
-const MAX_STORED_PARAMETER_SETS: usize = 10_000;
-/// And the most bytes of parameter values kept, all statements together (as sent, in Arrow
-/// IPC): 600 statements bound with a 2.5 MB value each keep the newest 25.
-const MAX_STORED_PARAMETER_BYTES: usize = 64 << 20;
-
-/// Queries that read no table may run past the concurrency cap, this many at once.
-pub const RESERVED_QUERIES: usize = 2;
+pub use service::{CclakeFlightSql, RESERVED_QUERIES};
+use service::INFORMATION_SCHEMA;
 
 impl CclakeFlightSql {
-    pub fn new(model: Arc<ReadModel>, access: AccessConfig) -> std::io::Result<Self> {
-        let settings = access.server.clone();
-        let shared = settings.max_concurrent_queries.max(1);
-        // A worker for every query that may run, and one to spare.
-        let executor = QueryExecutor::new(shared + RESERVED_QUERIES + 1)?;
-        Ok(Self {
-            model,
-            tokens: Arc::new(TokenStore::new(Duration::from_secs(settings.token_ttl_seconds))),
-            queries: Arc::new(Semaphore::new(shared)),
-            reserve: Arc::new(Semaphore::new(RESERVED_QUERIES)),
-            executor,
-            throttle: SignInThrottle::new(
-                settings.failed_sign_ins_before_pause,
-                Duration::from_secs(settings.sign_in_pause_max_seconds),
-            ),
-            verifications: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-            waiting_sign_ins: AtomicUsize::new(0),
-            parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, MAX_STORED_PARAMETER_BYTES, Duration::from_secs(settings.token_ttl_seconds.max(1))),
-            plans: Default::default(),
-            access: Arc::new(access),
-            settings,
-        })
-    }
-
     /// Catalog entries (schema, name, table type, schema) `role` may see: its tables and
     /// views, and the `information_schema` views it can query.
     async fn tables(&self, principal: &Principal) -> Result<Vec<(&'static str, String, &'static str, SchemaRef)>, Status> {
@@ -182,7 +116,7 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let handle = StatementHandle::statement(query.query);
         let df = self.plan(&principal, &handle).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
@@ -194,7 +128,7 @@ impl FlightSqlService for CclakeFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
         let df = self.plan(&principal, &handle).await?;
         self.execute(&principal, df).await
@@ -205,7 +139,7 @@ impl FlightSqlService for CclakeFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         if query.transaction_id.is_some() {
             return Err(read_only("a transaction"));
         }
@@ -229,7 +163,7 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
         let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
@@ -261,7 +195,7 @@ impl FlightSqlService for CclakeFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
         let df = self.plan(&principal, &handle).await?;
         flight_info(&Self::schema_of(&df), cmd.as_any().encode_to_vec(), request.into_inner())
@@ -272,7 +206,7 @@ impl FlightSqlService for CclakeFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
         let df = self.plan(&principal, &handle).await?;
         self.execute(&principal, df).await
@@ -281,9 +215,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<(), Status> {
-        self.principal(&request)?;
         if let Ok(handle) = StatementHandle::decode(&query.prepared_statement_handle) {
             self.parameters.remove(handle.id);
         }
@@ -295,7 +228,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -303,9 +235,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         let mut builder: GetCatalogsBuilder = query.into_builder();
         builder.append(CATALOG);
         let schema = builder.schema();
@@ -318,7 +249,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -326,9 +256,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         let mut builder: GetDbSchemasBuilder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
         builder.append(CATALOG, INFORMATION_SCHEMA);
@@ -342,7 +271,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -352,7 +280,7 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = principal(&request)?;
         let tables = self.tables(&principal).await?;
         let mut builder: GetTablesBuilder = query.into_builder();
         for (schema_name, name, kind, table_schema) in &tables {
@@ -370,7 +298,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder().schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -378,9 +305,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
         builder.append("VIEW");
@@ -394,7 +320,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder(metadata::sql_info()).schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -402,9 +327,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         let builder = query.into_builder(metadata::sql_info());
         let schema = builder.schema();
         let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
@@ -416,7 +340,6 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder(metadata::xdbc_type_info()).schema();
         flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
@@ -424,9 +347,8 @@ impl FlightSqlService for CclakeFlightSql {
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         let builder = query.into_builder(metadata::xdbc_type_info());
         let schema = builder.schema();
         let batch = builder.build().map_err(|e| Status::internal(e.to_string()))?;
@@ -438,16 +360,14 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         flight_info(&metadata::primary_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_primary_keys(
         &self,
         _query: CommandGetPrimaryKeys,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         Ok(Response::new(batch_stream(metadata::primary_keys_schema(), vec![])))
     }
 
@@ -456,16 +376,14 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_exported_keys(
         &self,
         _query: CommandGetExportedKeys,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
     }
 
@@ -474,16 +392,14 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_imported_keys(
         &self,
         _query: CommandGetImportedKeys,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
     }
 
@@ -492,88 +408,78 @@ impl FlightSqlService for CclakeFlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         flight_info(&metadata::foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_cross_reference(
         &self,
         _query: CommandGetCrossReference,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         Ok(Response::new(batch_stream(metadata::foreign_keys_schema(), vec![])))
     }
 
     async fn do_put_statement_update(
         &self,
         _ticket: CommandStatementUpdate,
-        request: Request<PeekableFlightDataStream>,
+        _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.principal(&request)?;
         Err(read_only("an update statement"))
     }
 
     async fn do_put_statement_ingest(
         &self,
         _ticket: CommandStatementIngest,
-        request: Request<PeekableFlightDataStream>,
+        _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.principal(&request)?;
         Err(read_only("bulk ingestion"))
     }
 
     async fn do_put_prepared_statement_update(
         &self,
         _query: CommandPreparedStatementUpdate,
-        request: Request<PeekableFlightDataStream>,
+        _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.principal(&request)?;
         Err(read_only("a prepared update"))
     }
 
     async fn do_action_begin_transaction(
         &self,
         _query: ActionBeginTransactionRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        self.principal(&request)?;
         Err(read_only("a transaction"))
     }
 
     async fn do_action_end_transaction(
         &self,
         _query: ActionEndTransactionRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<(), Status> {
-        self.principal(&request)?;
         Err(read_only("a transaction"))
     }
 
     async fn do_action_begin_savepoint(
         &self,
         _query: ActionBeginSavepointRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<ActionBeginSavepointResult, Status> {
-        self.principal(&request)?;
         Err(read_only("a savepoint"))
     }
 
     async fn do_action_end_savepoint(
         &self,
         _query: ActionEndSavepointRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<(), Status> {
-        self.principal(&request)?;
         Err(read_only("a savepoint"))
     }
 
     async fn do_action_cancel_query(
         &self,
         _query: ActionCancelQueryRequest,
-        request: Request<Action>,
+        _request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        self.principal(&request)?;
         // Dropping a DoGet stream stops its query; there is no query registry to cancel by id.
         Err(Status::unimplemented("CancelQuery: close the result stream to stop a query"))
     }
@@ -582,7 +488,6 @@ impl FlightSqlService for CclakeFlightSql {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        self.principal(&request)?;
         let action = request.into_inner();
         // JDBC's `catalog=` property sends SetSessionOptions, and CloseSession on close.
         // arrow-flight 59 has no types for these messages: they are written by hand. An empty
@@ -599,10 +504,9 @@ impl FlightSqlService for CclakeFlightSql {
 
     async fn do_get_fallback(
         &self,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
         Err(Status::invalid_argument(format!("unknown ticket type {}", shown(&message.type_url))))
     }
 
@@ -611,7 +515,7 @@ impl FlightSqlService for CclakeFlightSql {
 
 /// The schema GetSchema answers for a statement or prepared statement descriptor.
 pub async fn schema_for_descriptor(service: &CclakeFlightSql, request: &Request<FlightDescriptor>) -> Result<SchemaRef, Status> {
-    let principal = service.principal(request)?;
+    let principal = principal(request)?;
     let any = Any::decode(&*request.get_ref().cmd).map_err(|e| Status::invalid_argument(e.to_string()))?;
     let handle = if let Some(cmd) = any.unpack::<CommandStatementQuery>().map_err(|e| Status::invalid_argument(e.to_string()))? {
         StatementHandle::statement(cmd.query)

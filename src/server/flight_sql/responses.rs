@@ -18,7 +18,9 @@ use tonic::{Response, Status};
 use crate::server::metadata;
 use crate::query::plain_types::plain_type;
 
-use super::FlightDataStream;
+/// The stream of an RPC's Flight data.
+pub(crate) type FlightDataStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<arrow_flight::FlightData, tonic::Status>> + Send + 'static>>;
+
 
 /// Client-supplied text as it may appear in a log line or an error: control characters
 /// escaped (a user name cannot start a forged log line) and at most 64 characters kept.
@@ -54,9 +56,8 @@ pub(super) fn read_only(what: &str) -> Status {
 /// Maps planning and execution failures to the status a client can act on.
 pub(super) fn query_status(e: DataFusionError) -> Status {
     let message = bounded_message(e.strip_backtrace());
-    let lower = message.to_lowercase();
-    if lower.contains("not supported") && (lower.contains("ddl") || lower.contains("dml") || lower.contains("statement")) {
-        return read_only(&format!("this statement ({message})"));
+    if let Some(refusal) = crate::query::ReadOnlyRefusal::find(&e) {
+        return Status::permission_denied(refusal.to_string());
     }
     match e.find_root() {
         // Bad values in the query or its parameters: the client's to fix, not the server's.

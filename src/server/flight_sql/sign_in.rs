@@ -10,10 +10,11 @@ use base64::Engine;
 use tonic::{Request, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::access::{Principal, Role, TokenRejection};
+use crate::access::{Principal, Role};
 use crate::server::statements::BASE64_ANY_PADDING;
 
-use super::{shown, CclakeFlightSql};
+use super::responses::shown;
+use super::service::CclakeFlightSql;
 
 /// Sign-ins that may wait for a password check; more are refused with UNAVAILABLE.
 pub(super) const MAX_WAITING_SIGN_INS: usize = 64;
@@ -62,7 +63,7 @@ impl CclakeFlightSql {
             self.tokens.issue(Principal { user, role })
         } else if let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {
             // JDBC with `token=` still calls Handshake: a valid token is answered as is.
-            self.principal(request)?;
+            self.tokens.authenticate(Some(header.as_bytes())).map_err(crate::server::auth::rejected)?;
             token.trim().to_string()
         } else {
             return Err(Status::unauthenticated("expected Basic or Bearer authorization"));
@@ -109,25 +110,6 @@ impl CclakeFlightSql {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))
-    }
-
-    /// The signed-in user behind the request's bearer token.
-    pub(crate) fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("no authorization header: call Handshake with basic credentials first"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("expected a Bearer token (call Handshake with basic credentials first)"))?;
-        self.tokens.check(token.trim()).map_err(|rejection| match rejection {
-            TokenRejection::Unknown => Status::unauthenticated("unknown bearer token: call Handshake again"),
-            TokenRejection::Expired => Status::unauthenticated("bearer token expired: call Handshake again"),
-        })
     }
 
 }

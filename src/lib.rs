@@ -66,6 +66,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod demo;
 pub mod generate;
 pub mod ingest;
 pub mod lake;

@@ -20,6 +20,7 @@ use cclake::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
 use cclake::lake::lease::{LeaseError, LeaseOptions};
 use cclake::storage::Location;
+use cclake::demo::{demo_password, read_model, DEMO_PASSWORD_FILE, DEMO_USER};
 use cclake::{Lake, LakeOptions, OutputFormat};
 
 /// The read model for contact-center exports: JSON exports in, Delta Lake tables and SQL out.
@@ -314,6 +315,21 @@ impl ExpansionArgs {
     fn limits(&self) -> ExpansionLimits {
         ExpansionLimits { max_bytes: self.max_expanded_mb.saturating_mul(1 << 20), max_ratio: self.max_expansion_ratio.max(1) }
     }
+
+    /// The write side's options as every writing command (`ingest`, `serve --ingest-from`)
+    /// takes them from the command line.
+    fn lake_options(&self, lease: LeaseOptions, batch_rows: usize, progress: bool) -> Result<LakeOptions, KeyTooShort> {
+        Ok(LakeOptions {
+            batch_rows: batch_rows.max(1),
+            progress,
+            expansion: self.limits(),
+            stream_above_bytes: self.stream_above_mb.saturating_mul(1 << 20),
+            pseudonym_key: self.pseudonym_key()?,
+            max_queues_per_day: self.max_queues_per_day,
+            lease,
+            ..Default::default()
+        })
+    }
 }
 
 /// The process's peak resident memory (VmHWM), where the system says it (Linux).
@@ -595,16 +611,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let lake_location = Location::parse(&lake.lake, false)?;
             cclake::pipeline::check_source_location(&source_location, &lake_location, true).await?;
             let options = LakeOptions {
-                batch_rows,
                 compact_min_files,
                 auto_compact: !no_auto_compact,
-                progress,
-                expansion: expansion.limits(),
-                stream_above_bytes: expansion.stream_above_mb.saturating_mul(1 << 20),
-                pseudonym_key: expansion.pseudonym_key()?,
-                max_queues_per_day: expansion.max_queues_per_day,
-                lease: writer.lease(),
-                ..Default::default()
+                ..expansion.lake_options(writer.lease(), batch_rows, progress)?
             };
             let lake = Lake::open_or_create_with(&lake.lake, options).await?;
             // SIGINT or SIGTERM: the commit in flight finishes, no further object is taken,
@@ -685,16 +694,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // The read side opens the tables read-only; the writer only with --ingest-from.
             let catalog = Catalog::open(&lake.lake).await?;
             if let Some(source) = serve.ingest_from.clone() {
-                let lake_options = LakeOptions {
-                    progress: false,
-                    expansion: serve.expansion.limits(),
-                    stream_above_bytes: serve.expansion.stream_above_mb.saturating_mul(1 << 20),
-                    pseudonym_key: serve.expansion.pseudonym_key()?,
-                    max_queues_per_day: serve.expansion.max_queues_per_day,
-                    lease: LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) },
-                    batch_rows: serve.batch_rows.max(1),
-                    ..Default::default()
-                };
+                let lease = LeaseOptions { ttl: serve.lease_ttl, wait: serve.wait.unwrap_or(serve.interval) };
+                let lake_options = serve.expansion.lake_options(lease, serve.batch_rows, false)?;
                 let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);
                 writer.check_source(&Location::parse(&source, false)?).await?;
                 options.ingest = Some(ScheduledIngest { lake: writer, source, interval: serve.interval });
@@ -751,12 +752,6 @@ fn read_new_password(name: &str, from_stdin: bool) -> Result<String, Box<dyn std
     Ok(password)
 }
 
-async fn read_model(catalog: Catalog, access: &AccessConfig, views: Option<&Path>) -> Result<Arc<ReadModel>, Box<dyn std::error::Error>> {
-    let memory = access.server.query_memory_limit_mb.max(64) * 1024 * 1024;
-    let decoded = access.server.decoded_cache_mb.saturating_mul(1024 * 1024);
-    Ok(Arc::new(ReadModel::new_with_decoded_cache(catalog, load_views(views)?, memory, decoded).await?))
-}
-
 /// Serves until SIGINT or SIGTERM; prints the bound address first (tests read it).
 async fn run_server(
     model: Arc<ReadModel>,
@@ -800,41 +795,6 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
     }
 }
 
-/// The demo analyst's user name, and the file beside the config that keeps its password, so
-/// that running the demo again keeps saved connections working.
-const DEMO_USER: &str = "demo";
-const DEMO_PASSWORD_FILE: &str = "demo-password.txt";
-
-/// The demo user's password: the kept one when the config still holds the user, else a new
-/// random one (saved with the user).
-fn demo_password(dir: &Path, config: &Path) -> Result<String, Box<dyn std::error::Error>> {
-    let mut access = AccessConfig::load(config)?;
-    let kept = std::fs::read_to_string(dir.join(DEMO_PASSWORD_FILE)).ok().map(|p| p.trim().to_string());
-    if let Some(password) = kept {
-        if access.verify(DEMO_USER, &password).is_some() {
-            return Ok(password);
-        }
-    }
-    let password: String = {
-        use rand::Rng;
-        let bytes: [u8; 12] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    };
-    access.add_user(DEMO_USER, Role::Analyst, &password, true)?;
-    access.save(config)?;
-    write_private_file(&dir.join(DEMO_PASSWORD_FILE), &password)?;
-    Ok(password)
-}
-
-/// Writes a file only its owner can read.
-fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
-}
-
 /// How to run this very binary again, as the person sees it (relative to the current folder
 /// when it lies below it): the demo's printed commands work as printed.
 fn this_program() -> String {
@@ -873,61 +833,13 @@ async fn demo(
             format!("{e}\n(another program, or another demo, is using it: pass another address, e.g. --addr 127.0.0.1:50052)")
         })?)
     };
-    let exports = dir.join("exports");
-    if !exports.join("_manifest.json").exists() {
-        let options = GenerateOptions { interactions, days: 3, faults: true, ..Default::default() };
-        let manifest = generate(&exports, &options)?;
-        writeln!(out, "{}", manifest.summary(&exports))?;
-    }
-    if !exports.join("_genesys_manifest.json").exists() {
-        // A quarter as many conversations as flat interactions: each conversation is a tree
-        // of sessions, segments and metrics and about seven EventBridge events.
-        let options = GenesysOptions { conversations: (interactions / 4).max(1), ..Default::default() };
-        let manifest = generate_genesys(&exports, &options)?;
-        writeln!(out, "{}", manifest.summary(&exports))?;
-    }
-    let lake_dir = dir.join("lake");
-    let lake_path = lake_dir.to_string_lossy().into_owned();
-    let lake = Lake::open_or_create_with(&lake_path, LakeOptions { progress, ..Default::default() }).await?;
-    let report = lake.ingest(&exports.to_string_lossy()).await?;
-    writeln!(out, "{report}")?;
-    // Each view's first rows under the view's own column names (rounded), and how many
-    // rows there are in all.
-    const SHOWN: usize = 10;
-    let kpis = [
-        ("Queue KPIs by day and media, Genesys conversation details", "queue_daily_metrics", "date, queue_name, media_type, n_offered, \
-            n_answered, n_abandoned, round(aht_seconds, 1) AS aht_seconds, round(asa_seconds, 1) AS asa_seconds, \
-            service_level_target_seconds, round(service_level, 3) AS service_level, round(abandon_rate, 3) AS abandon_rate",
-            "date, queue_name, media_type DESC"),
-        ("Queue KPIs by day, flat events", "kpi_queue_daily", "date, queue_name, offered, completed, abandoned, \
-            round(abandon_rate, 3) AS abandon_rate, round(aht_seconds, 1) AS aht_seconds", "date, queue_name"),
-    ];
-    let config = dir.join("cclake.toml");
-    let access = AccessConfig::load(&config)?;
-    let model = read_model(lake.catalog().clone(), &access, None).await?;
-    let ctx = model.session(Role::Auditor).await?;
-    for (title, view, columns, order) in kpis {
-        let total = cclake::query::run_sql(&ctx, &format!("SELECT count(*) FROM {view}")).await?;
-        let total = total.first().filter(|b| b.num_rows() > 0).map_or(0, |b| {
-            arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64)
-                .map_or(0, |c| arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&c).value(0))
-        });
-        let shown = if total as usize > SHOWN { format!("first {SHOWN} of {total} rows") } else { format!("{total} rows") };
-        writeln!(out, "\n{title} (view {view}, {shown}; all: SELECT * FROM {view}):")?;
-        let sql = format!("SELECT {columns} FROM {view} ORDER BY {order} LIMIT {SHOWN}");
-        let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
-        cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
-    }
-    let (schema, stream) =
-        cclake::query::stream_sql(&ctx, "SELECT reason, field, count(*) AS records FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1").await?;
-    writeln!(out, "\nQuarantine by reason:")?;
-    cclake::query::write_results(schema, stream, OutputFormat::Table, out).await?;
+    let demo = cclake::demo::prepare(&dir, interactions, progress, out).await?;
     let Some(listener) = listener else {
         return Ok(());
     };
 
-    let password = demo_password(&dir, &config)?;
-    let access = AccessConfig::load(&config)?;
+    let password = demo_password(&dir, &demo.config)?;
+    let access = AccessConfig::load(&demo.config)?;
     let bound = listener.local_addr()?;
     let url = format!("grpc://{bound}");
     let query_sql = "SELECT * FROM queue_daily_metrics ORDER BY date LIMIT 5";
@@ -946,7 +858,7 @@ async fn demo(
          Ctrl-C stops the server.",
         dir.join(DEMO_PASSWORD_FILE).display(),
         this_program(),
-        shell_quote(&lake_path),
+        shell_quote(&demo.lake_path),
     )?;
-    run_server(model, access, listener, serve_options, out).await
+    run_server(demo.model, access, listener, serve_options, out).await
 }

@@ -333,8 +333,29 @@ fn compaction_runs_automatically_past_the_threshold() {
 
 /// Rows `cclake query` prints as CSV (header excluded), with DataFusion options from `env`.
 fn csv_rows(lake: &str, sql: &str, env: &[(&str, &str)]) -> usize {
+    csv_lines(lake, sql, env).len()
+}
+
+/// A query's CSV rows (header left out), sorted.
+fn csv_lines(lake: &str, sql: &str, env: &[(&str, &str)]) -> Vec<String> {
     let out = cclake_with_env(&["query", "--lake", lake, "--format", "csv", sql], env);
-    stdout(&out).lines().count() - 1
+    let mut lines: Vec<String> = stdout(&out).lines().skip(1).map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// Whether two results hold the same rows, numbers equal to 1e-9 relative (sums over other
+/// partitionings add in another order).
+fn same_rows(a: &[String], b: &[String]) -> bool {
+    let close = |x: &str, y: &str| match (x.parse::<f64>(), y.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => x == y,
+    };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (x, y): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
+            x.len() == y.len() && x.iter().zip(&y).all(|(x, y)| close(x, y))
+        })
 }
 
 #[test]
@@ -379,13 +400,21 @@ fn every_view_and_bench_query_runs_repeatedly_past_65536_groups() {
         .collect();
     assert!(views.len() >= 7 && benches.len() >= 4);
     let one_partition = [("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "1")];
+    let mut first: Vec<Vec<String>> = Vec::new();
     for (run, env) in [&one_partition[..], &one_partition[..], &[]].iter().enumerate() {
         // Every interaction is in exactly one (date, queue) group.
         let rows = query_with_env(lake, repro, env);
         assert_eq!(rows[0]["n"].as_i64(), Some(interactions as i64), "run {run}");
         assert_eq!(csv_rows(lake, "SELECT * FROM interactions", env), interactions, "run {run}");
-        for sql in views.iter().chain(&benches) {
-            assert!(csv_rows(lake, sql, env) > 0, "{sql}");
+        // Each view and bench query answers, and answers the same rows in every run, with
+        // one partition or the machine's cores.
+        for (i, sql) in views.iter().chain(&benches).enumerate() {
+            let rows = csv_lines(lake, sql, env);
+            assert!(!rows.is_empty(), "{sql}");
+            match first.get(i) {
+                Some(earlier) => assert!(same_rows(earlier, &rows), "run {run} differs: {sql}"),
+                None => first.push(rows),
+            }
         }
     }
 }

@@ -157,31 +157,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Ingest { lake, source, batch_rows, compact_min_files, no_auto_compact, expansion, writer } => {
-            // Checked before the lake is opened, since opening creates it: swapped flags or a
-            // mistyped source must not leave a lake behind.
-            let source_location = Location::parse(&source, false)?;
-            let lake_location = Location::parse(&lake.lake, false)?;
-            cclake::pipeline::check_source_location(&source_location, &lake_location, true).await?;
             let options = LakeOptions {
                 compact_min_files,
                 auto_compact: !no_auto_compact,
                 ..expansion.lake_options(writer.lease(), batch_rows, progress)?
             };
-            let lake = Lake::open_or_create_with(&lake.lake, options).await?;
-            // SIGINT or SIGTERM: the commit in flight finishes, no further object is taken,
-            // and the pass ends with what it committed (exit 0).
-            let stop = tokio_util::sync::CancellationToken::new();
-            let signal = shutdown_signal()?;
-            let stopping = stop.clone();
-            tokio::spawn(async move {
-                signal.await;
-                stopping.cancel();
-            });
-            let report = lake.ingest_until(&source, &stop).await?;
-            writeln!(out, "{report}")?;
-            if let Some(mb) = peak_memory_mb() {
-                writeln!(out, "peak memory: {mb} MB")?;
-            }
+            ingest_command(&lake.lake, &source, options, &mut out).await?
         }
         Command::Query { lake, sql, format, views } => {
             let catalog = Catalog::open(&lake.lake).await?;
@@ -235,6 +216,31 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `cclake ingest`: one pass; SIGINT or SIGTERM stops it at a commit boundary (exit 0).
+async fn ingest_command(lake: &str, source: &str, options: LakeOptions, out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
+    // Checked before the lake is opened, since opening creates it: swapped flags or a
+    // mistyped source must not leave a lake behind.
+    let source_location = Location::parse(source, false)?;
+    let lake_location = Location::parse(lake, false)?;
+    cclake::pipeline::check_source_location(&source_location, &lake_location, true).await?;
+    let lake = Lake::open_or_create_with(lake, options).await?;
+    // SIGINT or SIGTERM: the commit in flight finishes, no further object is taken,
+    // and the pass ends with what it committed (exit 0).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown_signal()?;
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        signal.await;
+        stopping.cancel();
+    });
+    let report = lake.ingest_until(source, &stop).await?;
+    writeln!(out, "{report}")?;
+    if let Some(mb) = peak_memory_mb() {
+        writeln!(out, "peak memory: {mb} MB")?;
+    }
     Ok(())
 }
 

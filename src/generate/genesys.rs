@@ -12,60 +12,16 @@
 //! milliseconds, its own day arithmetic), never with cclake's parsing or views: it is the
 //! independent answer the tests compare `queue_daily_metrics` with.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{gzip, iso};
-
-const SECOND: i64 = 1_000_000;
-const MINUTE: i64 = 60 * SECOND;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
-
-/// A queue of the generated contact center.
-struct Queue {
-    id: &'static str,
-    name: &'static str,
-    /// Service-level targets for voice, chat and e-mail (ms); none: the media's default
-    /// ([`default_target_ms`]) applies.
-    voice_target_ms: Option<i64>,
-    chat_target_ms: Option<i64>,
-    email_target_ms: Option<i64>,
-    /// Whether the queues export lists it; else its name comes from the acd participant.
-    exported: bool,
-}
-
-const fn queue(id: &'static str, name: &'static str, targets: [Option<i64>; 3], exported: bool) -> Queue {
-    Queue { id, name, voice_target_ms: targets[0], chat_target_ms: targets[1], email_target_ms: targets[2], exported }
-}
-
-const QUEUES: &[Queue] = &[
-    queue("q-billing", "Billing", [None, None, None], true),
-    queue("q-sales", "Sales / Renewals", [Some(30_000), Some(60_000), Some(4 * 3_600_000)], true),
-    queue("q-support", "Support=Tier 2", [Some(15_000), Some(45_000), None], true),
-    queue("q-atencion", "Atención al Cliente", [Some(20_000), Some(60_000), Some(8 * 3_600_000)], true),
-    queue("q-retention", "Retention & Loyalty", [None, None, None], false),
-];
-
-/// The service-level target of a media when the queue's configuration gives none, as README
-/// documents them (written out here again, not taken from cclake's views): 20 s for voice
-/// and callbacks, 30 s for chat, 1 hour for messages, 24 hours for e-mail.
-fn default_target_ms(media: &str) -> i64 {
-    match media {
-        "chat" => 30_000,
-        "message" => 3_600_000,
-        "email" => 86_400_000,
-        _ => 20_000,
-    }
-}
-const AGENTS: usize = 24;
-const WRAPUP_CODES: &[(&str, &str)] = &[("w-resolved", "Resolved"), ("w-callback", "Callback promised"), ("w-sale", "Sale")];
+use super::files::{gzip, iso};
+use super::genesys_center::*;
+pub use super::genesys_manifest::{GenesysManifest, QueueDay};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -86,56 +42,6 @@ impl Default for GenesysOptions {
     }
 }
 
-/// Genesys's queue KPIs for one queue name and UTC day (of each metric's emitDate).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueDay {
-    pub n_offered: i64,
-    pub n_answered: i64,
-    pub n_answered_in_target: i64,
-    pub n_abandoned: i64,
-    pub n_handled: i64,
-    pub n_transferred: i64,
-    pub t_handle_ms: i64,
-    pub t_answered_ms: i64,
-}
-
-/// What was written and what a correct lake made from it reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GenesysManifest {
-    pub files: usize,
-    pub bytes: u64,
-    /// Distinct conversations in details exports: rows of `conversations`.
-    pub conversations: usize,
-    /// Of those, exported first while active and again after wrap-up.
-    pub exported_twice: usize,
-    /// Conversations known only from EventBridge: rows of `conversations_live`.
-    pub live_conversations: usize,
-    /// Distinct EventBridge envelope ids: rows of `conversation_events`.
-    pub events: usize,
-    /// Envelopes delivered twice.
-    pub redelivered_events: usize,
-    /// Metrics of the final versions: rows of `session_metrics`.
-    pub metrics: usize,
-    /// `queue_daily_metrics` by queue name, media type, then UTC day (`YYYY-MM-DD`).
-    pub queue_daily: BTreeMap<String, BTreeMap<String, BTreeMap<String, QueueDay>>>,
-    /// Some of the callers' numbers written unmasked: none may appear in the lake.
-    pub unmasked_numbers: Vec<String>,
-}
-
-impl GenesysManifest {
-    pub fn summary(&self, folder: &Path) -> String {
-        format!(
-            "wrote {} Genesys-shaped files ({:.1} MB: {} conversations, {} exported twice, {} live, {} EventBridge events) to {}",
-            self.files,
-            self.bytes as f64 / 1e6,
-            self.conversations,
-            self.exported_twice,
-            self.live_conversations,
-            self.events,
-            folder.display()
-        )
-    }
-}
 
 /// One metric of one session, in the generator's model.
 struct Metric {
@@ -248,23 +154,6 @@ struct Generator {
     manifest: GenesysManifest,
 }
 
-fn day_of(micros: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default().format("%Y-%m-%d").to_string()
-}
-
-fn segment(kind: &str, start: i64, end: i64, queue: Option<&str>, extra: Value) -> Value {
-    let mut g = json!({"segmentType": kind, "segmentStart": iso(start), "segmentEnd": iso(end)});
-    if let Some(q) = queue {
-        g["queueId"] = json!(q);
-    }
-    if let Value::Object(extra) = extra {
-        for (k, v) in extra {
-            g[k] = v;
-        }
-    }
-    g
-}
-
 impl Generator {
     fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
@@ -326,6 +215,9 @@ impl Generator {
     }
 
     /// One conversation: customer, IVR (voice), then a queue and its outcome.
+    /// Long: the participants and their sessions in the order the export nests them, each
+    /// outcome's branch beside the others; split, one conversation's shape would be read
+    /// across functions.
     fn conversation(&mut self, start: i64) -> Conversation {
         let media = ["voice", "voice", "voice", "chat", "email"][self.rng.random_range(0..5)];
         let caller = format!("+1555{:07}", self.rng.random_range(0..10_000_000));
@@ -550,6 +442,8 @@ impl Generator {
 
 /// Writes Genesys-shaped exports under `out` (details, eventbridge, dimensions folders) and
 /// returns the manifest (also written as `out/_genesys_manifest.json`).
+/// Long: one pass over the days, each conversation's details, events and manifest counts
+/// written together, so that the manifest stays what the files hold.
 pub fn generate_genesys(out: &Path, options: &GenesysOptions) -> std::io::Result<GenesysManifest> {
     let mut g = Generator { rng: StdRng::seed_from_u64(options.seed), manifest: GenesysManifest::default() };
     let mut files = Files { out, files: 0, bytes: 0 };
@@ -655,53 +549,6 @@ pub fn generate_genesys(out: &Path, options: &GenesysOptions) -> std::io::Result
     let manifest = serde_json::to_vec_pretty(&g.manifest).map_err(std::io::Error::other)?;
     std::fs::write(out.join("_genesys_manifest.json"), manifest)?;
     Ok(g.manifest)
-}
-
-/// Queue, user and wrap-up code exports, delivered before the first day.
-fn write_dimensions(files: &mut Files<'_>, dims: i64) -> std::io::Result<()> {
-    let queues: Vec<Value> = QUEUES
-        .iter()
-        .filter(|q| q.exported)
-        .map(|Queue { id, name, voice_target_ms: voice, chat_target_ms: chat, email_target_ms: email, .. }| {
-            let mut media = json!({"call": {"serviceLevel": {"percentage": 0.8}}, "chat": {"serviceLevel": {"percentage": 0.8}},
-                "email": {"serviceLevel": {"percentage": 0.8}}});
-            for (settings, target) in [("call", voice), ("chat", chat), ("email", email)] {
-                if let Some(target) = target {
-                    media[settings]["serviceLevel"]["durationMs"] = json!(target);
-                }
-            }
-            json!({"id": id, "name": name, "division": {"id": "d0000000-0000-4000-8000-000000000001"}, "mediaSettings": media})
-        })
-        .collect();
-    let page = |entities: Vec<Value>, uri: &str| json!({"entities": entities, "pageSize": 100, "pageNumber": 1, "selfUri": uri});
-    files.write("dimensions/queues.json", page(queues, "/api/v2/routing/queues?pageSize=100&pageNumber=1").to_string().as_bytes(), dims)?;
-    let users: Vec<Value> = (0..AGENTS - 2)
-        .map(|i| json!({"id": format!("u-{i:04}"), "name": format!("Agent {i:02}"), "email": format!("agent{i:02}@acme.example"), "state": "active"}))
-        .collect();
-    files.write("dimensions/users.json", page(users, "/api/v2/users?pageSize=100&pageNumber=1").to_string().as_bytes(), dims)?;
-    let codes: Vec<Value> = WRAPUP_CODES.iter().map(|(id, name)| json!({"id": id, "name": name})).collect();
-    files.write("dimensions/wrapupcodes.json", page(codes, "/api/v2/routing/wrapupcodes?pageSize=100").to_string().as_bytes(), dims)
-}
-
-struct Files<'a> {
-    out: &'a Path,
-    files: usize,
-    bytes: u64,
-}
-
-impl Files<'_> {
-    fn write(&mut self, name: &str, contents: &[u8], delivered_at: i64) -> std::io::Result<()> {
-        let path = self.out.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, contents)?;
-        let file = std::fs::File::options().write(true).open(&path)?;
-        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_micros(delivered_at.max(0) as u64))?;
-        self.files += 1;
-        self.bytes += contents.len() as u64;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

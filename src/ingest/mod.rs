@@ -2,6 +2,7 @@
 //! with their reasons) out. Nothing here writes to the lake; [`crate::Lake`] commits what
 //! this stage produces.
 
+mod quarantine_text;
 pub mod coerce;
 pub mod formats;
 pub mod mask;
@@ -10,6 +11,8 @@ pub mod queue_partitions;
 pub mod rows;
 pub mod source;
 
+use quarantine_text::{masked_json_text, masked_record_text};
+pub use quarantine_text::MAX_QUARANTINED_RECORD_BYTES;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -409,48 +412,6 @@ impl ObjectParser {
             }
         }
         parsed
-    }
-}
-
-/// A quarantined item of a tree format, masked field by field (and cut like any record).
-fn masked_json_text(item: &formats::Value<'_>) -> String {
-    let mut value = item.to_serde();
-    mask::mask_json(&mut value);
-    let text = value.to_string();
-    if text.len() > MAX_QUARANTINED_RECORD_BYTES {
-        masked_record_text(text.as_bytes())
-    } else {
-        text
-    }
-}
-
-/// The longest record kept whole in `quarantine.record`; a longer one keeps its first
-/// [`KEPT_PREFIX_BYTES`], its length and its SHA-256, so that one 200 MB line cannot make a
-/// row no client can fetch.
-pub const MAX_QUARANTINED_RECORD_BYTES: usize = 64 * 1024;
-const KEPT_PREFIX_BYTES: usize = 4096;
-
-/// A quarantined record as it can be stored: masked field by field when it is JSON, scrubbed
-/// as text when it is not; cut when it is longer than [`MAX_QUARANTINED_RECORD_BYTES`].
-fn masked_record_text(raw: &[u8]) -> String {
-    use sha2::Digest;
-    if raw.len() > MAX_QUARANTINED_RECORD_BYTES {
-        let prefix = String::from_utf8_lossy(&raw[..KEPT_PREFIX_BYTES]);
-        // A number or address cut in two at the end would escape masking: drop its rest.
-        let prefix = prefix.trim_end_matches(|c: char| c.is_ascii_hexdigit() || "+-.:() ".contains(c));
-        let digest: String = sha2::Sha256::digest(raw).iter().map(|b| format!("{b:02x}")).collect();
-        return format!(
-            "{}... [cut: {} bytes in all, sha256 {digest}]",
-            mask::scrub_text(prefix.trim_start()),
-            raw.len()
-        );
-    }
-    match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(mut value) => {
-            mask::mask_json(&mut value);
-            value.to_string()
-        }
-        Err(_) => mask::scrub_text(String::from_utf8_lossy(raw).trim()),
     }
 }
 

@@ -37,6 +37,7 @@ const DATETIME_FUNCTIONS: &[&str] = &[
 const SYSTEM_FUNCTIONS: &[&str] = &["arrow_typeof", "coalesce", "nullif", "nvl", "version"];
 
 /// Every GetSqlInfo key a JDBC or ADBC client asks for, built once.
+/// Long: a table of keys and values in code, one line each.
 pub fn sql_info() -> &'static SqlInfoData {
     static INFO: OnceLock<SqlInfoData> = OnceLock::new();
     INFO.get_or_init(|| {

@@ -53,6 +53,8 @@ impl TreeFormat for ConversationDetail {
 }
 
 /// One conversation's rows.
+/// Long: one field per line in the export's nesting (conversation, participants,
+/// sessions, segments, metrics; GENESYS.md §2), the hot path of the Genesys shape.
 pub fn conversation<'v>(value: &'v Value<'v>) -> Result<RecordRows<'v>, Rejection> {
     let c = object(value, "conversations[]")?;
     let conversation_id = required_id(c, "conversationId", "conversationId")?;

@@ -23,33 +23,52 @@
 //!  model             — the Delta tables as definitions: schema, partitions, sort columns,
 //!                      merge policy, sensitivity; `Delivery`, the "latest delivery wins" order
 //!  catalog           — the tables opened by URL, read-only (creates nothing)
-//!  lake/tables       — rows of the flat-event tables, quarantine and ingest_log
-//!  lake/upsert       — idempotent upsert by key (event_id, a dimension's id): latest wins
-//!  lake/merge        — merge policies on any table: latest per key in a batch, replacing
-//!                      whole aggregates (every row of a conversation) across their tables
-//!  lake/compact      — compaction of small micro-batch files into sorted large files
-//!  lake/mod (Lake)   — one ingest pass: skip done objects, commit batches, log sources
+//!  lake              — the writer: `Lake` (tables, lease, compaction, check) and its write
+//!                      primitives, none importing one above it:
+//!    lake/commit       one batch to every table by merge policy, `ingest_log` last
+//!    lake/merge        latest per key in a batch; whole aggregates replaced across tables
+//!    lake/upsert       keyed MERGE (event_id, a dimension's id): latest delivery wins
+//!    lake/append       partitioned appends, one Parquet writer per core
+//!    lake/stored       what a table holds of a batch's keys (the one stored-delivery lookup)
+//!    lake/ingest_log   which object versions the lake holds, batch numbers (`IngestLog`)
+//!    lake/tables       the tables as the writer holds them; quarantine and log rows
+//!    lake/writing, lake/work, lake/error — Parquet settings, CPU work, typed failures
 //!        │
 //!        ▼
-//!  query             — read-only DataFusion sessions over the lake's tables (`query::sql`)
+//!  pipeline          — one ingest pass (`Lake::ingest`): list → fetch and parse ahead
+//!                      (pipeline/fetch, pipeline/lookahead) → batch → lake/commit → compact;
+//!                      cancellable (`Lake::ingest_until`)
+//!        │
+//!        ▼
+//!  query             — read-only DataFusion sessions over the lake's tables (`query::sql`):
+//!                      query/config, query/session (plan and start a statement), query/error
+//!                      (refusals by plan type), query/limits (every function bounded),
+//!                      query/output (how the CLI prints results)
 //!  query/read_model  — per-role sessions on fresh snapshots, views from sql/views/*.sql
 //!        │
 //!        ▼
 //!  access            — users (argon2), roles and what each may read (from the tables'
 //!                      sensitivity), bearer tokens, sign-in throttling; below query and server
-//!  server            — Arrow Flight SQL (tonic): handshake, statements, metadata, TLS, limits
+//!  server            — Arrow Flight SQL (tonic): server/auth checks who calls once for every
+//!                      RPC (a tower layer; the principal in the request's extensions),
+//!                      server/flight_sql (service state, sign-in, execution, responses),
+//!                      statements, metadata, TLS, limits
+//!  demo              — the embedded default end to end (`cclake demo`)
 //! ```
 //!
 //! Dependencies only point down this map, never up: `model` (table definitions, the
 //! `Delivery` ordering) and `storage` are below everything; `catalog` opens the tables by
 //! URL, read-only; `lake` (the writer) uses `ingest`, `catalog`, `model` and `storage`,
-//! never `query`; `query` uses `catalog`, `model` and `access`, never the writer; `server`
-//! sits on top.
+//! never `query`; `pipeline` drives `lake`, never the reverse; `query` uses `catalog`,
+//! `model` and `access`, never the writer; `server` sits on top. `scripts/module-cycles.py`
+//! fails the tests on a cycle between modules at any level, `scripts/code-shape.py` on a file
+//! past 600 lines or a function past 100 without a reason.
 //!
 //! `generate` writes synthetic exports for the demo, tests and benches: flat events (with
 //! optional faults) and, in `generate::genesys`, Genesys-shaped exports with the KPIs Genesys
 //! would report.
-//! The binary (`src/main.rs`) only parses the command line and calls [`Lake`].
+//! The binary (`src/main.rs`, with its command line in `src/cli/`) only parses the command
+//! line, maps errors to exit codes and calls the library.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -29,7 +29,7 @@ use object_store::ObjectStoreExt;
 
 use super::merge;
 use super::error::WriteFailure;
-use super::stored::partitions_filter;
+use super::stored::{distinct_partitions, partitions_filter};
 use super::writing::writer_properties;
 use crate::model::{Delivery, LakeTable, MergePolicy};
 
@@ -234,21 +234,8 @@ async fn partitions_of(ctx: &SessionContext, table: LakeTable, key: &str, keys: 
     if partition_columns.is_empty() {
         return Ok(vec![Vec::new()]);
     }
-    let found = ctx
-        .table("t")
-        .await?
-        .join(ctx.read_batch(keys)?, JoinType::LeftSemi, &[key], &["checked_key"], None)?
-        .select(partition_columns.iter().map(|c| col(*c)).collect::<Vec<_>>())?
-        .distinct()?
-        .collect()
-        .await?;
-    let mut partitions = Vec::new();
-    for batch in &found {
-        for row in 0..batch.num_rows() {
-            partitions.push((0..batch.num_columns()).map(|c| ScalarValue::try_from_array(batch.column(c), row)).collect::<Result<Vec<_>, _>>()?);
-        }
-    }
-    Ok(partitions)
+    let holding = ctx.table("t").await?.join(ctx.read_batch(keys)?, JoinType::LeftSemi, &[key], &["checked_key"], None)?;
+    distinct_partitions(holding, table).await
 }
 
 /// The rows of the damaged partitions that the table's merge policy keeps.

@@ -70,11 +70,12 @@ pub(crate) async fn commit_batch(
     let committed_at = chrono::Utc::now().timestamp_micros();
     let log_rows: Vec<&ParsedObject> = objects.iter().collect();
     let log_batch = ingest_log_batch(&log_rows, logged_version, committed_at)?;
-    let before = tables.get(LakeTable::IngestLog)?.clone();
+    let before = tables.get(LakeTable::IngestLog)?;
+    let was = before.version();
     let next = append::append(before.clone(), LakeTable::IngestLog, vec![log_batch], Some(number))
         .await
         .map_err(delta_err(LakeTable::IngestLog))?;
-    log.logged(number, before.version(), next.version(), objects);
+    log.logged(number, was, next.version(), objects);
     tables.set(LakeTable::IngestLog, next);
     info!(
         objects = objects.len(),

@@ -128,6 +128,10 @@ impl IngestLog {
     }
 }
 
+/// The columns of `ingest_log` an object version and its progress are read from: only these
+/// are read, however many the table has.
+const VERSION_COLUMNS: [&str; 5] = ["source_object", "source_size", "source_modified_at", "source_etag", "through_record"];
+
 /// The object versions `ingest_log` holds whole, and how far it holds the others.
 async fn read_versions(log: &DeltaTable) -> Result<(HashSet<ObjectVersion>, HashMap<ObjectVersion, u64>), LakeError> {
     let mut versions = HashSet::new();
@@ -138,7 +142,7 @@ async fn read_versions(log: &DeltaTable) -> Result<(HashSet<ObjectVersion>, Hash
     // Read here, with a context of its own: the writer does not need the read side.
     let ctx = SessionContext::new();
     let provider = log.table_provider().with_session(Arc::new(ctx.state())).await?;
-    let batches = ctx.read_table(provider)?.collect().await?;
+    let batches = ctx.read_table(provider)?.select_columns(&VERSION_COLUMNS)?.collect().await?;
     for batch in &batches {
         for (version, through) in decode_versions(batch)? {
             match through {

@@ -10,6 +10,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::logical_expr::{col, lit, Expr};
+use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -125,22 +126,21 @@ pub(crate) async fn partitions_holding(
     }
     let join = KeyColumns::of(table)?.join();
     let ctx = session_with_target(delta).await?;
-    let partitions: Vec<Expr> = table.partition_columns().iter().map(|c| col(*c)).collect();
-    let found = ctx
-        .table("target")
-        .await?
-        .join(ctx.read_batch(keys)?, JoinType::LeftSemi, &[join], &[join], None)?
-        .select(partitions)?
-        .distinct()?
-        .collect()
-        .await?;
-    let mut holding = Vec::new();
+    let holding = ctx.table("target").await?.join(ctx.read_batch(keys)?, JoinType::LeftSemi, &[join], &[join], None)?;
+    distinct_partitions(holding, table).await
+}
+
+/// The distinct values of `table`'s partition columns among the rows of `rows`.
+pub(crate) async fn distinct_partitions(rows: DataFrame, table: LakeTable) -> Result<Vec<Vec<ScalarValue>>, DeltaTableError> {
+    let columns: Vec<Expr> = table.partition_columns().iter().map(|c| col(*c)).collect();
+    let found = rows.select(columns)?.distinct()?.collect().await?;
+    let mut partitions = Vec::new();
     for batch in &found {
         for row in 0..batch.num_rows() {
-            holding.push(partition_values(batch, table, row)?);
+            partitions.push(partition_values(batch, table, row)?);
         }
     }
-    Ok(holding)
+    Ok(partitions)
 }
 
 /// Where and by which delivery each key of `keys` (a one-column batch named like the column

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use cclake::catalog::Catalog;
 use cclake::generate::genesys::{generate_genesys, GenesysOptions};
-use cclake::generate::{generate, GenerateOptions};
+use cclake::generate::{generate, FlatStyle, GenerateOptions};
 use cclake::query::read_model::{load_views, ReadModel};
 use cclake::access::{AccessConfig, Role};
 use cclake::server::{self, ScheduledIngest, ServeOptions};
@@ -137,12 +137,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = stdout();
     match cli.command {
         Command::Generate { out: folder, shape, interactions, days, seed, faults } => {
-            if matches!(shape, Shape::Flat | Shape::All) {
-                let options = GenerateOptions { interactions, days, seed, faults, ..Default::default() };
+            if matches!(shape, Shape::Flat | Shape::Seed | Shape::All) {
+                let style = if shape == Shape::Seed { FlatStyle::Seed } else { FlatStyle::Compact };
+                let options = GenerateOptions { interactions, days, seed, faults, style, ..Default::default() };
                 let manifest = generate(&folder, &options)?;
                 writeln!(out, "{}", manifest.summary(&folder))?;
             }
-            if shape != Shape::Flat {
+            if !matches!(shape, Shape::Flat | Shape::Seed) {
                 let options = GenesysOptions {
                     conversations: interactions,
                     details: shape != Shape::Eventbridge,

@@ -139,6 +139,10 @@ pub(crate) enum Command {
 pub(crate) enum Shape {
     /// Flat interaction events.
     Flat,
+    /// Flat events shaped like the design card's example: e-mail agent ids, `source_ip` and
+    /// `campaign_id` in every record, recordings on every answered contact, spaced JSON,
+    /// numeric interaction ids, a fifth of the objects gzipped.
+    Seed,
     /// Genesys conversation-detail pages, and queue, user and wrap-up code exports.
     Details,
     /// EventBridge envelopes of streaming detail events.

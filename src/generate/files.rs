@@ -9,6 +9,22 @@ use std::time::{Duration, UNIX_EPOCH};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
+
+/// How flat events are written: the generator's compact records, or records shaped like the
+/// design card's own example event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlatStyle {
+    /// Compact JSON, UUID interaction ids, `agent-NNN` agents, recordings on voice calls;
+    /// NDJSON, JSON arrays and gzip in turn.
+    #[default]
+    Compact,
+    /// As the seed's example: `agent_id` is `user:agentNNN@company.com` (the masker's e-mail
+    /// path on every record), `metadata` holds `source_ip` and `campaign_id`, every answered
+    /// contact has a `recording_url` (about half the events), a space after every `:` and
+    /// `,`, numeric interaction ids, NDJSON with a fifth of the objects gzipped.
+    Seed,
+}
+
 pub(super) fn iso(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)
         .unwrap_or_default()
@@ -77,16 +93,69 @@ pub(super) fn delivered(path: &Path, at: i64) -> std::io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
+/// One record as the style writes it: compact with sorted keys, or as the seed's example
+/// (its key order, a space after every `:` and `,`).
+pub(super) fn record_text(record: &Value, style: FlatStyle) -> String {
+    match style {
+        FlatStyle::Compact => record.to_string(),
+        FlatStyle::Seed => {
+            let mut out = String::with_capacity(512);
+            spaced(record, &mut out);
+            out
+        }
+    }
+}
+
+/// The seed example's key order; keys it does not list follow in their own order.
+const SEED_KEY_ORDER: &[&str] = &[
+    "event_id", "timestamp", "interaction_id", "type", "direction", "state", "duration_seconds",
+    "queue_name", "agent_id", "caller_number_masked", "recording_url", "metadata", "source_ip",
+    "campaign_id",
+];
+
+fn spaced(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let rank = |key: &str| SEED_KEY_ORDER.iter().position(|k| *k == key).unwrap_or(SEED_KEY_ORDER.len());
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by_key(|(key, _)| rank(key));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push_str(": ");
+                spaced(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                spaced(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
 impl WindowFile {
-    pub(super) fn open(out: &Path, first_day: i64, w: usize, redeliver: bool) -> std::io::Result<Self> {
+    pub(super) fn open(out: &Path, first_day: i64, w: usize, redeliver: bool, style: FlatStyle) -> std::io::Result<Self> {
         let window_start = first_day + w as i64 * 4 * HOUR;
         let stamp = DateTime::<Utc>::from_timestamp_micros(window_start).unwrap_or_default();
         let base = format!("{}/interactions-{}", stamp.format("%Y-%m-%d"), stamp.format("%Y%m%dT%H"));
         let delivered_at = window_start + 4 * HOUR + 5 * 60_000_000;
-        let (name, framing) = match w % 6 {
-            4 => (format!("{base}.json"), 4),
-            5 => (format!("{base}.jsonl.gz"), 5),
-            _ => (format!("{base}.jsonl"), 0),
+        let (name, framing) = match (style, w % 6, w % 5) {
+            (FlatStyle::Seed, _, 4) => (format!("{base}.jsonl.gz"), 5),
+            (FlatStyle::Seed, _, _) => (format!("{base}.jsonl"), 0),
+            (FlatStyle::Compact, 4, _) => (format!("{base}.json"), 4),
+            (FlatStyle::Compact, 5, _) => (format!("{base}.jsonl.gz"), 5),
+            (FlatStyle::Compact, _, _) => (format!("{base}.jsonl"), 0),
         };
         let path = out.join(name);
         let file = create(&path)?;
@@ -154,7 +223,7 @@ pub(super) enum ToWrite {
 }
 
 /// Writes the windows' files as events arrive; returns (files, bytes, re-delivered records).
-pub(super) fn write_windows(out: &Path, first_day: i64, windows: usize, redeliver: bool, rx: mpsc::Receiver<ToWrite>) -> std::io::Result<(usize, u64, usize)> {
+pub(super) fn write_windows(out: &Path, first_day: i64, windows: usize, redeliver: bool, style: FlatStyle, rx: mpsc::Receiver<ToWrite>) -> std::io::Result<(usize, u64, usize)> {
     let mut open: BTreeMap<usize, WindowFile> = BTreeMap::new();
     let mut totals = (0, 0, 0);
     let close = |file: WindowFile, totals: &mut (usize, u64, usize)| -> std::io::Result<()> {
@@ -170,7 +239,7 @@ pub(super) fn write_windows(out: &Path, first_day: i64, windows: usize, redelive
                 for (w, line) in events {
                     let file = match open.entry(w.min(windows)) {
                         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(e) => e.insert(WindowFile::open(out, first_day, w.min(windows), redeliver)?),
+                        std::collections::btree_map::Entry::Vacant(e) => e.insert(WindowFile::open(out, first_day, w.min(windows), redeliver, style)?),
                     };
                     file.push(&line)?;
                 }

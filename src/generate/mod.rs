@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 mod files;
+pub use files::FlatStyle;
 pub mod genesys;
 mod genesys_center;
 mod genesys_manifest;
@@ -55,7 +56,10 @@ pub struct GenerateOptions {
     pub faults: bool,
     /// First day of the exports (UTC).
     pub start: NaiveDate,
+    /// How the records and files are written.
+    pub style: FlatStyle,
 }
+
 
 impl Default for GenerateOptions {
     fn default() -> Self {
@@ -65,6 +69,7 @@ impl Default for GenerateOptions {
             seed: 1,
             faults: false,
             start: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap_or_default(),
+            style: FlatStyle::Compact,
         }
     }
 }
@@ -125,6 +130,9 @@ struct Generator {
     rng: StdRng,
     out: PathBuf,
     faults: bool,
+    style: FlatStyle,
+    /// Numeric interaction ids handed out so far (seed style).
+    interactions: u64,
     manifest: Manifest,
     /// Valid events with an id of their own (each generated event gets a fresh random UUID,
     /// so counting them counts distinct ids; re-deliveries and corrections reuse ids and are
@@ -167,8 +175,20 @@ impl Generator {
         let kind = ["voice", "voice", "voice", "chat", "email"][self.rng.random_range(0..5)];
         let direction = if self.rng.random_bool(0.8) { "inbound" } else { "outbound" };
         let queue = QUEUES[self.rng.random_range(0..QUEUES.len())];
-        let agent = format!("agent-{:03}", self.rng.random_range(1..=60));
-        let interaction_id = self.uuid();
+        let seed_style = self.style == FlatStyle::Seed;
+        let agent_number = self.rng.random_range(1..=60);
+        let agent = if seed_style {
+            format!("user:agent{agent_number:03}@company.com")
+        } else {
+            format!("agent-{agent_number:03}")
+        };
+        let interaction_id = if seed_style {
+            // Ten digits, as the seed's `1234567890`; distinct by construction.
+            self.interactions += 1;
+            (1_000_000_000 + self.interactions * 7_919).to_string()
+        } else {
+            self.uuid()
+        };
         // A center that mostly meets its targets: a few percent of inbound contacts abandon
         // (within a minute or two), calls last minutes.
         let abandoned = direction == "inbound" && self.rng.random_bool(0.05);
@@ -189,7 +209,7 @@ impl Generator {
             "source_ip".into(),
             json!(format!("10.{}.{}.{}", self.rng.random_range(0..255), self.rng.random_range(0..255), self.rng.random_range(1..255))),
         );
-        if direction == "outbound" {
+        if direction == "outbound" || seed_style {
             metadata.insert("campaign_id".into(), json!(format!("cmp-{:02}", self.rng.random_range(1..20))));
         }
         let base = |event_id: String, ts: i64, state: &str| {
@@ -212,7 +232,7 @@ impl Generator {
         ended.insert("duration_seconds".into(), json!(duration));
         if !abandoned {
             ended.insert("agent_id".into(), json!(agent));
-            if kind == "voice" {
+            if kind == "voice" || seed_style {
                 ended.insert(
                     "recording_url".into(),
                     json!(format!("https://recordings.example.com/{interaction_id}.wav")),
@@ -300,6 +320,8 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> std::io::Result<Manife
         rng: StdRng::seed_from_u64(options.seed),
         out: out.to_path_buf(),
         faults: options.faults,
+        style: options.style,
+        interactions: 0,
         manifest: Manifest::default(),
         valid_events: 0,
         recordings: 0,
@@ -313,8 +335,9 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> std::io::Result<Manife
     let correct_every = (options.interactions / 60).max(1);
     let (tx, rx) = mpsc::sync_channel::<ToWrite>(4);
     let redeliver = g.faults;
+    let style = g.style;
     let written = std::thread::scope(|scope| -> std::io::Result<(usize, u64, usize)> {
-        let writer = scope.spawn(move || write_windows(out, first_day, windows, redeliver, rx));
+        let writer = scope.spawn(move || write_windows(out, first_day, windows, redeliver, style, rx));
         let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
         let mut current_day = 0;
         let send = |message: ToWrite| tx.send(message).map_err(|_| std::io::Error::other("the writing thread stopped"));
@@ -335,7 +358,7 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> std::io::Result<Manife
                     completed.push(event.clone());
                 }
                 g.valid(&event);
-                chunk.push((w, Value::Object(event).to_string()));
+                chunk.push((w, record_text(&Value::Object(event), style)));
             }
             if chunk.len() >= CHUNK_EVENTS {
                 send(ToWrite::Events(std::mem::take(&mut chunk)))?;

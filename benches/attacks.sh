@@ -6,7 +6,7 @@
 #   BIN=path/to/cclake benches/attacks.sh      # e.g. an older build, for a before/after
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 bin="${BIN:-${CARGO_TARGET_DIR:-target}/release/cclake}"
 work=${WORK:-/tmp/cclake-attacks}
 rm -rf "$work" && mkdir -p "$work"

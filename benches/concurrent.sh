@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 interactions=${INTERACTIONS:-200000}
 days=${DAYS:-7}
 work=${WORK:-/tmp/cclake-bench-$interactions-$days}
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 bin="${CARGO_TARGET_DIR:-target}/release/cclake"
 [ -d "$work/duckdb-genesys" ] || benches/kpi_vs_duckdb.sh
 rm -rf "$work/concurrent" && mkdir -p "$work/concurrent/source"

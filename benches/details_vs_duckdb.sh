@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 conversations=${CONVERSATIONS:-40000}
 days=${DAYS:-7}
 work=${WORK:-/tmp/cclake-details-$conversations-$days}
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/cclake"

@@ -6,7 +6,7 @@
 #   benches/freshness.sh              # OBJECTS=20000 SAMPLES=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 cargo build --release --quiet
 bin="$(realpath "${CARGO_TARGET_DIR:-target}/release/cclake")"
 work=${WORK:-/tmp/cclake-freshness}

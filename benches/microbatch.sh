@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 interactions=${INTERACTIONS:-5000000}
 days=${DAYS:-30}
 work=${WORK:-/tmp/cclake-micro-$interactions-$days}
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/cclake"

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${SIZES:-10000 40000 200000}
 work=${WORK:-/tmp/cclake-volume}
-python="$(scripts/python-env.sh)"
+python="$(scripts/python-env.sh --bench)"
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/cclake"
 mkdir -p "$work"

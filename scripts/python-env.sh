@@ -3,6 +3,7 @@
 # clients the tests and benches drive, and prints the main venv's interpreter:
 #   .venv              deltalake, duckdb, pyarrow, moto, ADBC, sqlalchemy-adbc, pandas, polars
 #   .venv-sqlalchemy1  flightsql-dbapi, which needs SQLAlchemy 1.x
+# With --bench, makes and prints the benches' venv instead (.venv-bench: the newest DuckDB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,11 @@ make_venv() {
   fi
 }
 
+if [ "${1:-}" = --bench ]; then
+  make_venv .venv-bench benches/requirements.txt
+  echo "$PWD/.venv-bench/bin/python"
+  exit 0
+fi
 make_venv .venv tests/python/requirements.txt
 make_venv .venv-sqlalchemy1 tests/python/requirements-sqlalchemy1.txt
 echo "$PWD/.venv/bin/python"

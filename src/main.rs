@@ -10,6 +10,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cclake::catalog::Catalog;
+use cclake::ingest::pseudonym::PseudonymKey;
 use cclake::generate::genesys::{generate_genesys, GenesysOptions};
 use cclake::generate::{generate, FlatStyle, GenerateOptions};
 use cclake::query::read_model::{load_views, ReadModel};
@@ -165,17 +166,51 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             ingest_command(&lake.lake, &source, options, &mut out).await?
         }
-        Command::Query { lake, sql, format, views } => {
+        Command::Query { lake, sql, format, views, as_of } => {
             let catalog = Catalog::open(&lake.lake).await?;
             let model = ReadModel::new(catalog, load_views(views.as_deref())?, CLI_QUERY_MEMORY_BYTES).await?;
             // Whoever can read the lake's files reads every table: the CLI runs as auditor.
-            let ctx = model.session(Role::Auditor).await?;
+            let ctx = match as_of {
+                Some(as_of) => model.session_as_of(Role::Auditor, &as_of).await?.0,
+                None => model.session(Role::Auditor).await?,
+            };
             let (schema, stream) = cclake::query::stream_sql(&ctx, &sql).await?;
             cclake::query::write_results(schema, stream, format, &mut out).await?;
         }
         Command::Compact { lake, writer } => {
             let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
             let report = lake.compact().await?;
+            writeln!(out, "{report}")?;
+        }
+        Command::Erase { lake, conversation_ids, interaction_ids, from_file, by, pseudonym_key, writer } => {
+            let mut ids = conversation_ids;
+            ids.extend(interaction_ids);
+            if let Some(file) = from_file {
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            }
+            if ids.is_empty() {
+                return Err("no ids to erase: give --conversation-id, --interaction-id or --from-file".into());
+            }
+            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_string());
+            let pseudonym_key = pseudonym_key.as_deref().map(PseudonymKey::new).transpose()?.map(Arc::new);
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), pseudonym_key, ..Default::default() }).await?;
+            let report = lake.erase(&ids, &by).await?;
+            writeln!(out, "{report}")?;
+        }
+        Command::Vacuum { lake, retain, dry_run, writer } => {
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
+            let report = lake.vacuum(retain, dry_run).await?;
+            writeln!(out, "{report}")?;
+        }
+        Command::Retain { lake, older_than, before, writer } => {
+            let before = match (before, older_than) {
+                (Some(day), _) => day,
+                (None, Some(age)) => (chrono::Utc::now() - chrono::Duration::from_std(age)?).date_naive(),
+                (None, None) => return Err("give --older-than or --before".into()),
+            };
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
+            let report = lake.retain(before).await?;
             writeln!(out, "{report}")?;
         }
         Command::Check { lake, repair, writer } => {

@@ -5,6 +5,7 @@
 mod agents;
 mod api;
 mod cli;
+mod compliance;
 mod fixtures;
 mod flight;
 mod generated;

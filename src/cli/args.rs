@@ -11,6 +11,7 @@ use cclake::ingest::pseudonym::{KeyTooShort, PseudonymKey};
 use cclake::access::Role;
 use cclake::ingest::ExpansionLimits;
 use cclake::lake::lease::LeaseOptions;
+use cclake::query::as_of::AsOf;
 use cclake::{LakeOptions, OutputFormat};
 
 use super::exit::EXIT_CODES_HELP;
@@ -84,6 +85,71 @@ pub(crate) enum Command {
         /// Folder of view definitions (`<name>.sql`); default: the built-in views.
         #[arg(long, env = "CCLAKE_VIEWS")]
         views: Option<PathBuf>,
+        /// Answer from the lake as it stood at a lake version (a version of `ingest_log`,
+        /// committed last by each ingest batch) or an RFC 3339 time; refused, never answered
+        /// from the newest data, when a vacuum deleted the files of that state.
+        #[arg(long, env = "CCLAKE_AS_OF")]
+        as_of: Option<AsOf>,
+    },
+    /// Delete the files no snapshot within the retention needs (Delta VACUUM): files that
+    /// compaction, corrections, erasure or retention removed from the tables longer ago than
+    /// `--retain`. Never a file of the newest snapshot. Reports as of a time before
+    /// now - retain are refused afterwards.
+    Vacuum {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Keep the files every snapshot of this last period needs (e.g. 7d, 12h); 0d deletes
+        /// every file the newest snapshot does not hold (after an erasure it is the point;
+        /// queries running on an older snapshot then fail).
+        #[arg(long, default_value = "7d", value_parser = parse_interval)]
+        retain: Duration,
+        /// Say which files would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        writer: WriterArgs,
+    },
+    /// Drop the rows dated before a horizon from every dated table (whole date partitions;
+    /// quarantine by its objects' delivery time), one commit per table. The files stay until
+    /// `cclake vacuum`.
+    Retain {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Keep this many days back from today (UTC), e.g. 400d.
+        #[arg(long, value_parser = parse_interval, required_unless_present = "before", conflicts_with = "before")]
+        older_than: Option<Duration>,
+        /// Drop rows dated before this day (YYYY-MM-DD).
+        #[arg(long)]
+        before: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        writer: WriterArgs,
+    },
+    /// Erase customers: every row of these conversations (Genesys) or interactions (flat
+    /// events) leaves every table, quarantined records that name them too, in commits that
+    /// rewrite only the files involved. The erasure is recorded in the lake (when, by whom,
+    /// the ids as keyed hashes), and later deliveries of these ids are dropped at ingest.
+    /// The old files stay until `cclake vacuum`.
+    Erase {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// A Genesys conversation id (repeatable).
+        #[arg(long = "conversation-id")]
+        conversation_ids: Vec<String>,
+        /// A flat event's interaction id (repeatable).
+        #[arg(long = "interaction-id")]
+        interaction_ids: Vec<String>,
+        /// A file of ids, one per line (blank lines and `#` comments skipped).
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Who asked for the erasure, for the record (default: the user running cclake).
+        #[arg(long, env = "CCLAKE_ERASED_BY")]
+        by: Option<String>,
+        /// The lake's pseudonym key, when it was given to `ingest` rather than made by the
+        /// lake: erased ids are recorded as hashes under it.
+        #[arg(long, env = "CCLAKE_PSEUDONYM_KEY", hide_env_values = true)]
+        pseudonym_key: Option<String>,
+        #[command(flatten)]
+        writer: WriterArgs,
     },
     /// Compact every partition holding more than one file into large sorted files.
     Compact {
@@ -344,7 +410,8 @@ pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("'{text}': unit must be ms, s, m or h")),
+        "d" => n * 86_400,
+        _ => return Err(format!("'{text}': unit must be ms, s, m, h or d")),
     };
     Ok(Duration::from_secs(seconds))
 }

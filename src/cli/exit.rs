@@ -17,7 +17,7 @@ pub(crate) const EXIT_LAKE_BUSY: u8 = 75;
 /// What `--help` says of exit codes.
 pub(crate) const EXIT_CODES_HELP: &str = "Exit codes: 0 done (an ingest stopped by SIGINT/SIGTERM too, at a commit boundary); \
 1 any other failure; 2 bad usage (a flag, or a location that cannot be one); 3 `check` found damage; \
-65 refused (a statement the lake will not run, a pseudonym key that is not the lake's); \
+65 refused (a statement the lake will not run, a pseudonym key that is not the lake's, a state --as-of cannot read whole); \
 66 no lake, or a source that is missing, empty or the lake itself; 74 a store or file that cannot be read or written; \
 75 another writer holds the lake (try again later).";
 
@@ -33,6 +33,7 @@ pub(crate) const EXIT_IO: u8 = 74;
 pub(crate) fn exit_code(error: &(dyn std::error::Error + 'static)) -> u8 {
     use cclake::catalog::CatalogError;
     use cclake::lake::pseudonym_key::KeyError;
+    use cclake::query::as_of::AsOfError;
     use cclake::query::QueryError;
     use cclake::storage::StorageError;
     use datafusion::error::DataFusionError;
@@ -57,7 +58,7 @@ pub(crate) fn exit_code(error: &(dyn std::error::Error + 'static)) -> u8 {
                 LakeError::SourceMissing { .. } | LakeError::SourceEmpty { .. } | LakeError::SourceIsALake { .. } | LakeError::SourceOverlapsLake { .. } => {
                     EXIT_NO_INPUT
                 }
-                LakeError::ListSource { .. } | LakeError::ReadSource { .. } => EXIT_IO,
+                LakeError::ListSource { .. } | LakeError::ReadSource { .. } | LakeError::ErasureStore { .. } => EXIT_IO,
                 LakeError::Storage(e) => storage(e),
                 LakeError::Catalog(e) => catalog(e),
                 LakeError::PseudonymKey(KeyError::Store { .. }) => EXIT_IO,
@@ -78,6 +79,9 @@ pub(crate) fn exit_code(error: &(dyn std::error::Error + 'static)) -> u8 {
                 QueryError::Output(_) => EXIT_IO,
                 QueryError::DataFusion(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) => EXIT_IO,
                 QueryError::ReadOnly(_) | QueryError::Refused(_) | QueryError::DataFusion(_) => EXIT_DATA_REFUSED,
+                // A state that cannot be read whole (vacuumed, before the lake, no such version).
+                QueryError::AsOf(AsOfError::Delta { .. }) => 1,
+                QueryError::AsOf(_) => EXIT_DATA_REFUSED,
                 _ => 1,
             };
         }

@@ -66,6 +66,16 @@ impl PseudonymKey {
         &self.fingerprint
     }
 
+    /// The keyed hash an erased id is recorded by (HMAC-SHA-256, 64 hex digits; domain
+    /// separated from agent pseudonyms): what a later delivery is checked against, without
+    /// the id kept in clear.
+    pub fn erasure_hash(&self, id: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"cclake erasure\0");
+        mac.update(id.trim().as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The pseudonym of an agent identity.
     pub fn pseudonym(&self, identity: &str) -> String {
         let mut mac = self.mac.clone();

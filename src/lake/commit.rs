@@ -10,6 +10,7 @@ use arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use tracing::{debug, info};
 
+use super::erase::ErasedIds;
 use super::error::{delta_err, LakeError, WriteFailure};
 use super::ingest_log::IngestLog;
 use super::lease::WriterLease;
@@ -49,6 +50,7 @@ pub(crate) async fn commit_batch(
     log: &mut IngestLog,
     report: &mut IngestReport,
     lease: &WriterLease,
+    erased: Option<&ErasedIds>,
 ) -> Result<(), LakeError> {
     lease.ensure_held().await?;
     let number = log.next_batch();
@@ -60,9 +62,16 @@ pub(crate) async fn commit_batch(
             rows.entry(*table).or_default().extend(batches.iter().cloned());
         }
     }
+    if let Some(erased) = erased {
+        for (table, batches) in rows.iter_mut() {
+            for batch in batches.iter_mut() {
+                *batch = erased.keep(*table, batch)?;
+            }
+        }
+    }
     commit_aggregates(tables, &mut rows, report).await?;
     commit_keyed(tables, rows, report).await?;
-    let quarantined = commit_quarantined(tables, objects, number, log).await?;
+    let quarantined = commit_quarantined(tables, objects, number, log, erased).await?;
 
     // The commit that makes the batch done: only while the lease is still this writer's.
     lease.ensure_held().await?;
@@ -215,16 +224,30 @@ async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result
 }
 
 /// Appends the batch's quarantined records (batch number `number`); how many.
-async fn commit_quarantined(tables: &mut Tables, objects: &[ParsedObject], number: i64, log: &mut IngestLog) -> Result<usize, LakeError> {
+async fn commit_quarantined(
+    tables: &mut Tables,
+    objects: &[ParsedObject],
+    number: i64,
+    log: &mut IngestLog,
+    erased: Option<&ErasedIds>,
+) -> Result<usize, LakeError> {
     let quarantined: Vec<_> = objects.iter().flat_map(|p| p.quarantined.iter().map(move |q| (&p.object, q))).collect();
     if quarantined.is_empty() {
         return Ok(0);
     }
     let delta = tables.get(LakeTable::Quarantine)?.clone();
-    let next = insert_quarantined(delta, quarantine_batch(&quarantined)?, number, log.last_logged())
+    let mut batch = quarantine_batch(&quarantined)?;
+    if let Some(erased) = erased {
+        batch = erased.keep(LakeTable::Quarantine, &batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(0);
+        }
+    }
+    let rows = batch.num_rows();
+    let next = insert_quarantined(delta, batch, number, log.last_logged())
         .await
         .map_err(delta_err(LakeTable::Quarantine))?;
     tables.set(LakeTable::Quarantine, next);
     log.quarantined(number);
-    Ok(quarantined.len())
+    Ok(rows)
 }

@@ -46,6 +46,10 @@ pub enum LakeError {
     /// The lake's agent pseudonym key ([`pseudonym_key`]).
     #[error(transparent)]
     PseudonymKey(#[from] super::pseudonym_key::KeyError),
+    #[error("erasure record {object} cannot be read: {reason}")]
+    ErasureRecord { object: String, reason: String },
+    #[error("cannot read or write erasure records at {object}: {source}")]
+    ErasureStore { object: String, source: object_store::Error },
     #[error("source {source_location} does not exist")]
     SourceMissing { source_location: String },
     #[error("no export objects under {source_location}: nothing to ingest (check --source)")]

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::ingest::queue_partitions::QueuePartitions;
 use crate::ingest::{IngestReport, ParseOptions, ParsedObject, SourceObject};
 use crate::lake::commit::commit_batch;
+use crate::lake::erase::ErasedIds;
 use crate::lake::error::delta_err;
 use crate::lake::ingest_log::IngestLog;
 use crate::lake::lease::WriterLease;
@@ -103,7 +104,13 @@ impl Lake {
                 object_parts(self.options(), Arc::clone(&store), Arc::clone(&parse), object, resume_after, local)
             })
             .flatten();
-        let mut batches = Batches { tables: &mut tables, log: &mut log, lease, options: self.options() };
+        // Rows of erased conversations are dropped before any commit: a re-delivery of them
+        // from the source does not bring them back.
+        let erased = match &writer.agent_key {
+            Some(key) => ErasedIds::load(self.root(), Arc::clone(key)).await?,
+            None => None,
+        };
+        let mut batches = Batches { tables: &mut tables, log: &mut log, lease, options: self.options(), erased: erased.as_ref() };
         batches.commit_all(parts, stop, &progress, &mut report).await?;
         progress.finish_and_clear();
 
@@ -150,6 +157,7 @@ struct Batches<'a> {
     log: &'a mut IngestLog,
     lease: &'a WriterLease,
     options: &'a LakeOptions,
+    erased: Option<&'a ErasedIds>,
 }
 
 impl Batches<'_> {
@@ -197,13 +205,13 @@ impl Batches<'_> {
                 || pending.len() >= MAX_OBJECTS_PER_COMMIT
                 || (streaming && pending_rows >= self.options.part_rows())
             {
-                commit_batch(self.tables, &pending, self.log, report, self.lease).await?;
+                commit_batch(self.tables, &pending, self.log, report, self.lease, self.erased).await?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            commit_batch(self.tables, &pending, self.log, report, self.lease).await?;
+            commit_batch(self.tables, &pending, self.log, report, self.lease, self.erased).await?;
         }
         Ok(())
     }

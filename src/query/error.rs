@@ -27,6 +27,9 @@ pub enum QueryError {
     /// SQL text refused before planning: too long, or nested too deep ([`super::sql_guard`]).
     #[error("{0}")]
     Refused(String),
+    /// The lake cannot be read as of the state asked for ([`super::as_of`]).
+    #[error(transparent)]
+    AsOf(super::as_of::AsOfError),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
     /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].

@@ -8,6 +8,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::catalog::Catalog;
 
+pub mod as_of;
 pub mod concat;
 pub mod config;
 pub mod error;

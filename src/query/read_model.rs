@@ -22,6 +22,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tracing::warn;
 
+use super::as_of::AsOf;
 use super::snapshot_table::DecodedFiles;
 use super::error::QueryError;
 use crate::catalog::Catalog;
@@ -199,21 +200,35 @@ impl ReadModel {
         let state = match planned.get(&role) {
             Some((built_from, state)) if *built_from == versions => state.clone(),
             _ => {
-                let runtime = RuntimeEnvBuilder::new()
-                    .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
-                    .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
-                    .with_cache_manager(
-                        CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
-                    )
-                    .build_arc()?;
-                let planned_state = self.plan_catalog(role, snapshots).await?.state();
-                let state = SessionStateBuilder::new_from_existing(planned_state).with_runtime_env(runtime).build();
+                let state = self.planned_state(role, snapshots).await?;
                 planned.insert(role, (versions.clone(), state.clone()));
                 state
             }
         };
         drop(planned);
         Ok((SessionContext::new_with_state(state), versions))
+    }
+
+    /// A session over the lake as it stood at `as_of` ([`AsOf`]), with the table versions it
+    /// pins: a plan made in it holds for any session pinned to the same versions. Refused
+    /// (never answered from the newest snapshot) when that state cannot be read whole.
+    pub async fn session_as_of(&self, role: Role, as_of: &AsOf) -> Result<(SessionContext, SnapshotVersions), QueryError> {
+        let snapshots = as_of.snapshots(&self.catalog).await.map_err(QueryError::AsOf)?;
+        // Not kept among the planned catalogs: those follow the newest snapshot.
+        let versions = snapshots.iter().map(|(_, d)| d.as_ref().and_then(|d| d.version()).map(|v| v as i64)).collect();
+        let state = self.planned_state(role, snapshots).await?;
+        Ok((SessionContext::new_with_state(state), versions))
+    }
+
+    /// The tables and views `role` reads in `snapshots`, with a runtime of their own.
+    async fn planned_state(&self, role: Role, snapshots: Vec<(LakeTable, Option<DeltaTable>)>) -> Result<SessionState, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))))
+            .build_arc()?;
+        let planned_state = self.plan_catalog(role, snapshots).await?.state();
+        Ok(SessionStateBuilder::new_from_existing(planned_state).with_runtime_env(runtime).build())
     }
 
     /// Brings one table's snapshot up to its newest commit.

@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut};
 
 /// Bounds on the SQL text of one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +54,17 @@ pub enum SqlRefused {
     TooLong { bytes: usize, limit: usize },
     #[error("an expression of this query is nested more than {limit} levels deep (max_expression_depth), which cannot be planned safely: use IN (...) for a list of values, or split the expression")]
     TooDeep { limit: usize },
+    /// `TIMESTAMP AS OF` / `VERSION AS OF` / `FOR SYSTEM_TIME AS OF` on a table: DataFusion
+    /// would answer from the newest snapshot, so the clause is refused, never dropped.
+    #[error("a table version clause ({clause}) is not read from SQL: set the cclake-as-of call header (ADBC: adbc.flight.sql.rpc.call_header.cclake-as-of; JDBC: a connection property cclake-as-of) or `cclake query --as-of` to a lake version or an RFC 3339 time")]
+    TableVersion { clause: String },
     #[error(transparent)]
     Parse(#[from] DataFusionError),
 }
+
+/// The words of a table version clause, which the default dialect does not parse: a parse
+/// error in a statement holding them says how to ask for a past state instead.
+const VERSION_CLAUSES: [&str; 3] = ["TIMESTAMP AS OF", "VERSION AS OF", "SYSTEM_TIME AS OF"];
 
 /// Parses `sql` within `limits`, with long `OR`/`AND` chains flattened.
 pub fn parse(state: &SessionState, sql: &str, limits: SqlLimits) -> Result<DFStatement, SqlRefused> {
@@ -64,11 +72,20 @@ pub fn parse(state: &SessionState, sql: &str, limits: SqlLimits) -> Result<DFSta
         return Err(SqlRefused::TooLong { bytes: sql.len(), limit: limits.max_sql_bytes });
     }
     let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(sql, &dialect)?;
-    let mut guard = Guard { depth: 0, limit: limits.max_expression_depth, refused: Vec::new() };
+    let mut statement = state.sql_to_statement(sql, &dialect).map_err(|e| {
+        let words = sql.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
+        match VERSION_CLAUSES.iter().find(|clause| words.contains(*clause)) {
+            Some(clause) => SqlRefused::TableVersion { clause: clause.to_string() },
+            None => SqlRefused::Parse(e),
+        }
+    })?;
+    let mut guard = Guard { depth: 0, limit: limits.max_expression_depth, refused: Vec::new(), versioned: None };
     let outcome = guard_statement(&mut statement, &mut guard);
     for tree in guard.refused.drain(..) {
         dismantle(tree);
+    }
+    if let Some(clause) = guard.versioned {
+        return Err(SqlRefused::TableVersion { clause });
     }
     match outcome {
         ControlFlow::Continue(()) => Ok(statement),
@@ -93,10 +110,20 @@ struct Guard {
     limit: usize,
     /// Subtrees cut out past the limit, to be taken apart without recursion.
     refused: Vec<Expr>,
+    /// A table version clause met (a dialect that parses one).
+    versioned: Option<String>,
 }
 
 impl VisitorMut for Guard {
     type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { version: Some(version), .. } = factor {
+            self.versioned = Some(version.to_string());
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         self.depth += 1;
@@ -309,5 +336,22 @@ mod tests {
         assert!(parsed(&format!("SELECT 1 WHERE {}", ands.join(" AND "))).is_ok());
         let long = format!("SELECT '{}'", "x".repeat(DEFAULT_MAX_SQL_BYTES));
         assert!(matches!(parsed(&long), Err(SqlRefused::TooLong { .. })));
+    }
+
+    #[test]
+    fn table_version_clauses_are_refused_in_every_dialect_never_dropped() {
+        for sql in [
+            "SELECT count(*) FROM fact_interactions TIMESTAMP AS OF '2024-03-05T00:00:00Z'",
+            "SELECT count(*) FROM fact_interactions VERSION  AS  OF 3",
+            "SELECT count(*) FROM fact_interactions FOR SYSTEM_TIME AS OF '2024-03-05'",
+        ] {
+            assert!(matches!(parsed(sql), Err(SqlRefused::TableVersion { .. })), "{sql}");
+        }
+        // A dialect that parses the clause: the guard finds it in the tree.
+        let config = datafusion::prelude::SessionConfig::new().set_str("datafusion.sql_parser.dialect", "BigQuery");
+        let state = datafusion::execution::SessionStateBuilder::new().with_config(config).build();
+        let refused = parse(&state, "SELECT 1 FROM t FOR SYSTEM_TIME AS OF '2024-03-05'", SqlLimits::default());
+        assert!(matches!(refused, Err(SqlRefused::TableVersion { .. })), "{refused:?}");
+        assert!(parsed("SELECT 'VERSION AS OF' AS words").is_ok());
     }
 }

@@ -37,16 +37,33 @@ pub(crate) struct StatementHandle {
     /// Bound parameters: one row, as an Arrow IPC stream in base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) params: Option<String>,
+    /// The past state of the lake the statement reads (the `cclake-as-of` call header of the
+    /// request that made the handle): carried in the ticket, so the DoGet that follows reads
+    /// the same state whether or not the client sends the header again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) as_of: Option<String>,
 }
 
 impl StatementHandle {
     pub(crate) fn statement(sql: String) -> Self {
-        Self { sql, id: 0, params: None }
+        Self { sql, id: 0, params: None, as_of: None }
     }
 
     /// A prepared statement with an id that no other client can guess.
     pub(crate) fn prepared(sql: String) -> Self {
-        Self { sql, id: rand::random::<u64>().max(1), params: None }
+        Self { sql, id: rand::random::<u64>().max(1), params: None, as_of: None }
+    }
+
+    /// The handle pinned to the state `metadata`'s `cclake-as-of` header names, when it
+    /// names one (a header overrides what the handle carried).
+    pub(crate) fn pinned(mut self, metadata: &tonic::metadata::MetadataMap) -> Result<Self, Status> {
+        if let Some(value) = metadata.get(crate::query::as_of::AS_OF_HEADER) {
+            let text = value
+                .to_str()
+                .map_err(|_| Status::invalid_argument("the cclake-as-of header is not text"))?;
+            self.as_of = Some(text.to_string());
+        }
+        Ok(self)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {

@@ -205,3 +205,32 @@ pub fn kill_9_running(child: &mut std::process::Child, what: &str) {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "{what}: the process had ended ({status:?}) before the kill");
 }
+
+/// The text of every export object under `exports` (gzip decompressed; a truncated gzip
+/// gives what it yields; `_` files skipped), read without cclake.
+pub fn export_texts(exports: &Path) -> Vec<(PathBuf, String)> {
+    use std::io::Read;
+    let mut texts = Vec::new();
+    let mut folders = vec![exports.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            if path.file_name().unwrap().to_string_lossy().starts_with('_') {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let mut text = String::new();
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let _ = flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut text);
+            } else {
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            texts.push((path, text));
+        }
+    }
+    texts
+}

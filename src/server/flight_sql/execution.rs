@@ -19,7 +19,9 @@ use tracing::info;
 
 use crate::access::{Principal, Role};
 use crate::server::statements::{bind_values, number_placeholders, ParameterRow, StatementHandle};
+use crate::query::as_of::{AsOf, AsOfError};
 use crate::query::plain_types::plain_type;
+use crate::query::QueryError;
 
 use super::responses::{client_schema, query_status};
 use super::responses::FlightDataStream;
@@ -42,11 +44,21 @@ impl CclakeFlightSql {
     /// (create, GetFlightInfo, DoGet) and a dashboard's repeated queries reuse the plan.
     pub(super) async fn plan(&self, principal: &Principal, handle: &StatementHandle) -> Result<DataFrame, Status> {
         let sql = number_placeholders(&handle.sql);
-        let (ctx, versions) = self
-            .model
-            .versioned_session(principal.role)
-            .await
-            .map_err(|e| Status::internal(format!("cannot open the lake: {e}")))?;
+        let (ctx, versions) = match &handle.as_of {
+            None => self
+                .model
+                .versioned_session(principal.role)
+                .await
+                .map_err(|e| Status::internal(format!("cannot open the lake: {e}")))?,
+            Some(text) => {
+                let as_of: AsOf = text.parse().map_err(|e: AsOfError| Status::invalid_argument(e.to_string()))?;
+                self.model.session_as_of(principal.role, &as_of).await.map_err(|e| match e {
+                    QueryError::AsOf(AsOfError::Delta { .. }) => Status::internal(e.to_string()),
+                    QueryError::AsOf(refused) => Status::failed_precondition(refused.to_string()),
+                    other => Status::internal(format!("cannot open the lake: {other}")),
+                })?
+            }
+        };
         let key = (principal.role, versions, sql);
         let plan = match self.plans.get(&key) {
             Some(plan) => plan,

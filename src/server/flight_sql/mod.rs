@@ -117,7 +117,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = principal(&request)?;
-        let handle = StatementHandle::statement(query.query);
+        let handle = StatementHandle::statement(query.query).pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
         flight_info(&Self::schema_of(&df), ticket.as_any().encode_to_vec(), request.into_inner())
@@ -129,7 +129,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = principal(&request)?;
-        let handle = StatementHandle::decode(&ticket.statement_handle)?;
+        let handle = StatementHandle::decode(&ticket.statement_handle)?.pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
         self.execute(&principal, df).await
     }
@@ -143,7 +143,7 @@ impl FlightSqlService for CclakeFlightSql {
         if query.transaction_id.is_some() {
             return Err(read_only("a transaction"));
         }
-        let handle = StatementHandle::prepared(query.query);
+        let handle = StatementHandle::prepared(query.query).pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
         let parameter_schema = Schema::new(
             placeholders(&df)?
@@ -164,7 +164,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let principal = principal(&request)?;
-        let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        let mut handle = StatementHandle::decode(&query.prepared_statement_handle)?.pinned(request.metadata())?;
         let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         );
@@ -196,7 +196,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = principal(&request)?;
-        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
+        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?.pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
         flight_info(&Self::schema_of(&df), cmd.as_any().encode_to_vec(), request.into_inner())
     }
@@ -207,7 +207,7 @@ impl FlightSqlService for CclakeFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = principal(&request)?;
-        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
+        let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?.pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
         self.execute(&principal, df).await
     }
@@ -524,7 +524,7 @@ pub async fn schema_for_descriptor(service: &CclakeFlightSql, request: &Request<
     } else {
         return Err(Status::invalid_argument(format!("GetSchema: unsupported command {}", any.type_url)));
     };
-    let df = service.plan(&principal, &handle).await?;
+    let df = service.plan(&principal, &handle.pinned(request.metadata())?).await?;
     Ok(CclakeFlightSql::schema_of(&df))
 }
 

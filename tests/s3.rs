@@ -178,3 +178,44 @@ async fn ingest_and_query_on_s3_compatible_storage() {
         assert!(pass.contains("skipped=0"), "later passes list only new keys: {pass}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_object_of_a_lake_on_s3_carries_the_requested_server_side_encryption() {
+    let server = S3Server::start();
+    server.create_bucket("cclake-sse");
+    let env_owned = server.env();
+    // A KMS key of the loopback server's own KMS, and the checks, with boto3 (moto's client).
+    let boto = |script: &str, args: &[&str]| {
+        let out = Command::new(python()).arg("-c").arg(script).args(args).envs(env_owned.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let key = boto("import boto3, os\nprint(boto3.client('kms', endpoint_url=os.environ['AWS_ENDPOINT_URL'], region_name='us-east-1').create_key()['KeyMetadata']['KeyId'])", &[]);
+    let exports = tempfile::tempdir().unwrap();
+    copy_fixtures(exports.path());
+    let mut env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("AWS_SERVER_SIDE_ENCRYPTION", "aws:kms"));
+    env.push(("AWS_SSE_KMS_KEY_ID", &key));
+    let lake = "s3://cclake-sse/lake";
+    cclake_with_env(&["ingest", "--source", exports.path().to_str().unwrap(), "--lake", lake], &env);
+    cclake_with_env(&["compact", "--lake", lake], &env);
+    let fact = query_with_env(lake, "SELECT count(*) AS n FROM fact_interactions", &env);
+    assert_eq!(fact[0]["n"], 11);
+    let check = r#"
+import boto3, os, sys
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+kinds, wrong = {}, []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="cclake-sse", Prefix="lake/"):
+    for item in page.get("Contents", []):
+        name = item["Key"]
+        head = s3.head_object(Bucket="cclake-sse", Key=name)
+        kind = "log" if "/_delta_log/" in name else "data" if name.endswith(".parquet") else "cclake"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if head.get("ServerSideEncryption") != "aws:kms" or sys.argv[1] not in head.get("SSEKMSKeyId", ""):
+            wrong.append((name, head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")))
+print(sorted(kinds.items()), wrong)
+"#;
+    let seen = boto(check, &[&key]);
+    assert!(seen.ends_with("[]"), "objects without the requested encryption: {seen}");
+    assert!(seen.contains("('data', ") && seen.contains("('log', ") && seen.contains("('cclake', "), "{seen}");
+}

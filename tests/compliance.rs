@@ -225,3 +225,53 @@ print(json.dumps(answers))
     assert_eq!(answers["newest"], 1500, "{answers}");
     assert!(answers[&version].as_str().unwrap().contains("vacuum horizon"), "{answers}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_query_is_in_the_access_log_that_only_auditors_read() {
+    use crate::flight::{client, fixture_lake, rows};
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = fixture_lake(dir.path());
+    let server = FlightServer::start(&lake, &config, &[]);
+    let mut ana = client(server.port).await;
+    ana.handshake("ana", "analyst-pw").await.unwrap();
+    let billing = "SELECT count(*) AS n FROM fact_interactions WHERE queue_name = 'Billing'";
+    assert_eq!(rows(&mut ana, billing).await.len(), 1);
+    let refused = ana.execute("SELECT * FROM call_recordings".into(), None).await.unwrap_err().to_string();
+    assert!(refused.contains("call_recordings"), "{refused}");
+    let mut aud = client(server.port).await;
+    aud.handshake("aud", "auditor-pw").await.unwrap();
+    let recordings = rows(&mut aud, "SELECT * FROM call_recordings").await.len();
+    assert!(recordings > 0);
+
+    // Appended in the background within seconds: wait for the auditor's own query.
+    let logged = "SELECT user_name, role, statement, tables_read, rows_returned, bytes_returned > 0 AS sent, outcome \
+                  FROM access_log WHERE statement NOT LIKE '%access_log%' ORDER BY accessed_at";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let entries = rows(&mut aud, logged).await;
+        if entries.len() >= 3 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let line = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<String>>();
+    assert_eq!(
+        entries,
+        vec![
+            line(&["ana", "analyst", billing, "fact_interactions", "1", "true", "ok"]),
+            line(&["ana", "analyst", "SELECT * FROM call_recordings", "", "0", "false", "failed"]),
+            line(&["aud", "auditor", "SELECT * FROM call_recordings", "call_recordings", &recordings.to_string(), "true", "ok"]),
+        ]
+    );
+    // "Who read call_recordings last week": one query.
+    let readers = rows(
+        &mut aud,
+        "SELECT DISTINCT user_name FROM access_log WHERE tables_read LIKE '%call_recordings%' AND outcome = 'ok' \
+         AND accessed_at > now() - INTERVAL '7 days'",
+    )
+    .await;
+    assert_eq!(readers, vec![vec!["aud".to_string()]]);
+    // Analysts cannot read it.
+    let hidden = ana.execute("SELECT count(*) FROM access_log".into(), None).await.unwrap_err().to_string();
+    assert!(hidden.contains("access_log"), "{hidden}");
+}

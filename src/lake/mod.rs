@@ -35,6 +35,7 @@ use std::sync::Arc;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
+use arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use tracing::info;
 
@@ -142,45 +143,7 @@ impl Lake {
     }
 
     async fn load_or_create(&self, table: LakeTable) -> Result<DeltaTable, LakeError> {
-        // A local table folder must exist before Delta will look into it.
-        Location::parse(self.root().join(table.name()).url().as_str(), true)?;
-        let schema: StructType = table
-            .schema()
-            .as_ref()
-            .try_into_kernel()
-            .map_err(|e| delta_err(table)(e.into()))?;
-        // `Ignore`: a table that exists is loaded as it is (one look at its log, not a check
-        // and then a load), a new one is created and handed back loaded.
-        let delta = self
-            .catalog
-            .table_builder(table)?
-            .build()
-            .map_err(delta_err(table))?
-            .create()
-            .with_table_name(table.name())
-            .with_columns(schema.fields().cloned())
-            .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
-            .with_save_mode(SaveMode::Ignore)
-            .await
-            .map_err(delta_err(table))?;
-        self.add_missing_columns(table, delta).await
-    }
-
-    /// Adds the nullable columns a newer release defines and a table written by an earlier
-    /// one lacks (`ingest_log.through_record`): a metadata-only commit.
-    async fn add_missing_columns(&self, table: LakeTable, delta: DeltaTable) -> Result<DeltaTable, LakeError> {
-        let Ok(current) = delta.snapshot().map(|s| s.schema()) else { return Ok(delta) };
-        let wanted: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| delta_err(table)(e.into()))?;
-        let missing: Vec<_> = wanted
-            .fields()
-            .filter(|f| f.is_nullable() && current.field(f.name()).is_none())
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            return Ok(delta);
-        }
-        info!(table = table.name(), columns = missing.len(), "adding the columns this release defines");
-        delta.add_columns().with_fields(missing).await.map_err(delta_err(table))
+        load_or_create(&self.catalog, table).await
     }
 
     /// Every table, newest snapshot: the writer's own, brought up to date, when it has them.
@@ -292,4 +255,56 @@ impl Lake {
         writer.tables = Some(tables);
         Ok(outcome)
     }
+}
+
+/// Loads `table`, creating it when the lake lacks it (a table a later release added).
+async fn load_or_create(catalog: &Catalog, table: LakeTable) -> Result<DeltaTable, LakeError> {
+    // A local table folder must exist before Delta will look into it.
+    Location::parse(catalog.root().join(table.name()).url().as_str(), true)?;
+    let schema: StructType = table
+        .schema()
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| delta_err(table)(e.into()))?;
+    // `Ignore`: a table that exists is loaded as it is (one look at its log, not a check
+    // and then a load), a new one is created and handed back loaded.
+    let delta = catalog
+        .table_builder(table)?
+        .build()
+        .map_err(delta_err(table))?
+        .create()
+        .with_table_name(table.name())
+        .with_columns(schema.fields().cloned())
+        .with_partition_columns(table.partition_columns().iter().map(|c| c.to_string()))
+        .with_save_mode(SaveMode::Ignore)
+        .await
+        .map_err(delta_err(table))?;
+    add_missing_columns(table, delta).await
+}
+
+/// Adds the nullable columns a newer release defines and a table written by an earlier
+/// one lacks (`ingest_log.through_record`): a metadata-only commit.
+async fn add_missing_columns(table: LakeTable, delta: DeltaTable) -> Result<DeltaTable, LakeError> {
+    let Ok(current) = delta.snapshot().map(|s| s.schema()) else { return Ok(delta) };
+    let wanted: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| delta_err(table)(e.into()))?;
+    let missing: Vec<_> = wanted
+        .fields()
+        .filter(|f| f.is_nullable() && current.field(f.name()).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(delta);
+    }
+    info!(table = table.name(), columns = missing.len(), "adding the columns this release defines");
+    delta.add_columns().with_fields(missing).await.map_err(delta_err(table))
+}
+
+/// Appends rows to `access_log` (the server's record of who read what), creating it when
+/// missing. A blind append: it runs beside whichever writer holds the lease (Delta retries
+/// concurrent appends), and never waits for one.
+pub async fn append_access_log(catalog: &Catalog, batch: RecordBatch) -> Result<(), LakeError> {
+    let table = LakeTable::AccessLog;
+    let delta = load_or_create(catalog, table).await?;
+    append::append(delta, table, vec![batch], None).await.map_err(delta_err(table))?;
+    Ok(())
 }

@@ -128,6 +128,7 @@ pub enum LakeTable {
     UserContacts,
     WrapupCodes,
     AgentIdentities,
+    AccessLog,
 }
 
 /// A table's definition.
@@ -156,7 +157,7 @@ const fn dimension(key: &'static str) -> MergePolicy {
 }
 
 /// In the order of [`LakeTable`]'s variants.
-static DEFINITIONS: [TableDefinition; 14] = [
+static DEFINITIONS: [TableDefinition; 15] = [
     TableDefinition {
         name: "fact_interactions",
         partition_columns: &["event_date", "queue_name"],
@@ -310,10 +311,22 @@ static DEFINITIONS: [TableDefinition; 14] = [
         random_columns: &[],
         schema: agent_identities_schema,
     },
+    // Who read what over Flight SQL (server::access_log): auditors only. Written by the
+    // server, not by ingest; dropped by retention with the other dated tables.
+    TableDefinition {
+        name: "access_log",
+        partition_columns: &["access_date"],
+        sort_columns: &["accessed_at"],
+        merge: MergePolicy::AppendOnly,
+        sensitivity: Sensitivity::Restricted,
+        plain_columns: &["accessed_at", "statement"],
+        random_columns: &[],
+        schema: access_log_schema,
+    },
 ];
 
 impl LakeTable {
-    pub const ALL: [LakeTable; 14] = [
+    pub const ALL: [LakeTable; 15] = [
         LakeTable::FactInteractions,
         LakeTable::CallRecordings,
         LakeTable::Quarantine,
@@ -328,6 +341,7 @@ impl LakeTable {
         LakeTable::UserContacts,
         LakeTable::WrapupCodes,
         LakeTable::AgentIdentities,
+        LakeTable::AccessLog,
     ];
 
     /// The tables of the first release: every lake has them.

@@ -266,6 +266,23 @@ pub(super) fn agent_identities_schema() -> Vec<Field> {
     with_delivery(vec![required_text("agent_id"), text("identity")])
 }
 
+pub(super) fn access_log_schema() -> Vec<Field> {
+    vec![
+        Field::new("accessed_at", timestamp(), false),
+        Field::new("access_date", DataType::Date32, false),
+        required_text("user_name"),
+        required_text("role"),
+        required_text("protocol"),
+        required_text("statement"),
+        text("tables_read"),
+        Field::new("rows_returned", DataType::Int64, false),
+        Field::new("bytes_returned", DataType::Int64, false),
+        required_text("outcome"),
+        text("error"),
+        Field::new("duration_ms", DataType::Int64, false),
+    ]
+}
+
 pub(super) fn wrapup_codes_schema() -> Vec<Field> {
     with_delivery(vec![required_text("wrapup_code_id"), text("wrapup_code_name"), text("division_id")])
 }

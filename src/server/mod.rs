@@ -5,6 +5,7 @@
 //! Shutdown (the future given to [`serve`]): stop accepting, let a running ingest pass
 //! commit, then return.
 
+pub mod access_log;
 mod auth;
 pub mod flight_sql;
 pub mod metadata;
@@ -99,7 +100,8 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
-    let flight_sql = Arc::new(CclakeFlightSql::new(Arc::clone(&model), access).map_err(ServerError::Runtime)?);
+    let (access_log, access_task) = access_log::AccessLog::start(model.catalog().clone());
+    let flight_sql = Arc::new(CclakeFlightSql::new(Arc::clone(&model), access).map_err(ServerError::Runtime)?.with_access_log(access_log));
     // Every RPC but sign-in is checked here, before arrow-flight decodes the command: no
     // request reaches any work unauthenticated.
     let auth = auth::AuthLayer::new(flight_sql.tokens());
@@ -133,6 +135,11 @@ pub async fn serve(
         if let Err(e) = task.await {
             error!(error = %e, "ingest schedule task failed");
         }
+    }
+    // The service (and its access log sender) is gone with the server: the log's task
+    // appends what it gathered and ends.
+    if tokio::time::timeout(Duration::from_secs(10), access_task).await.is_err() {
+        warn!("the access log's last entries could not be appended within 10 s");
     }
     info!("server stopped");
     Ok(served?)

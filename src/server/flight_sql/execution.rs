@@ -18,6 +18,7 @@ use tonic::{Response, Status};
 use tracing::info;
 
 use crate::access::{Principal, Role};
+use crate::server::access_log::{tables_read, Outcome};
 use crate::server::statements::{bind_values, number_placeholders, ParameterRow, StatementHandle};
 use crate::query::as_of::{AsOf, AsOfError};
 use crate::query::plain_types::plain_type;
@@ -166,7 +167,7 @@ impl CclakeFlightSql {
 
     /// Runs the plan on the query runtime and streams it, under the concurrency cap and the
     /// query timeout.
-    pub(super) async fn execute(&self, principal: &Principal, df: DataFrame) -> Result<Response<FlightDataStream>, Status> {
+    pub(super) async fn execute(&self, principal: &Principal, statement: &str, df: DataFrame) -> Result<Response<FlightDataStream>, Status> {
         let unbound = placeholders(&df)?;
         if !unbound.is_empty() {
             let names: Vec<String> = unbound.iter().map(|(i, _)| format!("${i}")).collect();
@@ -176,7 +177,15 @@ impl CclakeFlightSql {
                 names.join(", ")
             )));
         }
-        let permit = self.permit(&df)?;
+        // Recorded in the access log when the answer ends, however it ends.
+        let record = Arc::new(std::sync::Mutex::new(self.access_log.begin(principal, statement, tables_read(df.logical_plan()))));
+        let failed = |status: Status| {
+            if let Ok(mut record) = record.lock() {
+                record.ended(Outcome::Failed(status.message().to_string()));
+            }
+            status
+        };
+        let permit = self.permit(&df).map_err(failed)?;
         let schema = Self::schema_of(&df);
         let timeout = Duration::from_secs(self.settings.query_timeout_seconds.max(1));
         let deadline = tokio::time::Instant::now() + timeout;
@@ -186,39 +195,67 @@ impl CclakeFlightSql {
         // Planning errors fail the call itself.
         tokio::time::timeout_at(deadline, stream.started())
             .await
-            .map_err(|_| timed_out())?
-            .map_err(query_status)?;
+            .map_err(|_| failed(timed_out()))?
+            .map_err(|e| failed(query_status(e)))?;
         info!(user = %principal.user, role = principal.role.as_str(), "query started");
         let batches_schema = Arc::clone(&schema);
         // Dropping the response (a cancelled client) drops this stream, which stops the
         // query on the query runtime.
+        let counted = Arc::clone(&record);
         let batches = futures::stream::unfold((stream, false), move |(mut stream, done)| {
             let schema = Arc::clone(&batches_schema);
+            let record = Arc::clone(&counted);
+            let end = move |outcome: Outcome| {
+                if let Ok(mut record) = record.lock() {
+                    record.ended(outcome);
+                }
+            };
             async move {
                 if done {
                     return None;
                 }
-                match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Err(_) => Some((Err(FlightError::Tonic(Box::new(timed_out()))), (stream, true))),
-                    Ok(None) => None,
-                    Ok(Some(Err(e))) => Some((Err(FlightError::Tonic(Box::new(query_status(e)))), (stream, true))),
-                    Ok(Some(Ok(batch))) => {
-                        if let Err(status) = check_row_sizes(&batch) {
-                            return Some((Err(FlightError::Tonic(Box::new(status))), (stream, true)));
-                        }
-                        let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
-                        Some((batch, (stream, false)))
+                let next = tokio::time::timeout_at(deadline, stream.next()).await;
+                let status = match next {
+                    Err(_) => timed_out(),
+                    Ok(None) => {
+                        end(Outcome::Ok);
+                        return None;
                     }
-                }
+                    Ok(Some(Err(e))) => query_status(e),
+                    Ok(Some(Ok(batch))) => match check_row_sizes(&batch) {
+                        Err(status) => status,
+                        Ok(()) => {
+                            let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(FlightError::Arrow);
+                            return Some((batch, (stream, false)));
+                        }
+                    },
+                };
+                end(Outcome::Failed(status.message().to_string()));
+                Some((Err(FlightError::Tonic(Box::new(status))), (stream, true)))
             }
         });
+        // Rows and bytes as sent: counted from the encoded messages.
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
+            .map_ok(move |data| {
+                if let Ok(mut record) = record.lock() {
+                    record.returned(data_rows(&data), data.data_header.len() + data.data_body.len());
+                }
+                data
+            })
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
     }
 
+}
+
+/// The rows a Flight message carries (0 for a schema message), read from its IPC header.
+fn data_rows(data: &arrow_flight::FlightData) -> usize {
+    arrow::ipc::root_as_message(&data.data_header)
+        .ok()
+        .and_then(|m| m.header_as_record_batch())
+        .map_or(0, |b| b.length().max(0) as usize)
 }
 
 /// The largest row a result may hold. Batches are sent in messages of about 2 MB (the

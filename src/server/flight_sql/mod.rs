@@ -60,6 +60,14 @@ pub use service::{CclakeFlightSql, RESERVED_QUERIES};
 use service::INFORMATION_SCHEMA;
 
 impl CclakeFlightSql {
+    /// Records a statement refused before it ran (a hidden table, a plan error) in the
+    /// access log, and hands the refusal back.
+    fn refused(&self, principal: &Principal, statement: &str, status: Status) -> Status {
+        let mut record = self.access_log.begin(principal, statement, Vec::new());
+        record.ended(crate::server::access_log::Outcome::Failed(status.message().to_string()));
+        status
+    }
+
     /// Catalog entries (schema, name, table type, schema) `role` may see: its tables and
     /// views, and the `information_schema` views it can query.
     async fn tables(&self, principal: &Principal) -> Result<Vec<(&'static str, String, &'static str, SchemaRef)>, Status> {
@@ -118,7 +126,7 @@ impl FlightSqlService for CclakeFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = principal(&request)?;
         let handle = StatementHandle::statement(query.query).pinned(request.metadata())?;
-        let df = self.plan(&principal, &handle).await?;
+        let df = self.plan(&principal, &handle).await.map_err(|status| self.refused(&principal, &handle.sql, status))?;
         let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
         flight_info(&Self::schema_of(&df), ticket.as_any().encode_to_vec(), request.into_inner())
     }
@@ -131,7 +139,7 @@ impl FlightSqlService for CclakeFlightSql {
         let principal = principal(&request)?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?.pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
-        self.execute(&principal, df).await
+        self.execute(&principal, &handle.sql, df).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -197,7 +205,7 @@ impl FlightSqlService for CclakeFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = principal(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?.pinned(request.metadata())?;
-        let df = self.plan(&principal, &handle).await?;
+        let df = self.plan(&principal, &handle).await.map_err(|status| self.refused(&principal, &handle.sql, status))?;
         flight_info(&Self::schema_of(&df), cmd.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -209,7 +217,7 @@ impl FlightSqlService for CclakeFlightSql {
         let principal = principal(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?.pinned(request.metadata())?;
         let df = self.plan(&principal, &handle).await?;
-        self.execute(&principal, df).await
+        self.execute(&principal, &handle.sql, df).await
     }
 
     async fn do_action_close_prepared_statement(

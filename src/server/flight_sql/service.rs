@@ -11,6 +11,7 @@ use super::plan_cache::PlanCache;
 use crate::access::{AccessConfig, ServerSettings, SignInThrottle, TokenStore};
 use crate::query::executor::QueryExecutor;
 use crate::query::read_model::ReadModel;
+use crate::server::access_log::AccessLog;
 use crate::server::statements::ParameterStore;
 
 pub(super) const INFORMATION_SCHEMA: &str = "information_schema";
@@ -39,6 +40,8 @@ pub struct CclakeFlightSql {
     pub(super) parameters: ParameterStore,
     /// Statements planned per role and snapshot ([`CclakeFlightSql::plan`]).
     pub(super) plans: PlanCache,
+    /// Where every query run is recorded ([`crate::server::access_log`]).
+    pub(super) access_log: AccessLog,
 }
 
 /// Open prepared statements whose parameters the server keeps; past it, the statement bound
@@ -73,9 +76,16 @@ impl CclakeFlightSql {
             waiting_sign_ins: AtomicUsize::new(0),
             parameters: ParameterStore::new(MAX_STORED_PARAMETER_SETS, MAX_STORED_PARAMETER_BYTES, Duration::from_secs(settings.token_ttl_seconds.max(1))),
             plans: Default::default(),
+            access_log: AccessLog::default(),
             access: Arc::new(access),
             settings,
         })
+    }
+
+    /// Records every query in `log` (the server's `access_log`).
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// The bearer tokens this service hands out, which the authentication layer checks.

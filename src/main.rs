@@ -238,7 +238,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let lake_options = serve.expansion.lake_options(lease, serve.batch_rows, false)?;
                 let writer = Arc::new(Lake::open_with(&lake.lake, lake_options).await?);
                 writer.check_source(&Location::parse(&source, false)?).await?;
-                options.ingest = Some(ScheduledIngest { lake: writer, source, interval: serve.interval });
+                options.ingest = Some(ScheduledIngest {
+                    lake: writer,
+                    source,
+                    interval: serve.interval,
+                    retain_for: serve.retain_for,
+                    vacuum_retain: serve.vacuum_retain,
+                });
             }
             let access = AccessConfig::load(&existing_config(&serve.config)?)?;
             if access.users.is_empty() {

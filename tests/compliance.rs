@@ -140,6 +140,22 @@ fn retention_drops_whole_days_past_the_horizon_in_every_dated_table() {
     // --older-than counts back from today: every generated day is past 400 days.
     cclake(&["retain", "--lake", lake_s, "--older-than", "400d"]);
     assert_eq!(count(lake_s, "SELECT count(*) AS n FROM fact_interactions"), 0);
+
+    // The server's schedule runs it too, after its first pass.
+    let scheduled = dir.path().join("scheduled");
+    let scheduled_s = scheduled.to_str().unwrap();
+    cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", scheduled_s]);
+    assert!(count(scheduled_s, "SELECT count(*) AS n FROM fact_interactions") > 0);
+    let config = dir.path().join("cclake.toml");
+    add_user(&config, "ana", "analyst", "analyst-pw");
+    let _server = FlightServer::start(
+        scheduled_s,
+        &config,
+        &["--ingest-from", exports.to_str().unwrap(), "--interval", "1s", "--retain-for", "400d", "--vacuum-retain", "7d"],
+    );
+    wait_for("the scheduled retention", Duration::from_secs(60), || {
+        count(scheduled_s, "SELECT count(*) AS n FROM fact_interactions") == 0
+    });
 }
 
 /// The newest version of a table, read from its Delta log folder (not through cclake).

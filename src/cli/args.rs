@@ -287,6 +287,14 @@ pub(crate) struct ServeArgs {
     /// Run an ingest pass over this source on a schedule, in the same process.
     #[arg(long, env = "CCLAKE_INGEST_FROM")]
     pub(crate) ingest_from: Option<String>,
+    /// With --ingest-from, once a day drop rows older than this many days (as `cclake
+    /// retain --older-than`, e.g. 400d).
+    #[arg(long, env = "CCLAKE_RETAIN_FOR", value_parser = parse_interval, requires = "ingest_from")]
+    pub(crate) retain_for: Option<Duration>,
+    /// With --ingest-from, once a day vacuum files no snapshot of this last period needs (as
+    /// `cclake vacuum --retain`, e.g. 7d).
+    #[arg(long, env = "CCLAKE_VACUUM_RETAIN", value_parser = parse_interval, requires = "ingest_from")]
+    pub(crate) vacuum_retain: Option<Duration>,
     /// Time between scheduled ingest passes (e.g. 30s, 5m, 1h).
     #[arg(long, env = "CCLAKE_INTERVAL", default_value = "60s", value_parser = parse_interval)]
     pub(crate) interval: Duration,

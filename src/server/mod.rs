@@ -55,7 +55,14 @@ pub struct ScheduledIngest {
     pub lake: Arc<Lake>,
     pub source: String,
     pub interval: Duration,
+    /// Once a day, drop rows older than this ([`Lake::retain`]).
+    pub retain_for: Option<Duration>,
+    /// Once a day, vacuum files no snapshot of this last period needs ([`Lake::vacuum`]).
+    pub vacuum_retain: Option<Duration>,
 }
+
+/// Retention and vacuum run at most this often on a schedule.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -150,6 +157,7 @@ pub async fn serve(
 pub const SCHEDULE_LOG: &str = "cclake::schedule";
 
 async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: CancellationToken) {
+    let mut last_maintenance = None;
     loop {
         match lake.ingest_until(&schedule.source, &stop).await {
             Ok(report) if report.objects_read > 0 => {
@@ -173,9 +181,35 @@ async fn run_ingest_schedule(lake: Arc<Lake>, schedule: ScheduledIngest, stop: C
             Ok(_) => {}
             Err(e) => error!(target: SCHEDULE_LOG, error = %e, "scheduled ingest pass failed; the next pass retries"),
         }
+        if last_maintenance.is_none_or(|t: std::time::Instant| t.elapsed() >= MAINTENANCE_EVERY) && !stop.is_cancelled() {
+            maintain(&lake, &schedule).await;
+            last_maintenance = Some(std::time::Instant::now());
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(schedule.interval) => {}
+        }
+    }
+}
+
+/// The scheduled retention and vacuum, each when asked for; failures are logged and retried
+/// the next day.
+async fn maintain(lake: &Lake, schedule: &ScheduledIngest) {
+    if let Some(age) = schedule.retain_for {
+        let before = (chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)).date_naive();
+        match lake.retain(before).await {
+            Ok(report) => info!(target: SCHEDULE_LOG, tables = report.tables.len(), before = %before, "scheduled retention ran"),
+            Err(e) => error!(target: SCHEDULE_LOG, error = %e, "scheduled retention failed; retried tomorrow"),
+        }
+    }
+    if let Some(retain) = schedule.vacuum_retain {
+        match lake.vacuum(retain, false).await {
+            Ok(report) => info!(
+                target: SCHEDULE_LOG,
+                files = report.tables.iter().map(|(_, f)| f.len()).sum::<usize>(),
+                "scheduled vacuum ran"
+            ),
+            Err(e) => error!(target: SCHEDULE_LOG, error = %e, "scheduled vacuum failed; retried tomorrow"),
         }
     }
 }

@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn what_a_role_reads_follows_the_tables_sensitivity() {
-        assert_eq!(Role::Analyst.hidden_tables(), vec!["call_recordings", "user_contacts", "agent_identities"]);
+        assert_eq!(Role::Analyst.hidden_tables(), vec!["call_recordings", "user_contacts", "agent_identities", "access_log"]);
         assert!(Role::Auditor.hidden_tables().is_empty());
     }
 

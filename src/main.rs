@@ -133,37 +133,37 @@ fn stdout() -> std::io::BufWriter<std::io::Stdout> {
 /// The compliance commands: erase, vacuum, retain.
 async fn upkeep_command(command: Command, out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-    Command::Erase { lake, conversation_ids, interaction_ids, from_file, by, pseudonym_key, writer } => {
-        let mut ids = conversation_ids;
-        ids.extend(interaction_ids);
-        if let Some(file) = from_file {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+        Command::Erase { lake, conversation_ids, interaction_ids, from_file, by, pseudonym_key, writer } => {
+            let mut ids = conversation_ids;
+            ids.extend(interaction_ids);
+            if let Some(file) = from_file {
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            }
+            if ids.is_empty() {
+                return Err("no ids to erase: give --conversation-id, --interaction-id or --from-file".into());
+            }
+            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_string());
+            let pseudonym_key = pseudonym_key.as_deref().map(PseudonymKey::new).transpose()?.map(Arc::new);
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), pseudonym_key, ..Default::default() }).await?;
+            let report = lake.erase(&ids, &by).await?;
+            writeln!(out, "{report}")?;
         }
-        if ids.is_empty() {
-            return Err("no ids to erase: give --conversation-id, --interaction-id or --from-file".into());
+        Command::Vacuum { lake, retain, dry_run, writer } => {
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
+            let report = lake.vacuum(retain, dry_run).await?;
+            writeln!(out, "{report}")?;
         }
-        let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_string());
-        let pseudonym_key = pseudonym_key.as_deref().map(PseudonymKey::new).transpose()?.map(Arc::new);
-        let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), pseudonym_key, ..Default::default() }).await?;
-        let report = lake.erase(&ids, &by).await?;
-        writeln!(out, "{report}")?;
-    }
-    Command::Vacuum { lake, retain, dry_run, writer } => {
-        let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
-        let report = lake.vacuum(retain, dry_run).await?;
-        writeln!(out, "{report}")?;
-    }
-    Command::Retain { lake, older_than, before, writer } => {
-        let before = match (before, older_than) {
-            (Some(day), _) => day,
-            (None, Some(age)) => (chrono::Utc::now() - chrono::Duration::from_std(age)?).date_naive(),
-            (None, None) => return Err("give --older-than or --before".into()),
-        };
-        let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
-        let report = lake.retain(before).await?;
-        writeln!(out, "{report}")?;
-    }
+        Command::Retain { lake, older_than, before, writer } => {
+            let before = match (before, older_than) {
+                (Some(day), _) => day,
+                (None, Some(age)) => (chrono::Utc::now() - chrono::Duration::from_std(age)?).date_naive(),
+                (None, None) => return Err("give --older-than or --before".into()),
+            };
+            let lake = Lake::open_with(&lake.lake, LakeOptions { lease: writer.lease(), ..Default::default() }).await?;
+            let report = lake.retain(before).await?;
+            writeln!(out, "{report}")?;
+        }
         _ => unreachable!("only the upkeep commands are passed"),
     }
     Ok(())

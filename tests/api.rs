@@ -171,6 +171,14 @@ async fn the_read_model_reads_every_table_as_delta_rs_does() {
     .unwrap();
     let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
     lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
+    // One access log entry, as a server records it, so that access_log has a row.
+    let (log, appending) = cclake::server::access_log::AccessLog::start(lake.catalog().clone());
+    let principal = cclake::access::Principal { user: "ana".into(), role: cclake::access::Role::Analyst };
+    let mut entry = log.begin(&principal, "SELECT 'x = 1' AS x", vec!["fact_interactions".into()]);
+    entry.returned(1, 300);
+    entry.ended(cclake::server::access_log::Outcome::Ok);
+    drop((entry, log));
+    appending.await.unwrap();
     // A server's read model serves the same rows from its decoded files once they are in
     // memory; the CLI's reads every file from Parquet.
     let from_memory = session_from_decoded_files(&lake).await;

@@ -80,7 +80,7 @@ pub(crate) fn exit_code(error: &(dyn std::error::Error + 'static)) -> u8 {
                 QueryError::DataFusion(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) => EXIT_IO,
                 QueryError::ReadOnly(_) | QueryError::Refused(_) | QueryError::DataFusion(_) => EXIT_DATA_REFUSED,
                 // A state that cannot be read whole (vacuumed, before the lake, no such version).
-                QueryError::AsOf(AsOfError::Delta { .. }) => 1,
+                QueryError::AsOf(e) if matches!(**e, AsOfError::Delta { .. }) => 1,
                 QueryError::AsOf(_) => EXIT_DATA_REFUSED,
                 _ => 1,
             };

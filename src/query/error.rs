@@ -29,7 +29,7 @@ pub enum QueryError {
     Refused(String),
     /// The lake cannot be read as of the state asked for ([`super::as_of`]).
     #[error(transparent)]
-    AsOf(super::as_of::AsOfError),
+    AsOf(Box<super::as_of::AsOfError>),
     #[error("cannot format results: {0}")]
     Format(#[from] arrow::error::ArrowError),
     /// Writing results failed; a closed pipe (`| head`) is [`std::io::ErrorKind::BrokenPipe`].

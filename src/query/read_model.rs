@@ -213,7 +213,7 @@ impl ReadModel {
     /// pins: a plan made in it holds for any session pinned to the same versions. Refused
     /// (never answered from the newest snapshot) when that state cannot be read whole.
     pub async fn session_as_of(&self, role: Role, as_of: &AsOf) -> Result<(SessionContext, SnapshotVersions), QueryError> {
-        let snapshots = as_of.snapshots(&self.catalog).await.map_err(QueryError::AsOf)?;
+        let snapshots = as_of.snapshots(&self.catalog).await.map_err(|e| QueryError::AsOf(Box::new(e)))?;
         // Not kept among the planned catalogs: those follow the newest snapshot.
         let versions = snapshots.iter().map(|(_, d)| d.as_ref().and_then(|d| d.version()).map(|v| v as i64)).collect();
         let state = self.planned_state(role, snapshots).await?;

@@ -54,7 +54,7 @@ impl CclakeFlightSql {
             Some(text) => {
                 let as_of: AsOf = text.parse().map_err(|e: AsOfError| Status::invalid_argument(e.to_string()))?;
                 self.model.session_as_of(principal.role, &as_of).await.map_err(|e| match e {
-                    QueryError::AsOf(AsOfError::Delta { .. }) => Status::internal(e.to_string()),
+                    QueryError::AsOf(refused) if matches!(*refused, AsOfError::Delta { .. }) => Status::internal(refused.to_string()),
                     QueryError::AsOf(refused) => Status::failed_precondition(refused.to_string()),
                     other => Status::internal(format!("cannot open the lake: {other}")),
                 })?

@@ -130,7 +130,7 @@ for path in sorted(glob.glob(os.path.join(here, "kpi", "*.sql"))):
     native_ratios.append(theirs_native / ours)
     per_query_cursor_ratios.append(theirs / fresh)
     duck_ms[name] = theirs * 1000
-    n = duck.sql(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    n = duck.sql(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     print(f"{name:28} {n:6} {ours * 1000:16.1f} {theirs * 1000:10.1f} {theirs / ours:7.2f} "
           f"{theirs_native * 1000:10.1f} {theirs_native / ours:7.2f} {fresh * 1000:20.1f} {theirs / fresh:7.2f}")
 baseline = median_seconds(cclake("SELECT 1"))

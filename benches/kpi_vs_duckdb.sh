@@ -39,4 +39,6 @@ server=$!
 trap 'kill $server 2>/dev/null' EXIT
 while ! grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.1; done
 url=$(sed 's/listening on //' "$work/serve.out")
-"$python" benches/kpi_bench.py "$url" bench bench-pw "$work/duckdb-out" "$work/duckdb-genesys" 15 "${CARGO_TARGET_DIR:-target}/criterion"
+criterion=()
+[ "${IN_PROCESS:-1}" = 0 ] || criterion=("${CARGO_TARGET_DIR:-target}/criterion")
+"$python" benches/kpi_bench.py "$url" bench bench-pw "$work/duckdb-out" "$work/duckdb-genesys" 15 "${criterion[@]}"

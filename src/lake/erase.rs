@@ -22,7 +22,6 @@ use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::DataType;
 use chrono::Utc;
 use datafusion::logical_expr::{col, create_udf, ColumnarValue, Expr, Volatility};
-use deltalake::kernel::transaction::CommitProperties;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -32,7 +31,10 @@ use tracing::info;
 use crate::ingest::pseudonym::PseudonymKey;
 use crate::model::LakeTable;
 use crate::storage::Location;
-use super::error::{delta_err, LakeError};
+use super::error::LakeError;
+use super::lease::WriterLease;
+use super::retention::delete_where;
+use super::tables::Tables;
 use super::{pseudonym_key, Lake};
 
 /// Where erasure records are kept, under the lake's root.
@@ -177,9 +179,7 @@ impl Lake {
     /// later deliveries of them out (`cclake erase`); `by` names who asked, for the record.
     pub async fn erase(&self, ids: &[String], by: &str) -> Result<EraseReport, LakeError> {
         let ids: HashSet<String> = ids.iter().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect();
-        let mut writer = self.writer.lock().await;
-        let lease = self.lease("erase").await?;
-        let outcome = async {
+        self.upkeep("erase", async |mut tables: Tables, lease: &WriterLease| {
             let key = pseudonym_key::lake_key(self.root(), self.options().pseudonym_key.as_ref()).await?;
             let at = Utc::now();
             let mut hashes: Vec<String> = ids.iter().map(|id| key.erasure_hash(id)).collect();
@@ -187,8 +187,8 @@ impl Lake {
             let record = ErasureRecord { at: at.to_rfc3339(), by: by.to_string(), hashes };
             self.record_erasure(&record, at.timestamp_micros()).await?;
             let ids = Arc::new(ids);
-            let mut tables = self.load_tables(writer.tables.take()).await?;
             let mut report = EraseReport { ids: ids.len(), tables: Vec::new() };
+            let metadata = ("cclake.erase", json!({ "at": record.at, "by": record.by, "ids": ids.len() }));
             for table in LakeTable::ALL {
                 let predicate = match (table, id_column(table)) {
                     (LakeTable::Quarantine, _) => erased_rows("record", Arc::clone(&ids), true),
@@ -196,32 +196,15 @@ impl Lake {
                     _ => continue,
                 };
                 lease.ensure_held().await?;
-                let delta = tables.get(table)?.clone();
-                if delta.version().is_none() {
-                    continue;
-                }
-                let properties = CommitProperties::default().with_metadata([(
-                    "cclake.erase".to_string(),
-                    json!({ "at": record.at, "by": record.by, "ids": ids.len() }),
-                )]);
-                let (next, metrics) = delta
-                    .delete()
-                    .with_predicate(predicate)
-                    .with_commit_properties(properties)
-                    .await
-                    .map_err(delta_err(table))?;
+                let Some(metrics) = delete_where(&mut tables, table, predicate, &metadata).await? else { continue };
                 if metrics.num_removed_files > 0 {
                     report.tables.push((table, metrics.num_deleted_rows, metrics.num_removed_files));
                 }
-                tables.set(table, next);
             }
             info!(ids = ids.len(), by, "erased");
-            Ok::<_, LakeError>((report, tables))
-        }
-        .await;
-        let outcome = self.keep_tables(&mut writer, outcome);
-        lease.release().await;
-        outcome
+            Ok((report, tables))
+        })
+        .await
     }
 
     /// Writes an erasure record, named by its time (microseconds) and a random suffix.

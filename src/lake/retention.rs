@@ -13,13 +13,17 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::delete::DeleteMetrics;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{col, lit, Expr};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::model::LakeTable;
 use super::error::{delta_err, LakeError};
 use super::tables::Tables;
-use super::{Lake, Writer};
+use super::lease::WriterLease;
+use super::Lake;
 
 /// The date column a table's rows are dropped by, and whether it is a partition column
 /// (dropping whole files) or read from each row (quarantine: the time its object was
@@ -91,39 +95,21 @@ impl Lake {
     /// Drops every row dated before `before` from the dated tables (`cclake retain`), one
     /// commit per table that holds any, logged in the commit (`cclake.retain`).
     pub async fn retain(&self, before: NaiveDate) -> Result<RetainReport, LakeError> {
-        let mut writer = self.writer.lock().await;
-        let lease = self.lease("retain").await?;
-        let outcome = async {
-            let mut tables = self.load_tables(writer.tables.take()).await?;
+        self.upkeep("retain", async |mut tables: Tables, lease: &WriterLease| {
             let mut report = RetainReport { before, tables: Vec::new() };
+            let metadata = ("cclake.retain", json!({ "before": before.to_string() }));
             for table in LakeTable::ALL {
                 let Some((column, _)) = retention_column(table) else { continue };
                 lease.ensure_held().await?;
-                let delta = tables.get(table)?.clone();
-                if delta.version().is_none() {
-                    continue;
-                }
-                let predicate = format!("{column} < '{before}'");
-                let properties = CommitProperties::default()
-                    .with_metadata([("cclake.retain".to_string(), json!({ "before": before.to_string() }))]);
-                let (next, metrics) = delta
-                    .delete()
-                    .with_predicate(predicate)
-                    .with_commit_properties(properties)
-                    .await
-                    .map_err(delta_err(table))?;
+                let Some(metrics) = delete_where(&mut tables, table, older_than(table, column, before), &metadata).await? else { continue };
                 if metrics.num_removed_files > 0 {
                     info!(table = table.name(), files = metrics.num_removed_files, before = %before, "retention dropped old rows");
                     report.tables.push((table, metrics.num_removed_files, metrics.num_deleted_rows));
                 }
-                tables.set(table, next);
             }
-            Ok::<_, LakeError>((report, tables))
-        }
-        .await;
-        let outcome = self.keep_tables(&mut writer, outcome);
-        lease.release().await;
-        outcome
+            Ok((report, tables))
+        })
+        .await
     }
 
     /// Deletes the files of every table that no snapshot of the last `retain` needs (`cclake
@@ -133,10 +119,7 @@ impl Lake {
         if retain.is_zero() && !dry_run {
             warn!("vacuum with a retention of 0: queries running on an older snapshot will fail, and no report can be run as of an earlier time");
         }
-        let mut writer = self.writer.lock().await;
-        let lease = self.lease("vacuum").await?;
-        let outcome = async {
-            let mut tables = self.load_tables(writer.tables.take()).await?;
+        self.upkeep("vacuum", async |mut tables: Tables, lease: &WriterLease| {
             let mut report = VacuumReport { dry_run, retain, tables: Vec::new() };
             let period = chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
             for table in LakeTable::ALL {
@@ -155,21 +138,69 @@ impl Lake {
                 report.tables.push((table, metrics.files_deleted));
                 tables.set(table, next);
             }
-            Ok::<_, LakeError>((report, tables))
-        }
-        .await;
-        let outcome = self.keep_tables(&mut writer, outcome);
+            Ok((report, tables))
+        })
+        .await
+    }
+
+    /// Runs `work` on the lake's tables under the writer lease (`operation` names it to other
+    /// writers), and keeps the tables it leaves for the writer's next pass (on failure the
+    /// next pass loads them again). What the writer knew of `ingest_log` is read again by the
+    /// next pass: these operations are rare, and a stale view of the log would re-ingest
+    /// objects.
+    pub(super) async fn upkeep<R>(
+        &self,
+        operation: &str,
+        work: impl AsyncFnOnce(Tables, &WriterLease) -> Result<(R, Tables), LakeError>,
+    ) -> Result<R, LakeError> {
+        let mut writer = self.writer.lock().await;
+        let lease = self.lease(operation).await?;
+        let outcome = match self.load_tables(writer.tables.take()).await {
+            Ok(tables) => work(tables, &lease).await,
+            Err(e) => Err(e),
+        };
+        writer.ingest_log = None;
+        let outcome = outcome.map(|(report, tables)| {
+            writer.tables = Some(tables);
+            report
+        });
         lease.release().await;
         outcome
     }
+}
 
-    /// Keeps the tables an operation left for the writer's next pass (on failure the next
-    /// pass loads them again). What the writer knew of `ingest_log` is read again by the next
-    /// pass: these operations are rare, and a stale view of the log would re-ingest objects.
-    pub(super) fn keep_tables<R>(&self, writer: &mut Writer, outcome: Result<(R, Tables), LakeError>) -> Result<R, LakeError> {
-        writer.ingest_log = None;
-        let (report, tables) = outcome?;
-        writer.tables = Some(tables);
-        Ok(report)
+/// `column < before`, `before` as a value of the column's type (a date, or the day's first
+/// microsecond, UTC).
+fn older_than(table: LakeTable, column: &str, before: NaiveDate) -> Expr {
+    let days = (before - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days();
+    let is_date = table.schema().field_with_name(column).is_ok_and(|f| f.data_type() == &arrow::datatypes::DataType::Date32);
+    let horizon = if is_date {
+        ScalarValue::Date32(Some(days as i32))
+    } else {
+        ScalarValue::TimestampMicrosecond(Some(days * 86_400_000_000), Some("UTC".into()))
+    };
+    col(column).lt(lit(horizon))
+}
+
+/// Deletes the rows of `table` matching `predicate` in one commit carrying `metadata` (the
+/// operation's record); none when the table was never written.
+pub(super) async fn delete_where(
+    tables: &mut Tables,
+    table: LakeTable,
+    predicate: Expr,
+    metadata: &(&str, serde_json::Value),
+) -> Result<Option<DeleteMetrics>, LakeError> {
+    let delta = tables.get(table)?.clone();
+    if delta.version().is_none() {
+        return Ok(None);
     }
+    let properties = CommitProperties::default().with_metadata([(metadata.0.to_string(), metadata.1.clone())]);
+    let (next, metrics) = delta
+        .delete()
+        .with_predicate(predicate)
+        .with_commit_properties(properties)
+        .await
+        .map_err(delta_err(table))?;
+    tables.set(table, next);
+    Ok(Some(metrics))
 }

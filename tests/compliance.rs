@@ -180,9 +180,11 @@ fn reports_as_of_a_past_version_or_time_over_adbc_with_the_header_and_the_cli() 
     let lake_s = lake.to_str().unwrap();
     cclake(&["ingest", "--source", exports.to_str().unwrap(), "--lake", lake_s]);
     let version = newest_version(&lake.join("ingest_log")).to_string();
-    std::thread::sleep(Duration::from_millis(1100));
-    let between = chrono::Utc::now().to_rfc3339();
-    std::thread::sleep(Duration::from_millis(1100));
+    // A time between the two ingests, set from the file system, not a clock read between
+    // sleeps: the first batch's last commit (its `ingest_log` entry) was written then.
+    let committed = lake.join(format!("ingest_log/_delta_log/{:020}.json", newest_version(&lake.join("ingest_log"))));
+    let between: chrono::DateTime<chrono::Utc> = std::fs::metadata(committed).unwrap().modified().unwrap().into();
+    let between = between.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     // A correction: e1 lasted 1000 s, not 100.
     std::fs::write(exports.join("b.jsonl"), event("e1", 1000)).unwrap();
     let later = SystemTime::now() + Duration::from_secs(60);

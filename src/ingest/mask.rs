@@ -97,6 +97,12 @@ pub fn mask_field(value: &str) -> Cow<'_, str> {
         if digits < 7 && !marks {
             return Cow::Borrowed(value);
         }
+        // A bare run of up to 12 digits (a numeric id such as the seed's `1234567890`) is no
+        // phone number here (no `+`, scheme or separator) and too short for a card: the
+        // patterns below would all leave it as is.
+        if digits == value.len() && digits < 13 {
+            return Cow::Borrowed(value);
+        }
     }
     // Ids are mostly UUIDs, which hold nothing (as in `scrub`): checked before any copy.
     if is_uuid(value) {
@@ -493,6 +499,33 @@ fn scrub(text: &str, strict: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_digit_runs_take_the_short_path_only_where_the_patterns_keep_them() {
+        // Every length from 7 to 12 digits, numbers that look like phone numbers and ids
+        // alike: the full path (`scrub`, strict) keeps each, as the short path does.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 7..=12 {
+            for _ in 0..200 {
+                let digits: String = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        char::from(b'0' + (seed % 10) as u8)
+                    })
+                    .collect();
+                assert_eq!(scrub(&digits, true), digits.as_str(), "{digits}");
+                assert!(matches!(mask_field(&digits), Cow::Borrowed(_)), "{digits}");
+            }
+        }
+        for id in ["1234567890", "5551234567", "4155550123", "0123456789012"[..12].as_ref()] {
+            assert!(matches!(mask_field(id), Cow::Borrowed(_)), "{id}");
+        }
+        // From 13 digits the long path runs: a card number is masked, a Unix epoch kept.
+        assert_eq!(mask_field("4111111111111111"), "************1111");
+        assert_eq!(mask_field("1709542800000"), "1709542800000");
+    }
 
     #[test]
     fn card_numbers_keep_their_last_four_digits() {

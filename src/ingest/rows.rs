@@ -75,6 +75,68 @@ impl<'a> RecordRows<'a> {
 #[derive(Debug, Default)]
 pub struct TableRows {
     tables: BTreeMap<LakeTable, PartitionedRows>,
+    sizes: Option<Arc<PartitionSizes>>,
+}
+
+/// How many partitions of each table the last part built had, how many rows each held on
+/// average and how many bytes each text column took a row, shared by the parses of a pass:
+/// a new partition's builders start with room for about that much instead of growing to it
+/// from a few rows (regrowing them was a tenth of a flat ingest's CPU, most of it faulting
+/// in fresh pages). Only as many partitions as the last part had (twice over) start so
+/// large, so the room made stays within a few times the last part's, whatever the next
+/// object holds.
+#[derive(Debug, Default)]
+pub struct PartitionSizes {
+    last: std::sync::Mutex<BTreeMap<LakeTable, (usize, Room)>>,
+}
+
+/// The room a partition's builders start with.
+#[derive(Debug, Clone)]
+struct Room {
+    rows: usize,
+    /// Bytes a row of each column takes (text columns; 0 for the others).
+    bytes: Vec<usize>,
+}
+
+impl Room {
+    /// A few rows, of 16 bytes of text each.
+    const FEW: usize = 8;
+
+    fn few() -> Self {
+        Self { rows: Self::FEW, bytes: Vec::new() }
+    }
+
+    /// Room for `rows` rows of column `column`'s text.
+    fn text_bytes(&self, column: usize) -> usize {
+        self.rows * self.bytes.get(column).copied().unwrap_or(16).max(1)
+    }
+}
+
+impl PartitionSizes {
+    /// Room the `nth` new partition of `table` in a part starts with: the last part's (a
+    /// quarter more rows, at most 4,096) for as many partitions as twice the last part
+    /// had, a few rows beyond.
+    fn room(&self, table: LakeTable, nth: usize) -> Room {
+        match self.last.lock().unwrap_or_else(|e| e.into_inner()).get(&table) {
+            Some((partitions, room)) if nth < partitions * 2 => {
+                Room { rows: (room.rows + room.rows / 4).clamp(Room::FEW, 4096), bytes: room.bytes.clone() }
+            }
+            _ => Room::few(),
+        }
+    }
+
+    fn record(&self, table: LakeTable, rows: &PartitionedRows) {
+        let partitions = rows.partitions.len();
+        if partitions == 0 || rows.rows == 0 {
+            return;
+        }
+        let columns = rows.schema.fields().len();
+        let bytes = (0..columns)
+            .map(|c| rows.partitions.iter().map(|(_, b)| b.columns[c].text_bytes()).sum::<usize>().div_ceil(rows.rows))
+            .collect();
+        let room = Room { rows: rows.rows / partitions, bytes };
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(table, (partitions, room));
+    }
 }
 
 /// One table's rows: builders per partition, in the order of each partition's first row.
@@ -115,8 +177,9 @@ impl PartitionedRows {
         }
     }
 
-    /// The partition of `row` (its position in `partitions`), made on its first row.
-    fn partition(&mut self, row: &[(&'static str, Cell<'_>)]) -> usize {
+    /// The partition of `row` (its position in `partitions`), made on its first row with
+    /// builders of room for `room()` rows.
+    fn partition(&mut self, row: &[(&'static str, Cell<'_>)], room: impl FnOnce() -> Room) -> usize {
         let is_its = |key: &[Cell<'static>]| key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v));
         if let Some((key, _)) = self.partitions.get(self.last) {
             if is_its(key) {
@@ -136,7 +199,7 @@ impl PartitionedRows {
             None => {
                 let key = self.key_cells.iter().filter_map(|&c| row.get(c)).map(|(_, v)| v.to_static()).collect();
                 candidates.push(self.partitions.len());
-                self.partitions.push((key, TableBuilder::new(&self.schema)));
+                self.partitions.push((key, TableBuilder::new(&self.schema, &room())));
                 self.partitions.len() - 1
             }
         };
@@ -159,12 +222,15 @@ fn hash_cell(cell: &Cell<'_>, hasher: &mut impl Hasher) {
 struct TableBuilder {
     columns: Vec<ColumnBuilder>,
     rows: usize,
+    /// The rows it had room for when made.
+    room: usize,
 }
 
 impl TableBuilder {
-    fn new(schema: &SchemaRef) -> Self {
-        let columns = schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type())).collect();
-        Self { columns, rows: 0 }
+    fn new(schema: &SchemaRef, room: &Room) -> Self {
+        let columns =
+            schema.fields().iter().enumerate().map(|(c, f)| ColumnBuilder::new(f.data_type(), room.rows, room.text_bytes(c))).collect();
+        Self { columns, rows: 0, room: room.rows }
     }
 }
 
@@ -181,19 +247,27 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    /// A builder that starts small and grows as rows come: a partition's builders hold what
-    /// its rows need, so an object spread over 100,000 partitions (a queue-name explosion)
-    /// costs its rows, not 100,000 times a builder's default room for 1,024 values.
-    fn new(data_type: &DataType) -> Self {
-        const ROWS: usize = 8;
+    /// A builder with room for `rows` rows that grows as more come: a partition's builders
+    /// start small unless the pass's last part had large ones ([`PartitionSizes`]), so an
+    /// object spread over 100,000 partitions (a queue-name explosion) costs its rows, not
+    /// 100,000 times a builder's default room for 1,024 values.
+    fn new(data_type: &DataType, rows: usize, text_bytes: usize) -> Self {
         match data_type {
-            DataType::Utf8 => Self::Text(StringBuilder::with_capacity(ROWS, ROWS * 16)),
-            DataType::Int64 => Self::Int(Int64Builder::with_capacity(ROWS)),
-            DataType::Float64 => Self::Float(Float64Builder::with_capacity(ROWS)),
-            DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(ROWS)),
-            DataType::Date32 => Self::Date(Date32Builder::with_capacity(ROWS)),
-            DataType::Timestamp(_, tz) => Self::Time(TimestampMicrosecondBuilder::with_capacity(ROWS).with_timezone_opt(tz.clone())),
+            DataType::Utf8 => Self::Text(StringBuilder::with_capacity(rows, text_bytes)),
+            DataType::Int64 => Self::Int(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => Self::Float(Float64Builder::with_capacity(rows)),
+            DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            DataType::Date32 => Self::Date(Date32Builder::with_capacity(rows)),
+            DataType::Timestamp(_, tz) => Self::Time(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone_opt(tz.clone())),
             other => unreachable!("no table of the model has a {other} column"),
+        }
+    }
+
+    /// Bytes of text appended so far (0 for other types).
+    fn text_bytes(&self) -> usize {
+        match self {
+            Self::Text(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -211,8 +285,8 @@ impl ColumnBuilder {
         true
     }
 
-    /// The column built; with `shrink`, its buffers cut to what it holds (a builder starts
-    /// with room for 1,024 values: kept as is, a one-event object would hold ~140 KB).
+    /// The column built; with `shrink`, its buffers cut to what it holds (a one-event
+    /// partition made with room for 4,096 rows would hold ~600 KB).
     fn finish(&mut self, shrink: bool) -> ArrayRef {
         fn done<A: Array + 'static>(mut array: A, shrink: bool) -> ArrayRef {
             if shrink {
@@ -232,6 +306,11 @@ impl ColumnBuilder {
 }
 
 impl TableRows {
+    /// Rows whose partitions start as large as those `sizes` last saw.
+    pub fn sized_by(sizes: Arc<PartitionSizes>) -> Self {
+        Self { tables: BTreeMap::new(), sizes: Some(sizes) }
+    }
+
     /// Appends one row and its delivery. The cells must name the table's columns in schema
     /// order (the delivery columns excepted): a format that does not is a bug, caught by its
     /// tests.
@@ -240,7 +319,9 @@ impl TableRows {
         let columns = rows.schema.fields().len();
         assert_eq!(row.len() + Delivery::COLUMNS.len(), columns, "{}: cells for every column", table.name());
         rows.rows += 1;
-        let partition = rows.partition(row);
+        let nth = rows.partitions.len();
+        let room = || self.sizes.as_ref().map_or_else(Room::few, |sizes| sizes.room(table, nth));
+        let partition = rows.partition(row, room);
         let (schema, builder) = (&rows.schema, &mut rows.partitions[partition].1);
         let delivery_cells = [
             ("source_object", Cell::text(Some(&delivery.object))),
@@ -279,15 +360,20 @@ impl TableRows {
     /// The built batches of each table that has rows: one per partition, in the order of
     /// each partition's first row.
     pub fn finish(self) -> Result<BTreeMap<LakeTable, Vec<RecordBatch>>, arrow::error::ArrowError> {
+        let sizes = self.sizes;
         self.tables
             .into_iter()
             .map(|(table, rows)| {
+                if let Some(sizes) = &sizes {
+                    sizes.record(table, &rows);
+                }
                 let batches = rows
                     .partitions
                     .into_iter()
                     .map(|(_, mut builder)| {
-                        // Below a builder's initial room, most of each buffer is empty.
-                        let shrink = builder.rows < 1024;
+                        // Below half its room (as made, or as grown from 8 rows), most of
+                        // each buffer is empty.
+                        let shrink = builder.rows * 2 < builder.room.max(1024);
                         let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish(shrink)).collect();
                         RecordBatch::try_new(SchemaRef::clone(&rows.schema), columns)
                     })
@@ -317,6 +403,33 @@ mod tests {
         let batch = &batches[&LakeTable::WrapupCodes][0];
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema(), LakeTable::WrapupCodes.schema());
+    }
+
+    #[test]
+    fn a_part_starts_its_partitions_as_large_as_the_last_part_s() {
+        let sizes = Arc::new(PartitionSizes::default());
+        let delivery = Delivery { modified_at: 5, object: "x".into(), line: 3 };
+        let mut rows = TableRows::sized_by(Arc::clone(&sizes));
+        // Wrap-up codes have no partition columns: one partition of 100 rows, ids of 4
+        // bytes, names of 8, no division.
+        for i in 0..100 {
+            let id = format!("w{i:03}");
+            let row: Row<'_> = vec![
+                ("wrapup_code_id", Cell::text(Some(&id))),
+                ("wrapup_code_name", Cell::text(Some("Resolved"))),
+                ("division_id", Cell::Text(None)),
+            ];
+            rows.push(LakeTable::WrapupCodes, &row, &delivery);
+        }
+        rows.finish().unwrap();
+        // 100 rows a quarter more; two partitions' worth (twice the last part's one), then few.
+        let room = sizes.room(LakeTable::WrapupCodes, 0);
+        assert_eq!(room.rows, 125);
+        assert_eq!((room.text_bytes(0), room.text_bytes(1)), (125 * 4, 125 * 8));
+        assert_eq!(room.text_bytes(2), 125, "an all-null column keeps a byte a row");
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 1).rows, 125);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 2).rows, Room::FEW);
+        assert_eq!(sizes.room(LakeTable::Queues, 0).rows, Room::FEW, "a table not seen starts small");
     }
 
     #[test]

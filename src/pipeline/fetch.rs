@@ -1,5 +1,5 @@
 //! Fetching: each object read (whole, or as a stream for a large one) and parsed on tasks
-//! of its own, its parts handed over in order. Parsing stops at the next record when the
+//! of its own, its parts handed over in order. Parsing stops within a few records when the
 //! pass is cancelled, and a parse that panics costs its object, not the pass.
 
 use std::sync::Arc;
@@ -103,6 +103,13 @@ struct Fetch {
 impl Fetch {
     async fn run(self, store: Arc<dyn object_store::ObjectStore>, stream_above: u64) {
         let (url, parts) = (self.object.url.clone(), self.parts.clone());
+        if self.local && self.object.size <= stream_above {
+            // The file the local store (rooted at `/`, `storage.rs`) would read.
+            if let Ok(path) = object_store::local::LocalFileSystem::new().path_to_filesystem(&self.object.path) {
+                let parsed = self.parse_local(path).await;
+                return Self::parsed(&url, &parts, parsed).await;
+            }
+        }
         let get = match store.get(&self.object.path).await {
             Ok(get) => get,
             Err(e) => {
@@ -121,10 +128,18 @@ impl Fetch {
         } else {
             self.parse_streamed(get.into_stream()).await
         };
+        Self::parsed(&url, &parts, parsed).await;
+    }
+
+    /// What became of a parse task: a panic (ours or a dependency's) costs this object, not
+    /// the pass: it is named in the summary and the log, and read again next pass.
+    async fn parsed(
+        url: &str,
+        parts: &tokio::sync::mpsc::Sender<Result<Fetched, LakeError>>,
+        parsed: Result<(), tokio::task::JoinError>,
+    ) {
         match parsed {
             Ok(()) => {}
-            // A panic while parsing (ours or a dependency's) costs this object, not the
-            // pass: it is named in the summary and the log, and read again next pass.
             Err(e) if e.is_panic() => {
                 let why = crate::ingest::mask::scrub_text(&panic_message(e.into_panic()));
                 let entry = format!("{url}: processing failed unexpectedly ({why}); read again next pass");
@@ -134,6 +149,44 @@ impl Fetch {
                 let _ = parts.send(Err(e.into())).await;
             }
         }
+    }
+
+    /// A local object read whole into the parsing thread's own buffer, kept from one object
+    /// to the next: a fresh buffer per object (zeroed first, by object_store's local read)
+    /// was a tenth of a flat ingest's CPU, mostly faulting its pages in. Errors as
+    /// [`read_failed`] has them: a file gone is nothing to ingest, an unreadable one skipped.
+    async fn parse_local(self, path: std::path::PathBuf) -> Result<(), tokio::task::JoinError> {
+        /// Buffers larger than this are not kept between objects.
+        const KEPT_BYTES: usize = 16 << 20;
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        tokio::task::spawn_blocking(move || {
+            fault_injection(&self.object);
+            BUFFER.with_borrow_mut(|buffer| {
+                buffer.clear();
+                let read = std::fs::File::open(&path).and_then(|mut file| std::io::Read::read_to_end(&mut file, buffer));
+                match read {
+                    Ok(_) => parse_object_in_parts(self.object, buffer, &self.parse, self.resume_after, usize::MAX, |part| {
+                        let _ = self.parts.blocking_send(Ok(Fetched::Parsed(part)));
+                    }),
+                    Err(e) => {
+                        let fetched = match e.kind() {
+                            std::io::ErrorKind::NotFound => {
+                                warn!(object = %self.object.url, "source object disappeared before it was read");
+                                Fetched::Gone
+                            }
+                            _ => Fetched::Skipped(format!("{}: {e}", self.object.url).escape_debug().to_string()),
+                        };
+                        let _ = self.parts.blocking_send(Ok(fetched));
+                    }
+                }
+                if buffer.capacity() > KEPT_BYTES {
+                    *buffer = Vec::new();
+                }
+            })
+        })
+        .await
     }
 
     /// An object read whole, parsed as one part on a blocking thread.

@@ -146,6 +146,7 @@ impl Lake {
             agent_key: Some(agent_key),
             queue_partitions: Some(Arc::new(queue_partitions)),
             stop: Some(stop),
+            partition_sizes: Default::default(),
         })
     }
 }

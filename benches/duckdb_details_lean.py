@@ -10,6 +10,8 @@ import time
 
 import duckdb
 
+from duckdb_details_sql import UNNEST_METRICS
+
 details, out = sys.argv[1], sys.argv[2]
 
 METRIC = "STRUCT(name VARCHAR, \"value\" BIGINT, emitDate TIMESTAMPTZ)"
@@ -40,12 +42,7 @@ COPY (
     SELECT c FROM conversations
     QUALIFY row_number() OVER (PARTITION BY c.conversationId ORDER BY (c.conversationEnd IS NOT NULL) DESC) = 1
   ),
-  participants AS (SELECT c.conversationId AS conversation_id, unnest(c.participants) AS p FROM latest),
-  sessions AS (SELECT conversation_id, p.participantId AS participant_id, p.purpose, p.userId AS user_id,
-                      unnest(p.sessions) AS s FROM participants),
-  metrics AS (SELECT conversation_id, participant_id, purpose, user_id, s.sessionId AS session_id,
-                     s.mediaType AS media_type, s.segments[1].queueId AS queue_id, unnest(s.metrics) AS m FROM sessions)
-  SELECT conversation_id, participant_id, session_id, purpose, user_id, queue_id, media_type,
+{UNNEST_METRICS}  SELECT conversation_id, participant_id, session_id, purpose, user_id, queue_id, media_type,
          m.name AS name, m.value AS value, m.emitDate AS emit_date,
          CAST(m.emitDate AT TIME ZONE 'UTC' AS DATE) AS emit_day
   FROM metrics

@@ -223,7 +223,6 @@ pub struct ObjectParser {
     queues: Option<Arc<queue_partitions::QueuePartitions>>,
     /// The last queue partition admitted (consecutive events mostly share one).
     admitted: Option<(i32, String)>,
-    sizes: Arc<rows::PartitionSizes>,
 }
 
 impl fmt::Debug for ObjectParser {
@@ -235,7 +234,8 @@ impl fmt::Debug for ObjectParser {
 impl ObjectParser {
     pub fn new(object: SourceObject, framing: Option<Framing>, gzipped: bool, options: &ParseOptions) -> Self {
         let agents = options.agent_key.as_ref().map(|key| pseudonym::AgentPseudonyms::new(Arc::clone(key)));
-        Self::with_agents(object, framing, gzipped, agents, options.queue_partitions.clone(), Arc::clone(&options.partition_sizes))
+        let rows = TableRows::sized_by(Arc::clone(&options.partition_sizes));
+        Self::with_agents(object, framing, gzipped, agents, options.queue_partitions.clone(), rows)
     }
 
     fn with_agents(
@@ -244,7 +244,7 @@ impl ObjectParser {
         gzipped: bool,
         agents: Option<pseudonym::AgentPseudonyms>,
         queues: Option<Arc<queue_partitions::QueuePartitions>>,
-        sizes: Arc<rows::PartitionSizes>,
+        rows: TableRows,
     ) -> Self {
         Self {
             part: ParsedObject {
@@ -257,11 +257,10 @@ impl ObjectParser {
                 unknown_fields: BTreeMap::new(),
                 through_record: None,
             },
-            rows: TableRows::sized_by(Arc::clone(&sizes)),
+            rows,
             agents,
             queues,
             admitted: None,
-            sizes,
         }
     }
 
@@ -378,7 +377,7 @@ impl ObjectParser {
             self.part.gzipped,
             agents,
             self.queues.clone(),
-            Arc::clone(&self.sizes),
+            self.rows.fresh(),
         );
         std::mem::replace(self, next).finish(Some(records))
     }

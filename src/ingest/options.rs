@@ -18,8 +18,8 @@ pub struct ParseOptions {
     /// The queues each day of `fact_interactions` holds and may hold
     /// ([`queue_partitions`]); without it, any number.
     pub queue_partitions: Option<Arc<queue_partitions::QueuePartitions>>,
-    /// Parsing stops within 64 records (or 1 MB) once this is cancelled (the pass ended or
-    /// was interrupted); the part being parsed is not handed over.
+    /// Parsing stops within a few records ([`StopCheck`]) once this is cancelled (the pass
+    /// ended or was interrupted); the part being parsed is not handed over.
     pub stop: Option<tokio_util::sync::CancellationToken>,
     /// The room a part's partitions start with, learnt from the parts before it.
     pub partition_sizes: Arc<rows::PartitionSizes>,
@@ -31,9 +31,9 @@ impl ParseOptions {
     }
 }
 
-/// When a parse looks at its [`ParseOptions::stop`] again: after 64 records or 1 MB of them,
-/// whichever comes first (the token takes a lock, 2% of a flat ingest when read per record;
-/// a stop still lands within about a millisecond of parsing).
+/// When a parse looks at its [`ParseOptions::stop`] again: after [`StopCheck::RECORDS`]
+/// records or [`StopCheck::BYTES`] of them, whichever comes first. The token takes a lock,
+/// too dear to read per record (benches/README.md, "Why the code is so").
 #[derive(Default)]
 pub(super) struct StopCheck {
     records: u32,
@@ -41,10 +41,13 @@ pub(super) struct StopCheck {
 }
 
 impl StopCheck {
+    const RECORDS: u32 = 64;
+    const BYTES: usize = 1 << 20;
+
     pub(super) fn stopped(&mut self, options: &ParseOptions, record_bytes: usize) -> bool {
         self.records += 1;
         self.bytes += record_bytes;
-        if self.records < 64 && self.bytes < (1 << 20) {
+        if self.records < Self::RECORDS && self.bytes < Self::BYTES {
             return false;
         }
         *self = Self::default();

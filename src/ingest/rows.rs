@@ -81,8 +81,9 @@ pub struct TableRows {
 /// How many partitions of each table the last part built had, how many rows each held on
 /// average and how many bytes each text column took a row, shared by the parses of a pass:
 /// a new partition's builders start with room for about that much instead of growing to it
-/// from a few rows (regrowing them was a tenth of a flat ingest's CPU, most of it faulting
-/// in fresh pages). Only as many partitions as the last part had (twice over) start so
+/// from a few rows (regrowing them, and faulting in the fresh pages each growth takes, was a
+/// large share of a flat ingest's CPU: benches/README.md, "Why the code is so"). Only as
+/// many partitions as the last part had (twice over) start so
 /// large, so the room made stays within a few times the last part's, whatever the next
 /// object holds.
 #[derive(Debug, Default)]
@@ -309,6 +310,11 @@ impl TableRows {
     /// Rows whose partitions start as large as those `sizes` last saw.
     pub fn sized_by(sizes: Arc<PartitionSizes>) -> Self {
         Self { tables: BTreeMap::new(), sizes: Some(sizes) }
+    }
+
+    /// No rows yet, sized as these are.
+    pub fn fresh(&self) -> Self {
+        Self { tables: BTreeMap::new(), sizes: self.sizes.clone() }
     }
 
     /// Appends one row and its delivery. The cells must name the table's columns in schema

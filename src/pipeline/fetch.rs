@@ -152,9 +152,9 @@ impl Fetch {
     }
 
     /// A local object read whole into the parsing thread's own buffer, kept from one object
-    /// to the next: a fresh buffer per object (zeroed first, by object_store's local read)
-    /// was a tenth of a flat ingest's CPU, mostly faulting its pages in. Errors as
-    /// [`read_failed`] has them: a file gone is nothing to ingest, an unreadable one skipped.
+    /// to the next: object_store's local read makes a fresh buffer per object, zeroes it and
+    /// faults its pages in (benches/README.md, "Why the code is so"). A read that fails
+    /// fails as the store's would ([`read_failed`]).
     async fn parse_local(self, path: std::path::PathBuf) -> Result<(), tokio::task::JoinError> {
         /// Buffers larger than this are not kept between objects.
         const KEPT_BYTES: usize = 16 << 20;
@@ -171,14 +171,13 @@ impl Fetch {
                         let _ = self.parts.blocking_send(Ok(Fetched::Parsed(part)));
                     }),
                     Err(e) => {
-                        let fetched = match e.kind() {
+                        let e = match e.kind() {
                             std::io::ErrorKind::NotFound => {
-                                warn!(object = %self.object.url, "source object disappeared before it was read");
-                                Fetched::Gone
+                                object_store::Error::NotFound { path: path.display().to_string(), source: Box::new(e) }
                             }
-                            _ => Fetched::Skipped(format!("{}: {e}", self.object.url).escape_debug().to_string()),
+                            _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
                         };
-                        let _ = self.parts.blocking_send(Ok(fetched));
+                        let _ = self.parts.blocking_send(read_failed(&self.object, true, e));
                     }
                 }
                 if buffer.capacity() > KEPT_BYTES {
@@ -247,4 +246,48 @@ pub(crate) fn object_parts(
     let fetch = Fetch { object, parse, resume_after, part_rows: options.part_rows(), local, parts };
     tokio::spawn(fetch.run(store, options.stream_above_bytes));
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::RecordBatch;
+
+    /// What the local read hands over for `file`, listed as `size` bytes.
+    async fn fetched(file: &std::path::Path, size: u64) -> Vec<Fetched> {
+        let object = SourceObject {
+            path: object_store::path::Path::from_absolute_path(file).unwrap(),
+            url: format!("file://{}", file.display()),
+            size,
+            e_tag: None,
+            last_modified: 0,
+        };
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let parts = object_parts(&LakeOptions::default(), store, Arc::default(), object, 0, true);
+        futures::StreamExt::collect::<Vec<_>>(parts).await.into_iter().map(|p| p.unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_local_object_is_parsed_gone_or_skipped_as_the_store_would_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("a.jsonl");
+        let event = r#"{"event_id": "e1", "interaction_id": "1234567890", "timestamp": "2024-03-04T10:00:00Z", "queue_name": "Billing"}"#;
+        std::fs::write(&events, format!("{event}\n{event}\n")).unwrap();
+        match fetched(&events, 10).await.as_slice() {
+            [Fetched::Parsed(part)] => {
+                let facts = &part.rows[&crate::model::LakeTable::FactInteractions];
+                let rows: usize = facts.iter().map(RecordBatch::num_rows).sum();
+                assert_eq!(rows, 2, "both lines read, whatever size was listed: {:?}", part.rows.keys());
+            }
+            other => panic!("one parsed part expected, got {}", other.len()),
+        }
+        // Deleted after listing: nothing to ingest, no error.
+        assert!(matches!(fetched(&dir.path().join("gone.jsonl"), 10).await.as_slice(), [Fetched::Gone]));
+        // A name that cannot be read as a file: skipped, with the object named.
+        std::fs::create_dir(dir.path().join("d.json")).unwrap();
+        match fetched(&dir.path().join("d.json"), 10).await.as_slice() {
+            [Fetched::Skipped(why)] => assert!(why.contains("d.json"), "{why}"),
+            _ => panic!("a directory read as an object is skipped"),
+        }
+    }
 }

@@ -276,3 +276,46 @@ async fn aggregates_by_queue_run_in_one_stage_and_count_as_by_hand() {
         assert_eq!(sorted_lines(&cclake::query::run_sql(&four, abandon).await.unwrap()), expected, "{how}, four partitions");
     }
 }
+
+#[tokio::test]
+async fn a_cache_smaller_than_the_lake_keeps_the_columns_queries_read() {
+    // A server's decoded cache (query/decoded.rs) that cannot hold every column of the lake
+    // fills up front with whole files; a scan that finds its columns missing reads Parquet
+    // and has them decoded, in the room of columns no query read, and the next scan is
+    // served from memory with the same rows as the Parquet read.
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixtures(&dir.path().join("exports"));
+    let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
+    lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
+    let views = cclake::query::read_model::load_views(None).unwrap();
+    let model = |budget| cclake::query::read_model::ReadModel::new_with_decoded_cache(lake.catalog().clone(), views.clone(), 1 << 30, budget);
+    let auditor = cclake::access::Role::Auditor;
+
+    // Every column of every file, decoded.
+    let whole = model(1 << 30).await.unwrap();
+    let _ = whole.session(auditor).await.unwrap();
+    whole.decoded_settled().await;
+    let whole_bytes = whole.decoded_bytes();
+
+    let budget = whole_bytes / 3;
+    let small = model(budget).await.unwrap();
+    let _ = small.session(auditor).await.unwrap();
+    small.decoded_settled().await;
+    assert!(small.decoded_bytes() > 0 && small.decoded_bytes() <= budget, "{} of {budget}", small.decoded_bytes());
+
+    let sql = "SELECT agent_id, count(*) AS n FROM fact_interactions GROUP BY agent_id";
+    let expected = sorted_lines(&cclake::query::sql(lake.catalog(), sql).await.unwrap());
+    assert!(expected.len() > 1, "{expected:?}");
+    let plan = |ctx| async move {
+        let plan = cclake::query::run_sql(&ctx, &format!("EXPLAIN {sql}")).await.unwrap();
+        sorted_lines(&plan).join("\n")
+    };
+    let ctx = small.session(auditor).await.unwrap();
+    assert!(plan(ctx.clone()).await.contains(".parquet"), "some files are not in memory up front");
+    assert_eq!(sorted_lines(&cclake::query::run_sql(&ctx, sql).await.unwrap()), expected);
+    small.decoded_settled().await;
+    let plan = plan(ctx.clone()).await;
+    assert!(!plan.contains(".parquet"), "every file's agent_id from memory: {plan}");
+    assert_eq!(sorted_lines(&cclake::query::run_sql(&ctx, sql).await.unwrap()), expected);
+    assert!(small.decoded_bytes() <= budget, "{} of {budget}", small.decoded_bytes());
+}

@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 pub mod as_of;
 pub mod concat;
 pub mod config;
+pub mod decoded;
 pub mod error;
 pub mod executor;
 pub mod key_grouped;

@@ -23,7 +23,7 @@ use deltalake::DeltaTable;
 use tracing::warn;
 
 use super::as_of::AsOf;
-use super::snapshot_table::DecodedFiles;
+use super::decoded::DecodedFiles;
 use super::error::QueryError;
 use crate::catalog::Catalog;
 use crate::model::LakeTable;

@@ -23,7 +23,7 @@ use crate::model::LakeTable;
 /// there once they are.
 pub async fn read_only_session(
     tables: Vec<(LakeTable, Option<DeltaTable>)>,
-    decoded: Option<&Arc<snapshot_table::DecodedFiles>>,
+    decoded: Option<&Arc<super::decoded::DecodedFiles>>,
 ) -> Result<SessionContext, QueryError> {
     // Aggregates grouped by a table's layout column run in one stage (query/key_grouped.rs).
     let state = SessionStateBuilder::new_from_existing(SessionContext::new_with_config(session_config()?).state())

@@ -15,16 +15,16 @@
 //! other filters are pushed into the Parquet scan by DataFusion's optimizer for row-group
 //! pruning and evaluated again above it.
 //!
-//! A server keeps the newest snapshot's files decoded in memory ([`DecodedFiles`], up to
-//! `decoded_cache_mb`): a data file never changes under its name, so its decoded batches
-//! stay valid until a commit removes the file. A snapshot's files are decoded in the
-//! background once it is planned; until a file is in memory (or when the budget is full)
-//! it is read from Parquet, so a query always sees exactly its snapshot's files.
+//! A server keeps columns of the lake's files decoded in memory ([`DecodedFiles`], up to
+//! `decoded_cache_mb`; which columns: [`super::decoded`]). A snapshot's files are decoded in
+//! the background once it is planned; a file whose columns a scan reads are not all in
+//! memory is read from Parquet (and its missing columns are decoded for the next scans), so
+//! a query always sees exactly its snapshot's files.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{new_empty_array, Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -51,6 +51,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use tracing::{debug, warn};
 
+use super::decoded::{DecodedFiles, FileKey};
 use super::key_grouped::KeyGroupedExec;
 use super::plain_types::plain_schema;
 
@@ -78,8 +79,10 @@ pub struct SnapshotTable {
     /// Where the files are, relative to the table's root: registered in each session.
     store_url: ObjectStoreUrl,
     store: Arc<dyn ObjectStore>,
-    /// Decoded files shared by every snapshot the read model plans, if it keeps any.
+    /// Decoded columns shared by every snapshot the read model plans, if it keeps any.
     decoded: Option<Arc<DecodedFiles>>,
+    /// This table, for the decoding jobs its scans queue.
+    me: Weak<SnapshotTable>,
 }
 
 impl SnapshotTable {
@@ -146,7 +149,7 @@ impl SnapshotTable {
             RecordBatch::try_new(partition_schema, columns)?
         };
         let log_store = delta.log_store();
-        Ok(Some(Arc::new(Self {
+        Ok(Some(Arc::new_cyclic(|me| Self {
             schema,
             scan_schema: TableSchema::builder(file_schema).with_table_partition_cols(partition_columns.clone()).build(),
             scan_index,
@@ -156,6 +159,7 @@ impl SnapshotTable {
             store_url: log_store.object_store_url(),
             store: log_store.object_store(None),
             decoded,
+            me: me.clone(),
         })))
     }
 
@@ -205,49 +209,102 @@ impl SnapshotTable {
         format.create_physical_plan(state, config).await
     }
 
-    /// Decodes the snapshot's files that are not in memory yet into [`DecodedFiles`] (while
-    /// its budget lasts), and forgets this table's files that the snapshot no longer holds.
-    /// Runs in the background, on the decoding thread: queries meanwhile read those files
-    /// from Parquet.
+    /// Decodes the snapshot's files into [`DecodedFiles`] in the background: the columns
+    /// queries have read from this table, or every column while no query has (and while the
+    /// budget lasts); forgets this table's files that the snapshot no longer holds. Queries
+    /// meanwhile read those files from Parquet.
     pub fn decode_files(self: &Arc<Self>) {
         let Some(decoded) = &self.decoded else { return };
         let live: HashSet<Path> = self.files.iter().map(|f| f.object_meta.location.clone()).collect();
         decoded.retain(self.store_url.as_str(), &live);
-        decoded.enqueue(Arc::clone(self));
+        let table = Arc::clone(self);
+        decoded.enqueue(Box::pin(async move {
+            let Some(decoded) = &table.decoded else { return };
+            let wanted = decoded.wanted(table.store_url.as_str());
+            let (names, asked_at) = match wanted {
+                Some(names) => (names, Some(decoded.tick())),
+                None => (table.schema.fields().iter().map(|f| f.name().clone()).collect(), None),
+            };
+            let files = table.files.iter().map(|f| (f.clone(), names.clone())).collect();
+            table.decode_columns(files, asked_at).await;
+        }));
     }
 
-    /// [`SnapshotTable::decode_files`]' work, file by file.
-    async fn decode_all(&self) {
+    /// Decodes each file's named columns that are not in memory yet, and keeps them
+    /// ([`DecodedFiles::insert`]; `asked_at`: the tick of the scan that asked, if one did).
+    async fn decode_columns(&self, files: Vec<(PartitionedFile, Vec<String>)>, asked_at: Option<u64>) {
         let Some(decoded) = &self.decoded else { return };
         let config = match super::config::session_config() {
             Ok(config) => config,
             Err(e) => return warn!(error = %e, "decoded files: no session to decode with"),
         };
         let ctx = SessionContext::new_with_config(config);
-        for file in &self.files {
-            let key = self.key(file);
-            if !decoded.claim(&key) {
+        for (file, names) in files {
+            let key = self.key(&file);
+            let names = decoded.claim(&key, &names, asked_at.is_some());
+            if names.is_empty() {
                 continue;
             }
-            match self.decode(&ctx, file.clone()).await {
-                Ok(batches) => decoded.insert(key, batches),
+            match self.decode(&ctx, file, &names).await {
+                Ok(columns) => decoded.insert(&key, names.into_iter().zip(columns).collect(), asked_at),
                 Err(e) => {
                     debug!(file = %key.1, error = %e, "file not decoded; read from Parquet");
-                    decoded.release(&key);
+                    decoded.release(&key, &names);
                 }
             }
         }
     }
 
-    /// One file's rows, every column in the table's order and types.
-    async fn decode(&self, ctx: &SessionContext, file: PartitionedFile) -> Result<Vec<RecordBatch>> {
-        let state = ctx.state();
-        let plan = self.parquet_scan(&state, vec![FileGroup::new(vec![file])], false, self.scan_index.clone(), None).await?;
+    /// The named columns of one file, each as one array of the file's rows.
+    async fn decode(&self, ctx: &SessionContext, file: PartitionedFile, names: &[String]) -> Result<Vec<ArrayRef>> {
+        let indices = names.iter().map(|name| self.schema.index_of(name)).collect::<Result<Vec<_>, _>>()?;
+        let projection = indices.iter().map(|&i| self.scan_index[i]).collect();
+        let plan = self.parquet_scan(&ctx.state(), vec![FileGroup::new(vec![file])], false, projection, None).await?;
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
-        batches
-            .into_iter()
-            .map(|b| Ok(RecordBatch::try_new(Arc::clone(&self.schema), b.columns().to_vec())?))
+        indices
+            .iter()
+            .enumerate()
+            .map(|(c, &i)| {
+                let field = self.schema.field(i);
+                let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+                let array = match parts.as_slice() {
+                    [] => new_empty_array(field.data_type()),
+                    [one] => one.slice(0, one.len()),
+                    _ => arrow::compute::concat(&parts)?,
+                };
+                if array.data_type() != field.data_type() {
+                    return Err(datafusion::error::DataFusionError::Internal(format!(
+                        "column {} decoded as {}, the table says {}",
+                        field.name(),
+                        array.data_type(),
+                        field.data_type()
+                    )));
+                }
+                Ok(array)
+            })
             .collect()
+    }
+
+    /// A file's rows from its decoded columns (`projection`: table columns), in batches of
+    /// `batch_size`; or the names of the columns not in memory.
+    fn decoded_batches(
+        &self,
+        decoded: &DecodedFiles,
+        file: &PartitionedFile,
+        projection: &[usize],
+        schema: &SchemaRef,
+        batch_size: usize,
+        now: u64,
+    ) -> Result<Vec<RecordBatch>, Vec<String>> {
+        let names: Vec<&str> = projection.iter().map(|&c| self.schema.field(c).name().as_str()).collect();
+        let columns = decoded.columns(&self.key(file), &names, now)?;
+        let file_rows = || file.statistics.as_ref().and_then(|s| s.num_rows.get_value().copied());
+        // No column read (`count(*)`): the row count the log gives.
+        let Some(rows) = columns.first().map(|c| c.len()).or_else(file_rows) else { return Err(Vec::new()) };
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|_| Vec::new())?;
+        let batch_size = batch_size.max(1);
+        Ok((0..rows).step_by(batch_size).map(|offset| batch.slice(offset, batch_size.min(rows - offset))).collect())
     }
 
     /// The partition column scans lay their partitions out by, as (its index in the table,
@@ -338,24 +395,43 @@ impl TableProvider for SnapshotTable {
             Some((_, value_index)) => balanced_buckets(&files, value_index, partitions),
             None => (0..files.len()).map(|i| i % partitions).collect(),
         };
+        let projected = Arc::new(self.schema.project(&projection)?);
+        let batch_size = state.config().batch_size();
+        let now = self.decoded.as_ref().map(|d| d.tick());
         let mut in_memory: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
         let mut from_parquet: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+        let mut missing: Vec<(PartitionedFile, Vec<String>)> = Vec::new();
         let mut cached = 0;
         for (file, bucket) in files.into_iter().zip(buckets) {
-            match self.decoded.as_ref().and_then(|d| d.get(&self.key(&file))) {
-                Some(batches) => {
-                    in_memory[bucket].extend(batches.iter().cloned());
+            let held = match (&self.decoded, now) {
+                (Some(decoded), Some(now)) => self.decoded_batches(decoded, &file, &projection, &projected, batch_size, now),
+                _ => Err(Vec::new()),
+            };
+            match held {
+                Ok(batches) => {
+                    in_memory[bucket].extend(batches);
                     cached += 1;
                 }
-                None => from_parquet[bucket].push(file),
+                Err(names) => {
+                    if !names.is_empty() {
+                        missing.push((file.clone(), names));
+                    }
+                    from_parquet[bucket].push(file);
+                }
             }
+        }
+        // The columns this scan found missing are decoded for the next ones.
+        if let (Some(decoded), Some(table), false) = (&self.decoded, self.me.upgrade(), missing.is_empty()) {
+            decoded.enqueue(Box::pin(async move { table.decode_columns(missing, now).await }));
         }
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if cached > 0 {
             if layout.is_none() {
                 in_memory.retain(|p| !p.is_empty());
             }
-            plans.push(MemorySourceConfig::try_new_exec(&in_memory, Arc::clone(&self.schema), Some(projection))?);
+            if !in_memory.is_empty() {
+                plans.push(MemorySourceConfig::try_new_exec(&in_memory, Arc::clone(&projected), None)?);
+            }
         }
         if from_parquet.iter().any(|g| !g.is_empty()) {
             let groups = match layout {
@@ -366,6 +442,7 @@ impl TableProvider for SnapshotTable {
         }
         match (layout, plans.len()) {
             (Some((key, _)), _) => KeyGroupedExec::over(plans, key),
+            (None, 0) => Ok(Arc::new(EmptyExec::new(projected))),
             (None, 1) => Ok(plans.remove(0)),
             (None, _) => UnionExec::try_new(plans),
         }
@@ -411,135 +488,4 @@ fn balanced_buckets(files: &[PartitionedFile], value_index: usize, partitions: u
         bucket_of.insert(value, bucket);
     }
     files.iter().map(|f| bucket_of.get(&f.partition_values[value_index]).copied().unwrap_or_default()).collect()
-}
-
-/// A file in [`DecodedFiles`]: its table's store and its path there.
-type FileKey = (String, Path);
-
-/// Files of the lake decoded into Arrow batches, shared by the read model's snapshots, up to
-/// a budget of bytes (the batches' memory as Arrow reports it).
-#[derive(Debug)]
-pub struct DecodedFiles {
-    budget_bytes: usize,
-    state: Mutex<DecodedState>,
-    /// Decoding tasks queued or running, and a signal when one ends: [`DecodedFiles::settled`].
-    tasks: tokio::sync::watch::Sender<usize>,
-    /// Snapshots whose files are to be decoded, taken one at a time by a thread of its own:
-    /// decoding keeps at most one core busy, and never a thread that answers RPCs or runs
-    /// queries. The thread ends once this sender is dropped and the queue is empty.
-    queue: std::sync::mpsc::Sender<(Arc<SnapshotTable>, DecodingTask)>,
-}
-
-/// One running decoding task; dropping it (the task ended, or panicked) counts it out.
-#[derive(Debug)]
-struct DecodingTask(tokio::sync::watch::Sender<usize>);
-
-impl Drop for DecodingTask {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
-}
-
-#[derive(Debug, Default)]
-struct DecodedState {
-    files: HashMap<FileKey, (Arc<[RecordBatch]>, usize)>,
-    /// Files being decoded now: a second snapshot planned meanwhile does not decode them too.
-    loading: HashSet<FileKey>,
-    used_bytes: usize,
-}
-
-impl DecodedFiles {
-    /// A cache of at most `budget_bytes`, with its decoding thread; `None` for a budget of 0
-    /// (every file read from Parquet), or when no thread can be started.
-    pub fn new(budget_bytes: usize) -> Option<Arc<Self>> {
-        if budget_bytes == 0 {
-            return None;
-        }
-        let (queue, jobs) = std::sync::mpsc::channel::<(Arc<SnapshotTable>, DecodingTask)>();
-        let started = std::thread::Builder::new().name("cclake-decode".into()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(e) => return warn!(error = %e, "decoded files: no runtime; every file is read from Parquet"),
-            };
-            while let Ok((table, _task)) = jobs.recv() {
-                runtime.block_on(table.decode_all());
-            }
-        });
-        if let Err(e) = started {
-            warn!(error = %e, "decoded files: no thread; every file is read from Parquet");
-            return None;
-        }
-        Some(Arc::new(Self {
-            budget_bytes,
-            state: Mutex::new(DecodedState::default()),
-            tasks: tokio::sync::watch::Sender::new(0),
-            queue,
-        }))
-    }
-
-    /// Queues `table`'s files for the decoding thread.
-    fn enqueue(&self, table: Arc<SnapshotTable>) {
-        self.tasks.send_modify(|n| *n += 1);
-        // A thread that is gone drops the job, and with it the count.
-        let _ = self.queue.send((table, DecodingTask(self.tasks.clone())));
-    }
-
-    /// Returns once no snapshot's files are being decoded (every file of the snapshots
-    /// planned so far is in memory, or past the budget).
-    pub async fn settled(&self) {
-        let mut tasks = self.tasks.subscribe();
-        // The sender lives in `self`: waiting cannot fail.
-        let _ = tasks.wait_for(|n| *n == 0).await;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, DecodedState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Bytes held now.
-    pub fn used_bytes(&self) -> usize {
-        self.lock().used_bytes
-    }
-
-    fn get(&self, key: &FileKey) -> Option<Arc<[RecordBatch]>> {
-        self.lock().files.get(key).map(|(batches, _)| Arc::clone(batches))
-    }
-
-    /// Whether the caller should decode `key`: not held, not being decoded, budget left.
-    fn claim(&self, key: &FileKey) -> bool {
-        let mut state = self.lock();
-        if state.files.contains_key(key) || state.loading.contains(key) || state.used_bytes >= self.budget_bytes {
-            return false;
-        }
-        state.loading.insert(key.clone())
-    }
-
-    fn release(&self, key: &FileKey) {
-        self.lock().loading.remove(key);
-    }
-
-    /// Keeps a decoded file if it fits in what is left of the budget.
-    fn insert(&self, key: FileKey, batches: Vec<RecordBatch>) {
-        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-        let mut state = self.lock();
-        state.loading.remove(&key);
-        if state.used_bytes + bytes <= self.budget_bytes {
-            state.used_bytes += bytes;
-            state.files.insert(key, (batches.into(), bytes));
-        }
-    }
-
-    /// Forgets the files of `store` that are not in `live` (removed by a commit).
-    fn retain(&self, store: &str, live: &HashSet<Path>) {
-        let mut state = self.lock();
-        let mut freed = 0;
-        state.files.retain(|(s, path), (_, bytes)| {
-            let keep = s != store || live.contains(path);
-            if !keep {
-                freed += *bytes;
-            }
-            keep
-        });
-        state.used_bytes -= freed;
-    }
 }

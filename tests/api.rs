@@ -282,9 +282,19 @@ async fn a_cache_smaller_than_the_lake_keeps_the_columns_queries_read() {
     // A server's decoded cache (query/decoded.rs) that cannot hold every column of the lake
     // fills up front with whole files; a scan that finds its columns missing reads Parquet
     // and has them decoded, in the room of columns no query read, and the next scan is
-    // served from memory with the same rows as the Parquet read.
+    // served from memory with the same rows as the Parquet read. A partition column is
+    // kept for one batch's rows: a file of 9,000 rows needs it for more than one batch.
     let dir = tempfile::tempdir().unwrap();
     copy_fixtures(&dir.path().join("exports"));
+    let big: String = (0..9000)
+        .map(|i| {
+            format!(
+                "{{\"event_id\": \"big-{i}\", \"interaction_id\": \"i-big-{i}\", \"timestamp\": \"2024-03-09T10:00:00Z\", \"queue_name\": \"Big\", \"state\": \"completed\", \"duration_seconds\": {}}}\n",
+                i % 100
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("exports/big.jsonl"), big).unwrap();
     let lake = cclake::Lake::open_or_create(dir.path().join("lake").to_str().unwrap()).await.unwrap();
     lake.ingest(dir.path().join("exports").to_str().unwrap()).await.unwrap();
     let views = cclake::query::read_model::load_views(None).unwrap();
@@ -316,6 +326,17 @@ async fn a_cache_smaller_than_the_lake_keeps_the_columns_queries_read() {
     small.decoded_settled().await;
     let plan = plan(ctx.clone()).await;
     assert!(!plan.contains(".parquet"), "every file's agent_id from memory: {plan}");
+    assert_eq!(sorted_lines(&cclake::query::run_sql(&ctx, sql).await.unwrap()), expected);
+
+    // Partition columns and a data column; the Big queue's day worked out by hand: 9,000
+    // events, durations 0..99 ninety times over (90 * 4,950).
+    let sql = "SELECT queue_name, event_date, count(*) AS n, sum(duration_seconds) AS d FROM fact_interactions GROUP BY 1, 2";
+    let expected = sorted_lines(&cclake::query::sql(lake.catalog(), sql).await.unwrap());
+    assert!(expected.contains(&"Big|2024-03-09|9000|445500".to_string()), "{expected:?}");
+    assert_eq!(sorted_lines(&cclake::query::run_sql(&ctx, sql).await.unwrap()), expected);
+    small.decoded_settled().await;
+    let explained = cclake::query::run_sql(&ctx, &format!("EXPLAIN {sql}")).await.unwrap();
+    assert!(!sorted_lines(&explained).join("\n").contains(".parquet"), "from memory");
     assert_eq!(sorted_lines(&cclake::query::run_sql(&ctx, sql).await.unwrap()), expected);
     assert!(small.decoded_bytes() <= budget, "{} of {budget}", small.decoded_bytes());
 }

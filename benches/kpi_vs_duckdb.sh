@@ -41,4 +41,4 @@ while ! grep -q listening "$work/serve.out" 2>/dev/null; do sleep 0.1; done
 url=$(sed 's/listening on //' "$work/serve.out")
 criterion=()
 [ "${IN_PROCESS:-1}" = 0 ] || criterion=("${CARGO_TARGET_DIR:-target}/criterion")
-"$python" benches/kpi_bench.py "$url" bench bench-pw "$work/duckdb-out" "$work/duckdb-genesys" 15 "${criterion[@]}"
+CCLAKE_SERVER_PID=$server "$python" benches/kpi_bench.py "$url" bench bench-pw "$work/duckdb-out" "$work/duckdb-genesys" 15 "${criterion[@]}"

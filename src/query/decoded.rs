@@ -38,6 +38,11 @@ pub(crate) type DecodingJob = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// front that no scan has read yet.
 const NEVER_READ: u64 = 0;
 
+/// A column asked for that did not fit is not decoded again for this many scans: a query
+/// whose columns the budget cannot hold would otherwise have them decoded (and dropped) on
+/// every run.
+const RETRY_AFTER_SCANS: u64 = 100;
+
 #[derive(Debug)]
 pub struct DecodedFiles {
     budget_bytes: usize,
@@ -80,6 +85,11 @@ struct DecodedState {
     loading: HashSet<(FileKey, String)>,
     /// Per store (table), the columns scans have read.
     wanted: HashMap<String, BTreeSet<String>>,
+    /// Per store, the files of the newest snapshot seen: a new snapshot's own files are
+    /// decoded up front, not every file again each time a snapshot is planned.
+    seen: HashMap<String, HashSet<Path>>,
+    /// Columns asked for that did not fit, with the tick they were refused at.
+    refused: HashMap<(FileKey, String), u64>,
     used_bytes: usize,
     /// Ticks once per scan.
     clock: u64,
@@ -228,9 +238,12 @@ impl DecodedFiles {
             return Vec::new();
         }
         let mut claimed = Vec::new();
+        let clock = state.clock;
         for name in names {
             let held = state.files.get(file).is_some_and(|held| held.columns.contains_key(name));
-            if !held && state.loading.insert((file.clone(), name.clone())) {
+            let key = (file.clone(), name.clone());
+            let refused = state.refused.get(&key).is_some_and(|&at| clock < at + RETRY_AFTER_SCANS);
+            if !held && !refused && state.loading.insert(key) {
                 claimed.push(name.clone());
             }
         }
@@ -266,6 +279,12 @@ impl DecodedFiles {
             None => state.used_bytes + bytes <= self.budget_bytes,
         };
         if !fits {
+            if asked_at.is_some() {
+                let clock = state.clock;
+                for (name, ..) in sized {
+                    state.refused.insert((file.clone(), name), clock);
+                }
+            }
             return;
         }
         let last_read = asked_at.unwrap_or(NEVER_READ);
@@ -274,7 +293,8 @@ impl DecodedFiles {
                 rows,
                 columns: HashMap::new(),
             });
-            let replaced = held.columns.insert(name, Column { array, bytes, last_read });
+            let replaced = held.columns.insert(name.clone(), Column { array, bytes, last_read });
+            state.refused.remove(&(file.clone(), name));
             state.used_bytes += bytes;
             if let Some(old) = replaced {
                 state.used_bytes -= old.bytes;
@@ -282,8 +302,9 @@ impl DecodedFiles {
         }
     }
 
-    /// Forgets the files of `store` that are not in `live` (removed by a commit).
-    pub(crate) fn retain(&self, store: &str, live: &HashSet<Path>) {
+    /// Follows `store`'s newest snapshot, whose files are `live`: forgets the files a commit
+    /// removed, and returns those not seen in an earlier snapshot.
+    pub(crate) fn follow_snapshot(&self, store: &str, live: &HashSet<Path>) -> HashSet<Path> {
         let mut state = self.lock();
         let mut freed = 0;
         state.files.retain(|(s, path), held| {
@@ -294,6 +315,9 @@ impl DecodedFiles {
             keep
         });
         state.used_bytes -= freed;
+        state.refused.retain(|((s, path), _), _| s != store || live.contains(path));
+        let seen = state.seen.insert(store.to_string(), live.clone()).unwrap_or_default();
+        live.difference(&seen).cloned().collect()
     }
 }
 
@@ -348,7 +372,11 @@ mod tests {
         cache.insert(&a, 1000, vec![("y".into(), ints(1000))], Some(later));
         assert_eq!(cache.used_bytes(), 3 * size);
         assert!(cache.columns(&a, &["y"], later).is_err());
-        assert_eq!(cache.claim(&a, &["y".into()], true), vec!["y"], "not being decoded any more: it can be asked for again");
+        assert!(cache.claim(&a, &["y".into()], true).is_empty(), "refused: not decoded again at once");
+        for _ in 0..RETRY_AFTER_SCANS {
+            cache.tick();
+        }
+        assert_eq!(cache.claim(&a, &["y".into()], true), vec!["y"], "asked for again after {RETRY_AFTER_SCANS} scans");
         cache.release(&a, &["y".into()]);
 
         // Least recently read first: every column was read at `later`, `b`'s again at `last`;
@@ -361,8 +389,10 @@ mod tests {
         assert!(cache.columns(&a, &["y"], last).is_ok());
         assert!(cache.columns(&b, &["x", "y"], last).is_ok());
 
-        // A commit that removes `b` frees its columns.
-        cache.retain("file:///lake/t/", &HashSet::from([Path::from("a.parquet")]));
+        // A commit that removes `b` frees its columns; `a` was seen in no earlier snapshot.
+        let live = HashSet::from([Path::from("a.parquet")]);
+        assert_eq!(cache.follow_snapshot("file:///lake/t/", &live), live);
         assert_eq!(cache.used_bytes(), size);
+        assert!(cache.follow_snapshot("file:///lake/t/", &live).is_empty(), "no new file");
     }
 }

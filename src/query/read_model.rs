@@ -200,7 +200,7 @@ impl ReadModel {
         let state = match planned.get(&role) {
             Some((built_from, state)) if *built_from == versions => state.clone(),
             _ => {
-                let state = self.planned_state(role, snapshots).await?;
+                let state = self.planned_state(role, snapshots, self.decoded.as_ref()).await?;
                 planned.insert(role, (versions.clone(), state.clone()));
                 state
             }
@@ -214,20 +214,27 @@ impl ReadModel {
     /// (never answered from the newest snapshot) when that state cannot be read whole.
     pub async fn session_as_of(&self, role: Role, as_of: &AsOf) -> Result<(SessionContext, SnapshotVersions), QueryError> {
         let snapshots = as_of.snapshots(&self.catalog).await.map_err(|e| QueryError::AsOf(Box::new(e)))?;
-        // Not kept among the planned catalogs: those follow the newest snapshot.
+        // Not kept among the planned catalogs: those follow the newest snapshot. Nor does it
+        // touch the decoded files, which follow the newest snapshot too: it reads Parquet.
         let versions = snapshots.iter().map(|(_, d)| d.as_ref().and_then(|d| d.version()).map(|v| v as i64)).collect();
-        let state = self.planned_state(role, snapshots).await?;
+        let state = self.planned_state(role, snapshots, None).await?;
         Ok((SessionContext::new_with_state(state), versions))
     }
 
-    /// The tables and views `role` reads in `snapshots`, with a runtime of their own.
-    async fn planned_state(&self, role: Role, snapshots: Vec<(LakeTable, Option<DeltaTable>)>) -> Result<SessionState, QueryError> {
+    /// The tables and views `role` reads in `snapshots`, with a runtime of their own, and
+    /// their files read from `decoded` when it holds them.
+    async fn planned_state(
+        &self,
+        role: Role,
+        snapshots: Vec<(LakeTable, Option<DeltaTable>)>,
+        decoded: Option<&Arc<DecodedFiles>>,
+    ) -> Result<SessionState, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
             .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))))
             .build_arc()?;
-        let planned_state = self.plan_catalog(role, snapshots).await?.state();
+        let planned_state = self.plan_catalog(role, snapshots, decoded).await?.state();
         Ok(SessionStateBuilder::new_from_existing(planned_state).with_runtime_env(runtime).build())
     }
 
@@ -251,10 +258,11 @@ impl ReadModel {
         &self,
         role: Role,
         snapshots: Vec<(LakeTable, Option<DeltaTable>)>,
+        decoded: Option<&Arc<DecodedFiles>>,
     ) -> Result<SessionContext, QueryError> {
         let hidden = role.hidden_tables();
         let visible = snapshots.into_iter().filter(|(table, _)| !hidden.contains(&table.name())).collect();
-        let ctx = super::session::read_only_session(visible, self.decoded.as_ref()).await?;
+        let ctx = super::session::read_only_session(visible, decoded).await?;
         super::limits::bound_functions(&ctx, self.memory_limit_bytes);
         register_views(&ctx, &self.views, role == Role::Auditor).await;
         Ok(ctx)

@@ -14,7 +14,7 @@ use deltalake::DeltaTable;
 
 use super::config::session_config;
 use super::error::{refuse_writes, QueryError, ReadOnlyRefusal};
-use super::{key_grouped, limits, plain_types, snapshot_table, sql_guard};
+use super::{key_grouped, limits, plain_types, snapshot_table, sql_guard, utc_date_trunc};
 use crate::model::LakeTable;
 
 /// A session with each table registered under `cclake.cc_analytics`; a table not created yet
@@ -30,6 +30,10 @@ pub async fn read_only_session(
         .with_physical_optimizer_rule(Arc::new(key_grouped::OneStageAggregateByKey))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    // UTC timestamps (every one cclake writes) truncated by arithmetic (query/utc_date_trunc.rs).
+    if let Ok(date_trunc) = datafusion::execution::FunctionRegistry::udf(&ctx, "date_trunc") {
+        ctx.register_udf(utc_date_trunc::UtcDateTrunc::wrap(date_trunc));
+    }
     let state = Arc::new(ctx.state());
     for (table, delta) in tables {
         let name = table.name();

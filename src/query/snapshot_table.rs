@@ -213,14 +213,17 @@ impl SnapshotTable {
         format.create_physical_plan(state, config).await
     }
 
-    /// Decodes the snapshot's files into [`DecodedFiles`] in the background: the columns
-    /// queries have read from this table, or every column while no query has (and while the
-    /// budget lasts); forgets this table's files that the snapshot no longer holds. Queries
-    /// meanwhile read those files from Parquet.
+    /// Decodes the files no earlier snapshot of this table held into [`DecodedFiles`] in the
+    /// background: the columns queries have read from this table, or every column while no
+    /// query has (and while the budget lasts); forgets this table's files that the snapshot no
+    /// longer holds. Queries meanwhile read those files from Parquet.
     pub fn decode_files(self: &Arc<Self>) {
         let Some(decoded) = &self.decoded else { return };
         let live: HashSet<Path> = self.files.iter().map(|f| f.object_meta.location.clone()).collect();
-        decoded.retain(self.store_url.as_str(), &live);
+        let new = decoded.follow_snapshot(self.store_url.as_str(), &live);
+        if new.is_empty() {
+            return;
+        }
         let table = Arc::clone(self);
         decoded.enqueue(Box::pin(async move {
             let Some(decoded) = &table.decoded else { return };
@@ -229,7 +232,12 @@ impl SnapshotTable {
                 Some(names) => (names, Some(decoded.tick())),
                 None => (table.schema.fields().iter().map(|f| f.name().clone()).collect(), None),
             };
-            let files = table.files.iter().map(|f| (f.clone(), names.clone())).collect();
+            let files = table
+                .files
+                .iter()
+                .filter(|f| new.contains(&f.object_meta.location))
+                .map(|f| (f.clone(), names.clone()))
+                .collect();
             table.decode_columns(files, asked_at).await;
         }));
     }

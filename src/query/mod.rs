@@ -22,6 +22,7 @@ pub mod read_model;
 pub mod session;
 pub mod snapshot_table;
 pub mod sql_guard;
+pub mod utc_date_cast;
 pub mod utc_date_trunc;
 
 pub use config::{read_only_options, CATALOG, SCHEMA};

@@ -14,7 +14,7 @@ use deltalake::DeltaTable;
 
 use super::config::session_config;
 use super::error::{refuse_writes, QueryError, ReadOnlyRefusal};
-use super::{key_grouped, limits, plain_types, snapshot_table, sql_guard, utc_date_trunc};
+use super::{key_grouped, limits, plain_types, snapshot_table, sql_guard, utc_date_cast, utc_date_trunc};
 use crate::model::LakeTable;
 
 /// A session with each table registered under `cclake.cc_analytics`; a table not created yet
@@ -28,6 +28,8 @@ pub async fn read_only_session(
     // Aggregates grouped by a table's layout column run in one stage (query/key_grouped.rs).
     let state = SessionStateBuilder::new_from_existing(SessionContext::new_with_config(session_config()?).state())
         .with_physical_optimizer_rule(Arc::new(key_grouped::OneStageAggregateByKey))
+        // Casts of UTC timestamps to dates by arithmetic (query/utc_date_cast.rs).
+        .with_optimizer_rule(Arc::new(utc_date_cast::UtcDateCasts))
         .build();
     let ctx = SessionContext::new_with_state(state);
     // UTC timestamps (every one cclake writes) truncated by arithmetic (query/utc_date_trunc.rs).

@@ -49,7 +49,7 @@ impl Hash for UtcDateTrunc {
 }
 
 /// Zone names whose offset is always zero.
-fn is_utc(zone: &str) -> bool {
+pub(crate) fn is_utc(zone: &str) -> bool {
     matches!(zone, "UTC" | "Etc/UTC" | "+00:00" | "Z")
 }
 

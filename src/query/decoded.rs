@@ -102,14 +102,15 @@ impl DecodedState {
         if self.used_bytes + bytes <= budget {
             return true;
         }
-        let mut candidates: Vec<(u64, usize, FileKey, String)> = self
+        // Borrowed while choosing: only the columns that go are copied out.
+        let mut candidates: Vec<(u64, usize, &FileKey, &String)> = self
             .files
             .iter()
             .flat_map(|(file, held)| {
                 held.columns
                     .iter()
                     .filter(|(_, c)| c.last_read < since)
-                    .map(move |(name, c)| (c.last_read, c.bytes, file.clone(), name.clone()))
+                    .map(move |(name, c)| (c.last_read, c.bytes, file, name))
             })
             .collect();
         let freeable: usize = candidates.iter().map(|c| c.1).sum();
@@ -117,10 +118,16 @@ impl DecodedState {
             return false;
         }
         candidates.sort_by_key(|c| c.0);
+        let mut used = self.used_bytes;
+        let mut going: Vec<(FileKey, String, usize)> = Vec::new();
         for (_, freed, file, name) in candidates {
-            if self.used_bytes + bytes <= budget {
+            if used + bytes <= budget {
                 break;
             }
+            going.push((file.clone(), name.clone(), freed));
+            used -= freed;
+        }
+        for (file, name, freed) in going {
             if let Some(held) = self.files.get_mut(&file) {
                 held.columns.remove(&name);
                 if held.columns.is_empty() {
@@ -186,24 +193,31 @@ impl DecodedFiles {
         self.lock().used_bytes
     }
 
-    /// A new tick of the clock, for one scan: what it reads is marked read then.
+    /// A new tick of the clock: what a scan reads is marked read then.
     pub(crate) fn tick(&self) -> u64 {
         let mut state = self.lock();
         state.clock += 1;
         state.clock
     }
 
-    /// The file's row count and its columns `names`, in that order, marked read at `now`; or
-    /// the names of those not held (none when `names` is empty and the file is not held).
-    /// Either way the table's store remembers the names as wanted.
-    pub(crate) fn columns(&self, file: &FileKey, names: &[&str], now: u64) -> Result<(usize, Vec<ArrayRef>), Vec<String>> {
+    /// A scan of `store`'s table that reads the columns `names` starts: they are remembered
+    /// as wanted, and the scan's tick is returned.
+    pub(crate) fn scan_started(&self, store: &str, names: &[&str]) -> u64 {
         let mut state = self.lock();
-        let wanted = state.wanted.entry(file.0.clone()).or_default();
+        let wanted = state.wanted.entry(store.to_string()).or_default();
         for name in names {
             if !wanted.contains(*name) {
                 wanted.insert(name.to_string());
             }
         }
+        state.clock += 1;
+        state.clock
+    }
+
+    /// The file's row count and its columns `names`, in that order, marked read at `now`; or
+    /// the names of those not held (none when `names` is empty and the file is not held).
+    pub(crate) fn columns(&self, file: &FileKey, names: &[&str], now: u64) -> Result<(usize, Vec<ArrayRef>), Vec<String>> {
+        let mut state = self.lock();
         let Some(held) = state.files.get_mut(file) else {
             return Err(names.iter().map(|n| n.to_string()).collect());
         };
@@ -349,7 +363,7 @@ mod tests {
         assert_eq!(cache.used_bytes(), 3 * size, "up front, a column past the budget is not kept");
 
         // A scan reads `a.x`, and asks for `b.x` and `b.y`.
-        let now = cache.tick();
+        let now = cache.scan_started("file:///lake/t/", &["x", "y"]);
         assert_eq!(cache.columns(&a, &["x"], now).unwrap().1.len(), 1);
         assert_eq!(cache.columns(&b, &["x", "y"], now).unwrap_err(), vec!["x", "y"]);
         assert_eq!(cache.wanted("file:///lake/t/").unwrap(), vec!["x", "y"]);

@@ -59,6 +59,18 @@ use super::plain_types::plain_schema;
 /// rows, if fewer), sliced for every batch: the value is the same on every row.
 const PARTITION_VALUE_ROWS: usize = 8192;
 
+/// One scan's reading of decoded files: the columns it reads (table order of its
+/// projection), which of them are partition columns (a value kept for one batch), the batch
+/// rows, its output schema, and its tick on the cache's clock.
+struct DecodedRead<'a> {
+    decoded: &'a DecodedFiles,
+    names: Vec<&'a str>,
+    repeated: Vec<bool>,
+    schema: SchemaRef,
+    chunk: usize,
+    now: u64,
+}
+
 /// The newest delta-rs reader version whose files are plain Parquet: version 2 adds column
 /// mapping, version 3 deletion vectors and other reader features.
 const PLAIN_PARQUET_READER_VERSION: i32 = 1;
@@ -285,9 +297,9 @@ impl SnapshotTable {
                 let array = match data.iter().position(|&d| d == scan) {
                     Some(c) => {
                         let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-                        match parts.as_slice() {
+                        match batches.as_slice() {
                             [] => new_empty_array(field.data_type()),
-                            [one] => one.slice(0, one.len()),
+                            [one] => Arc::clone(one.column(c)),
                             _ => arrow::compute::concat(&parts)?,
                         }
                     }
@@ -307,28 +319,28 @@ impl SnapshotTable {
         Ok((rows, columns))
     }
 
-    /// A file's rows from its decoded columns (`projection`: table columns), in batches of
-    /// `batch_size` at most; or the names of the columns not in memory.
-    fn decoded_batches(
-        &self,
-        decoded: &DecodedFiles,
-        file: &PartitionedFile,
-        projection: &[usize],
-        schema: &SchemaRef,
-        batch_size: usize,
-        now: u64,
-    ) -> Result<Vec<RecordBatch>, Vec<String>> {
+    /// What a scan reading `projection` (table columns) needs to take each file's rows
+    /// from `decoded`, worked out once for the scan.
+    fn decoded_read<'a>(&'a self, decoded: &'a DecodedFiles, projection: &[usize], schema: SchemaRef, batch_size: usize) -> DecodedRead<'a> {
         let names: Vec<&str> = projection.iter().map(|&c| self.schema.field(c).name().as_str()).collect();
-        let (rows, columns) = decoded.columns(&self.key(file), &names, now)?;
         let file_count = self.scan_schema.file_schema().fields().len();
         let repeated: Vec<bool> = projection.iter().map(|&c| self.scan_index[c] >= file_count).collect();
         let mut chunk = batch_size.max(1);
         if repeated.contains(&true) {
             chunk = chunk.min(PARTITION_VALUE_ROWS);
         }
+        let now = decoded.scan_started(self.store_url.as_str(), &names);
+        DecodedRead { decoded, names, repeated, schema, chunk, now }
+    }
+
+    /// A file's rows from its decoded columns, in batches of `read.chunk` rows at most; or the
+    /// names of the columns not in memory.
+    fn decoded_batches(&self, read: &DecodedRead<'_>, file: &PartitionedFile) -> Result<Vec<RecordBatch>, Vec<String>> {
+        let (rows, columns) = read.decoded.columns(&self.key(file), &read.names, read.now)?;
+        let chunk = read.chunk;
         // Columns of a file decoded at different times have its one row count; should one not,
         // the file is read from Parquet.
-        let whole = columns.iter().zip(&repeated).all(|(a, &r)| if r { a.len() >= rows.min(chunk) } else { a.len() == rows });
+        let whole = columns.iter().zip(&read.repeated).all(|(a, &r)| if r { a.len() >= rows.min(chunk) } else { a.len() == rows });
         if !whole {
             return Err(Vec::new());
         }
@@ -337,11 +349,11 @@ impl SnapshotTable {
             let n = chunk.min(rows - offset);
             let arrays: Vec<ArrayRef> = columns
                 .iter()
-                .zip(&repeated)
+                .zip(&read.repeated)
                 .map(|(array, &repeated)| if repeated { array.slice(0, n) } else { array.slice(offset, n) })
                 .collect();
             let options = RecordBatchOptions::new().with_row_count(Some(n));
-            batches.push(RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &options).map_err(|_| Vec::new())?);
+            batches.push(RecordBatch::try_new_with_options(Arc::clone(&read.schema), arrays, &options).map_err(|_| Vec::new())?);
         }
         Ok(batches)
     }
@@ -435,16 +447,18 @@ impl TableProvider for SnapshotTable {
             None => (0..files.len()).map(|i| i % partitions).collect(),
         };
         let projected = Arc::new(self.schema.project(&projection)?);
-        let batch_size = state.config().batch_size();
-        let now = self.decoded.as_ref().map(|d| d.tick());
+        let read = self
+            .decoded
+            .as_deref()
+            .map(|decoded| self.decoded_read(decoded, &projection, Arc::clone(&projected), state.config().batch_size()));
         let mut in_memory: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
         let mut from_parquet: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
         let mut missing: Vec<(PartitionedFile, Vec<String>)> = Vec::new();
         let mut cached = 0;
         for (file, bucket) in files.into_iter().zip(buckets) {
-            let held = match (&self.decoded, now) {
-                (Some(decoded), Some(now)) => self.decoded_batches(decoded, &file, &projection, &projected, batch_size, now),
-                _ => Err(Vec::new()),
+            let held = match &read {
+                Some(read) => self.decoded_batches(read, &file),
+                None => Err(Vec::new()),
             };
             match held {
                 Ok(batches) => {
@@ -461,7 +475,8 @@ impl TableProvider for SnapshotTable {
         }
         // The columns this scan found missing are decoded for the next ones.
         if let (Some(decoded), Some(table), false) = (&self.decoded, self.me.upgrade(), missing.is_empty()) {
-            decoded.enqueue(Box::pin(async move { table.decode_columns(missing, now).await }));
+            let asked_at = read.as_ref().map(|r| r.now);
+            decoded.enqueue(Box::pin(async move { table.decode_columns(missing, asked_at).await }));
         }
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if cached > 0 {

@@ -178,6 +178,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_timestamp_past_a_dates_range_is_an_error_that_names_it() {
+        // i64::MAX seconds is about 1.07e14 days, past Date32's 2^31.
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Scalar(ScalarValue::TimestampSecond(Some(i64::MAX), Some("UTC".into())))],
+            arg_fields: vec![Arc::new(arrow::datatypes::Field::new("t", DataType::Timestamp(TimeUnit::Second, Some("UTC".into())), true))],
+            number_rows: 1,
+            return_field: Arc::new(arrow::datatypes::Field::new(NAME, DataType::Date32, true)),
+            config_options: Arc::new(datafusion::config::ConfigOptions::default()),
+        };
+        let error = UtcDate::udf().invoke_with_args(args).unwrap_err().to_string();
+        assert!(error.contains(&format!("timestamp {} is past the range of a date", i64::MAX)), "{error}");
+        let array: ArrayRef = Arc::new(arrow::array::TimestampSecondArray::from(vec![Some(0), Some(i64::MAX)]).with_timezone("UTC"));
+        assert!(days(&array, &TimeUnit::Second).unwrap_err().to_string().contains("past the range of a date"));
+    }
+
     #[tokio::test]
     async fn the_rule_plans_utc_casts_only_and_keeps_the_output_names() {
         let ctx = SessionContext::new();

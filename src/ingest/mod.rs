@@ -14,7 +14,7 @@ pub mod source;
 
 use quarantine_text::{masked_json_text, masked_record_text};
 pub use quarantine_text::MAX_QUARANTINED_RECORD_BYTES;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +118,7 @@ fn parse_text_in_parts(
 ) {
     let (framing, spans) = source::split_records(text);
     let mut parser = ObjectParser::new(object, Some(framing), gzipped, options);
+    parser.rows.expect_records(spans.len().saturating_sub(resume_after as usize).min(part_rows));
     // Checked as UTF-8 once, whole, rather than string by string in each record.
     let whole = std::str::from_utf8(text).ok();
     let mut stop = StopCheck::default();
@@ -221,8 +222,10 @@ pub struct ObjectParser {
     rows: TableRows,
     agents: Option<pseudonym::AgentPseudonyms>,
     queues: Option<Arc<queue_partitions::QueuePartitions>>,
-    /// The last queue partition admitted (consecutive events mostly share one).
-    admitted: Option<(i32, String)>,
+    /// The queue partitions this parser saw admitted, by day: an admitted partition stays
+    /// admitted, so they are not asked of the pass's shared (locked) set again (events of
+    /// one object mostly fall in a few tens of partitions, not in runs of one).
+    admitted: HashMap<i32, HashSet<Box<str>>>,
 }
 
 impl fmt::Debug for ObjectParser {
@@ -260,28 +263,25 @@ impl ObjectParser {
             rows,
             agents,
             queues,
-            admitted: None,
+            admitted: HashMap::new(),
         }
     }
 
     /// Whether `event`'s queue partition may be stored ([`queue_partitions`]), remembering
-    /// the last one admitted in `admitted`.
+    /// those admitted in `admitted`.
     fn admits(
         queues: Option<&queue_partitions::QueuePartitions>,
-        admitted: &mut Option<(i32, String)>,
+        admitted: &mut HashMap<i32, HashSet<Box<str>>>,
         event: &formats::flat_event::FlatEvent<'_>,
     ) -> bool {
-        let Some(queues) = queues else { return true };
+        let (Some(queues), Some(queue)) = (queues, event.queue_name.as_deref()) else { return true };
         let day = event.event_timestamp.div_euclid(86_400_000_000) as i32;
-        let queue = event.queue_name.as_deref();
-        if let (Some((last_day, last_queue)), Some(queue)) = (&*admitted, queue) {
-            if *last_day == day && last_queue == queue {
-                return true;
-            }
+        if admitted.get(&day).is_some_and(|queues| queues.contains(queue)) {
+            return true;
         }
-        let admit = queues.admit(day, queue);
+        let admit = queues.admit(day, Some(queue));
         if admit {
-            *admitted = queue.map(|q| (day, q.to_string()));
+            admitted.entry(day).or_default().insert(queue.into());
         }
         admit
     }

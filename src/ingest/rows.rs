@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, SchemaRef};
+use arrow::error::ArrowError;
 
 use crate::model::{Delivery, LakeTable};
 
@@ -76,19 +78,25 @@ impl<'a> RecordRows<'a> {
 pub struct TableRows {
     tables: BTreeMap<LakeTable, PartitionedRows>,
     sizes: Option<Arc<PartitionSizes>>,
+    /// Records the part is expected to hold (0: not known).
+    records: usize,
 }
 
 /// How many partitions of each table the last part built had, how many rows each held on
-/// average and how many bytes each text column took a row, shared by the parses of a pass:
+/// average, how many bytes each text column took a row and how many records the part held,
+/// shared by the parses of a pass:
 /// a new partition's builders start with room for about that much instead of growing to it
 /// from a few rows (regrowing them, and faulting in the fresh pages each growth takes, was a
-/// large share of a flat ingest's CPU: benches/README.md, "Why the code is so"). Only as
+/// large share of a flat ingest's CPU: benches/README.md, "Why the code is so"). A part whose
+/// records are counted before it is parsed (an object read whole) scales the rows by its
+/// records against the last part's: objects of one export differ in size tenfold (an hour of
+/// night against an hour of the day's peak). Only as
 /// many partitions as the last part had (twice over) start so
 /// large, so the room made stays within a few times the last part's, whatever the next
 /// object holds.
 #[derive(Debug, Default)]
 pub struct PartitionSizes {
-    last: std::sync::Mutex<BTreeMap<LakeTable, (usize, Room)>>,
+    last: std::sync::Mutex<BTreeMap<LakeTable, (usize, Room, usize)>>,
 }
 
 /// The room a partition's builders start with.
@@ -114,19 +122,24 @@ impl Room {
 }
 
 impl PartitionSizes {
-    /// Room the `nth` new partition of `table` in a part starts with: the last part's (a
-    /// quarter more rows, at most 4,096) for as many partitions as twice the last part
-    /// had, a few rows beyond.
-    fn room(&self, table: LakeTable, nth: usize) -> Room {
+    /// Room the `nth` new partition of `table` in a part of `records` records (0: not known)
+    /// starts with: the last part's (a quarter more rows, scaled by the parts' records when
+    /// both are known, at most 4,096) for as many partitions as twice the last part had, a
+    /// few rows beyond.
+    fn room(&self, table: LakeTable, nth: usize, records: usize) -> Room {
         match self.last.lock().unwrap_or_else(|e| e.into_inner()).get(&table) {
-            Some((partitions, room)) if nth < partitions * 2 => {
-                Room { rows: (room.rows + room.rows / 4).clamp(Room::FEW, 4096), bytes: room.bytes.clone() }
+            Some((partitions, room, last_records)) if nth < partitions * 2 => {
+                let rows = match (records, *last_records) {
+                    (0, _) | (_, 0) => room.rows,
+                    (records, last) => room.rows.saturating_mul(records.min(last * 16)) / last,
+                };
+                Room { rows: (rows + rows / 4).clamp(Room::FEW, 4096), bytes: room.bytes.clone() }
             }
             _ => Room::few(),
         }
     }
 
-    fn record(&self, table: LakeTable, rows: &PartitionedRows) {
+    fn record(&self, table: LakeTable, rows: &PartitionedRows, records: usize) {
         let partitions = rows.partitions.len();
         if partitions == 0 || rows.rows == 0 {
             return;
@@ -136,7 +149,7 @@ impl PartitionSizes {
             .map(|c| rows.partitions.iter().map(|(_, b)| b.columns[c].text_bytes()).sum::<usize>().div_ceil(rows.rows))
             .collect();
         let room = Room { rows: rows.rows / partitions, bytes };
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(table, (partitions, room));
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(table, (partitions, room, records));
     }
 }
 
@@ -229,8 +242,15 @@ struct TableBuilder {
 
 impl TableBuilder {
     fn new(schema: &SchemaRef, room: &Room) -> Self {
-        let columns =
-            schema.fields().iter().enumerate().map(|(c, f)| ColumnBuilder::new(f.data_type(), room.rows, room.text_bytes(c))).collect();
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(c, f)| match f.name().as_str() {
+                "source_object" => ColumnBuilder::Repeated(Repeated::default()),
+                _ => ColumnBuilder::new(f.data_type(), room.rows, room.text_bytes(c)),
+            })
+            .collect();
         Self { columns, rows: 0, room: room.rows }
     }
 }
@@ -240,6 +260,9 @@ impl TableBuilder {
 /// rows).
 enum ColumnBuilder {
     Text(StringBuilder),
+    /// `source_object`: the same text on every row of a part (its object's URL, 80 bytes
+    /// and more), kept once with a count instead of copied per row.
+    Repeated(Repeated),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
@@ -264,10 +287,12 @@ impl ColumnBuilder {
         }
     }
 
-    /// Bytes of text appended so far (0 for other types).
+    /// Bytes of text appended so far (0 for other types, and for a repeated text: it takes
+    /// no room per row until it differs).
     fn text_bytes(&self) -> usize {
         match self {
             Self::Text(b) => b.values_slice().len(),
+            Self::Repeated(Repeated { differs: Some(b), .. }) => b.values_slice().len(),
             _ => 0,
         }
     }
@@ -276,6 +301,7 @@ impl ColumnBuilder {
     fn append(&mut self, cell: &Cell<'_>) -> bool {
         match (self, cell) {
             (Self::Text(b), Cell::Text(v)) => b.append_option(v.as_deref()),
+            (Self::Repeated(r), Cell::Text(v)) => r.append(v.as_deref()),
             (Self::Int(b), Cell::Int(v)) => b.append_option(*v),
             (Self::Float(b), Cell::Float(v)) => b.append_option(*v),
             (Self::Bool(b), Cell::Bool(v)) => b.append_option(*v),
@@ -288,33 +314,89 @@ impl ColumnBuilder {
 
     /// The column built; with `shrink`, its buffers cut to what it holds (a one-event
     /// partition made with room for 4,096 rows would hold ~600 KB).
-    fn finish(&mut self, shrink: bool) -> ArrayRef {
+    fn finish(&mut self, shrink: bool) -> Result<ArrayRef, ArrowError> {
         fn done<A: Array + 'static>(mut array: A, shrink: bool) -> ArrayRef {
             if shrink {
                 array.shrink_to_fit();
             }
             Arc::new(array)
         }
-        match self {
+        Ok(match self {
             Self::Text(b) => done(b.finish(), shrink),
+            Self::Repeated(r) => r.finish()?,
             Self::Int(b) => done(b.finish(), shrink),
             Self::Float(b) => done(b.finish(), shrink),
             Self::Bool(b) => done(b.finish(), shrink),
             Self::Date(b) => done(b.finish(), shrink),
             Self::Time(b) => done(b.finish(), shrink),
+        })
+    }
+}
+
+/// A text column whose rows are expected to repeat one value: the value and how many rows
+/// had it, until a row differs (or is null); from then on a builder like any other column's.
+#[derive(Default)]
+struct Repeated {
+    value: Option<String>,
+    rows: usize,
+    differs: Option<StringBuilder>,
+}
+
+impl Repeated {
+    fn append(&mut self, cell: Option<&str>) {
+        if let Some(builder) = &mut self.differs {
+            return builder.append_option(cell);
         }
+        match (&self.value, cell) {
+            (Some(value), Some(text)) if value == text => self.rows += 1,
+            (None, Some(text)) if self.rows == 0 => {
+                self.value = Some(text.to_string());
+                self.rows = 1;
+            }
+            _ => {
+                let value = self.value.take().unwrap_or_default();
+                let mut builder = StringBuilder::with_capacity(self.rows + 1, value.len() * self.rows);
+                for _ in 0..self.rows {
+                    builder.append_value(&value);
+                }
+                builder.append_option(cell);
+                self.differs = Some(builder);
+            }
+        }
+    }
+
+    /// The column: the value written out once per row in one buffer.
+    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        if let Some(builder) = &mut self.differs {
+            return Ok(Arc::new(builder.finish()));
+        }
+        let value = self.value.take().unwrap_or_default();
+        let rows = std::mem::take(&mut self.rows);
+        let too_long = || ArrowError::ComputeError(format!("{rows} rows of a {}-byte text exceed a string column's 2 GiB", value.len()));
+        let end = i32::try_from(value.len().checked_mul(rows).ok_or_else(too_long)?).map_err(|_| too_long())?;
+        let step = value.len() as i32;
+        let offsets = OffsetBuffer::new(ScalarBuffer::from_iter((0..=rows as i32).map(|i| i * step)));
+        debug_assert_eq!(offsets.last().copied(), Some(end));
+        let values = Buffer::from_vec(value.repeat(rows).into_bytes());
+        Ok(Arc::new(StringArray::try_new(offsets, values, None)?))
     }
 }
 
 impl TableRows {
     /// Rows whose partitions start as large as those `sizes` last saw.
     pub fn sized_by(sizes: Arc<PartitionSizes>) -> Self {
-        Self { tables: BTreeMap::new(), sizes: Some(sizes) }
+        Self { tables: BTreeMap::new(), sizes: Some(sizes), records: 0 }
     }
 
-    /// No rows yet, sized as these are.
+    /// No rows yet, sized as these are (for records not known yet).
     pub fn fresh(&self) -> Self {
-        Self { tables: BTreeMap::new(), sizes: self.sizes.clone() }
+        Self { tables: BTreeMap::new(), sizes: self.sizes.clone(), records: 0 }
+    }
+
+    /// The part will hold about `records` records: its partitions start with room scaled to
+    /// them ([`PartitionSizes`]).
+    pub fn expect_records(&mut self, records: usize) {
+        self.records = records;
     }
 
     /// Appends one row and its delivery. The cells must name the table's columns in schema
@@ -326,7 +408,8 @@ impl TableRows {
         assert_eq!(row.len() + Delivery::COLUMNS.len(), columns, "{}: cells for every column", table.name());
         rows.rows += 1;
         let nth = rows.partitions.len();
-        let room = || self.sizes.as_ref().map_or_else(Room::few, |sizes| sizes.room(table, nth));
+        let records = self.records;
+        let room = || self.sizes.as_ref().map_or_else(Room::few, |sizes| sizes.room(table, nth, records));
         let partition = rows.partition(row, room);
         let (schema, builder) = (&rows.schema, &mut rows.partitions[partition].1);
         let delivery_cells = [
@@ -366,12 +449,12 @@ impl TableRows {
     /// The built batches of each table that has rows: one per partition, in the order of
     /// each partition's first row.
     pub fn finish(self) -> Result<BTreeMap<LakeTable, Vec<RecordBatch>>, arrow::error::ArrowError> {
-        let sizes = self.sizes;
+        let (sizes, records) = (self.sizes, self.records);
         self.tables
             .into_iter()
             .map(|(table, rows)| {
                 if let Some(sizes) = &sizes {
-                    sizes.record(table, &rows);
+                    sizes.record(table, &rows, records);
                 }
                 let batches = rows
                     .partitions
@@ -380,7 +463,7 @@ impl TableRows {
                         // Below half its room (as made, or as grown from 8 rows), most of
                         // each buffer is empty.
                         let shrink = builder.rows * 2 < builder.room.max(1024);
-                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish(shrink)).collect();
+                        let columns: Vec<ArrayRef> = builder.columns.iter_mut().map(|c| c.finish(shrink)).collect::<Result<_, _>>()?;
                         RecordBatch::try_new(SchemaRef::clone(&rows.schema), columns)
                     })
                     .collect::<Result<_, _>>()?;
@@ -412,6 +495,27 @@ mod tests {
     }
 
     #[test]
+    fn the_source_object_is_each_row_s_own_when_objects_differ_within_a_part() {
+        let source_objects = |objects: &[&str]| {
+            let mut rows = TableRows::default();
+            for (line, object) in objects.iter().enumerate() {
+                let delivery = Delivery { modified_at: 5, object: (*object).into(), line: line as i64 };
+                let row: Row<'_> =
+                    vec![("wrapup_code_id", Cell::text(Some("w1"))), ("wrapup_code_name", Cell::Text(None)), ("division_id", Cell::Text(None))];
+                rows.push(LakeTable::WrapupCodes, &row, &delivery);
+            }
+            let batch = rows.finish().unwrap().remove(&LakeTable::WrapupCodes).unwrap().remove(0);
+            let array = batch.column_by_name("source_object").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+            array.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()
+        };
+        let objects = ["s3://b/a.json", "s3://b/a.json", "s3://b/a.json", "s3://b/longer-name.json", "s3://b/a.json"];
+        assert_eq!(source_objects(&objects), objects);
+        let one = ["file:///exports/2024-03-04/x.jsonl"; 3];
+        assert_eq!(source_objects(&one), one);
+        assert_eq!(source_objects(&[""; 2]), ["", ""]);
+    }
+
+    #[test]
     fn a_part_starts_its_partitions_as_large_as_the_last_part_s() {
         let sizes = Arc::new(PartitionSizes::default());
         let delivery = Delivery { modified_at: 5, object: "x".into(), line: 3 };
@@ -429,13 +533,41 @@ mod tests {
         }
         rows.finish().unwrap();
         // 100 rows a quarter more; two partitions' worth (twice the last part's one), then few.
-        let room = sizes.room(LakeTable::WrapupCodes, 0);
+        let room = sizes.room(LakeTable::WrapupCodes, 0, 0);
         assert_eq!(room.rows, 125);
         assert_eq!((room.text_bytes(0), room.text_bytes(1)), (125 * 4, 125 * 8));
         assert_eq!(room.text_bytes(2), 125, "an all-null column keeps a byte a row");
-        assert_eq!(sizes.room(LakeTable::WrapupCodes, 1).rows, 125);
-        assert_eq!(sizes.room(LakeTable::WrapupCodes, 2).rows, Room::FEW);
-        assert_eq!(sizes.room(LakeTable::Queues, 0).rows, Room::FEW, "a table not seen starts small");
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 1, 0).rows, 125);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 2, 0).rows, Room::FEW);
+        assert_eq!(sizes.room(LakeTable::Queues, 0, 0).rows, Room::FEW, "a table not seen starts small");
+        // A part of 100 rows whose records were counted: the next part's room is scaled by
+        // its own count (the last part's unknown count scales nothing), at most 16 times
+        // and 4,096 rows, at least a few.
+        let mut rows = TableRows::sized_by(Arc::clone(&sizes));
+        rows.expect_records(100);
+        for i in 0..100 {
+            let id = format!("w{i:03}");
+            let row: Row<'_> =
+                vec![("wrapup_code_id", Cell::text(Some(&id))), ("wrapup_code_name", Cell::text(None)), ("division_id", Cell::Text(None))];
+            rows.push(LakeTable::WrapupCodes, &row, &delivery);
+        }
+        rows.finish().unwrap();
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 0).rows, 125);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 100).rows, 125);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 400).rows, 500);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 20).rows, 25);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 1).rows, Room::FEW);
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 3000).rows, 2000, "16 times the last part at most");
+        rows = TableRows::sized_by(Arc::clone(&sizes));
+        rows.expect_records(100);
+        for i in 0..10_000 {
+            let id = format!("w{i:05}");
+            let row: Row<'_> =
+                vec![("wrapup_code_id", Cell::text(Some(&id))), ("wrapup_code_name", Cell::text(None)), ("division_id", Cell::Text(None))];
+            rows.push(LakeTable::WrapupCodes, &row, &delivery);
+        }
+        rows.finish().unwrap();
+        assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 100).rows, 4096);
     }
 
     #[test]

@@ -314,28 +314,31 @@ impl ObjectParser {
             object: parsed.object.url.as_str().into(),
             line: line as i64,
         };
-        if formats::may_be_tree_format(raw) {
-            if let Ok(record) = formats::tree::parse(raw) {
-                if let Some(format) = formats::tree_format_of(&record) {
-                    for item in format.decode(&record) {
-                        match item.outcome {
-                            Ok(record_rows) => {
-                                self.rows.push_record(&record_rows, &delivery);
-                                *parsed.valid_by_format.entry(format.name()).or_default() += 1;
+        let record = match formats::flat_event::parse_flat_event_or_tree(raw, text, self.agents.as_mut()) {
+            formats::flat_event::FlatOrTree::Flat(record) => record,
+            formats::flat_event::FlatOrTree::MaybeTree => {
+                if let Ok(record) = formats::tree::parse(raw) {
+                    if let Some(format) = formats::tree_format_of(&record) {
+                        for item in format.decode(&record) {
+                            match item.outcome {
+                                Ok(record_rows) => {
+                                    self.rows.push_record(&record_rows, &delivery);
+                                    *parsed.valid_by_format.entry(format.name()).or_default() += 1;
+                                }
+                                Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
+                                    line,
+                                    position: item.position,
+                                    rejection,
+                                    record: masked_json_text(item.item),
+                                }),
                             }
-                            Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
-                                line,
-                                position: item.position,
-                                rejection,
-                                record: masked_json_text(item.item),
-                            }),
                         }
+                        return;
                     }
-                    return;
                 }
+                formats::flat_event::parse_flat_event_with(raw, text, self.agents.as_mut())
             }
-        }
-        let record = formats::flat_event::parse_flat_event_with(raw, text, self.agents.as_mut());
+        };
         for field in record.unknown_fields {
             *parsed.unknown_fields.entry(field).or_default() += 1;
         }

@@ -247,7 +247,7 @@ async fn kept_rows(
 ) -> Result<Vec<RecordBatch>, DeltaTableError> {
     let Some(root) = root else {
         // Latest delivery per key; an identical copy is kept once.
-        return merge::latest_by_key(&stored, key);
+        return merge::latest_by_key(&stored, key, None);
     };
     // An aggregate's other table: the rows of the root's latest delivery of each key, once.
     let ctx = session(root).await?;

@@ -178,7 +178,11 @@ async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result
     let followers: Vec<_> = followers
         .into_iter()
         .map(|TableRows { table: follower, key, batches, delta }| {
-            let latest = blocking(follower, move || merge::latest_by_key(&batches, key));
+            let hash = match follower.merge_policy() {
+                MergePolicy::UpsertLatest { key_hash, .. } => key_hash,
+                _ => None,
+            };
+            let latest = blocking(follower, move || merge::latest_by_key(&batches, key, hash));
             (follower, key, latest, delta)
         })
         .collect();

@@ -35,11 +35,17 @@ use super::writing::writer_properties;
 use crate::model::{Delivery, LakeTable};
 
 /// The row (batch, row) of each `key`'s latest delivery among `batches` (a tie keeps the
-/// first row), in the batches' order.
-fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>, DeltaTableError> {
+/// first row), in the batches' order. With `hash`, the column of the key's hash
+/// ([`crate::model::key_hash`]), rows are told apart by their hashes, 8 bytes each, and their
+/// keys compared only when hashes meet (a delivery of a key seen before); should two keys
+/// share a hash, the keys themselves decide.
+fn latest_rows(batches: &[RecordBatch], key: &str, hash: Option<&str>) -> Result<Vec<(usize, usize)>, DeltaTableError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
     let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
+    if let Some(latest) = hash.map(|hash| latest_rows_by_hash(batches, &ids, &deliveries, hash)).transpose()?.flatten() {
+        return Ok(latest);
+    }
     // One entry per key: DataFusion's map (foldhash) hashes short keys several times faster
     // than the standard library's SipHash.
     let mut best: datafusion::common::HashMap<&str, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
@@ -60,6 +66,54 @@ fn latest_rows(batches: &[RecordBatch], key: &str) -> Result<Vec<(usize, usize)>
     let mut kept: Vec<(usize, usize)> = best.into_values().collect();
     kept.sort_unstable();
     Ok(kept)
+}
+
+/// [`latest_rows`] told apart by each key's hash in column `hash`; `None` when two keys share
+/// a hash (or a hash is missing).
+fn latest_rows_by_hash(
+    batches: &[RecordBatch],
+    ids: &[StringArray],
+    deliveries: &[DeliveryColumns],
+    hash: &str,
+) -> Result<Option<Vec<(usize, usize)>>, DeltaTableError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut hashes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let column = batch.column(batch.schema().index_of(hash)?);
+        match column.as_primitive_opt::<Int64Type>() {
+            Some(values) if values.null_count() == 0 => hashes.push(values.values()),
+            _ => return Ok(None),
+        }
+    }
+    let mut best: datafusion::common::HashMap<i64, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
+    let mut repeated = false;
+    for (b, values) in hashes.iter().enumerate() {
+        for (i, &h) in values.iter().enumerate() {
+            match best.entry(h) {
+                datafusion::common::hash_map::Entry::Vacant(new) => {
+                    new.insert((b, i));
+                }
+                datafusion::common::hash_map::Entry::Occupied(mut seen) => {
+                    let kept = *seen.get();
+                    if ids[kept.0].value(kept.1) != ids[b].value(i) {
+                        return Ok(None);
+                    }
+                    repeated = true;
+                    if deliveries[b].get(i) > deliveries[kept.0].get(kept.1) {
+                        seen.insert((b, i));
+                    }
+                }
+            }
+        }
+    }
+    if !repeated {
+        return Ok(Some(batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect()));
+    }
+    let mut kept: Vec<(usize, usize)> = best.into_values().collect();
+    kept.sort_unstable();
+    Ok(Some(kept))
 }
 
 /// Rows gathered by one thread before [`gather`] shares the columns out between threads.
@@ -105,8 +159,8 @@ fn gather(batches: &[RecordBatch], table: LakeTable, at: &[(usize, usize)]) -> R
 
 /// At most one row per `key` among `batches` (a tie keeps the first row), in the batches'
 /// order, batch by batch: a batch keeps its rows without a copy when they all win.
-pub(super) fn latest_by_key(batches: &[RecordBatch], key: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let latest = latest_rows(batches, key)?;
+pub(super) fn latest_by_key(batches: &[RecordBatch], key: &str, hash: Option<&str>) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let latest = latest_rows(batches, key, hash)?;
     let all: Vec<usize> = (0..batches.len()).collect();
     kept_batches(batches, &all, &rows_by_batch(&latest, batches.len()))
 }
@@ -185,7 +239,11 @@ fn sort_rows(batches: &[RecordBatch], table: LakeTable, tie: &str, at: &mut Vec<
 ///
 /// [`WriterProperties::data_page_row_count_limit`]: deltalake::parquet::file::properties::WriterProperties::data_page_row_count_limit
 pub(super) fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let mut latest = latest_rows(batches, key)?;
+    let hash = match table.merge_policy() {
+        crate::model::MergePolicy::UpsertLatest { key_hash, .. } => key_hash,
+        _ => None,
+    };
+    let mut latest = latest_rows(batches, key, hash)?;
     let Some(partitions) = batches_by_partition(batches, table)? else {
         sort_rows(batches, table, tie, &mut latest)?;
         return Ok(vec![gather(batches, table, &latest)?]);
@@ -319,7 +377,7 @@ pub(super) fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Win
 pub(crate) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
     let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
     let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
-    Ok(latest_rows(batches, key)?
+    Ok(latest_rows(batches, key, None)?
         .into_iter()
         .map(|(b, i)| (ids[b].value(i).to_string(), deliveries[b].get(i).into_owned()))
         .collect())
@@ -554,7 +612,7 @@ mod tests {
     #[test]
     fn the_latest_delivery_of_each_key_is_kept() {
         let b = batch(&[("a", 1, "x", 1), ("a", 2, "w", 1), ("b", 1, "x", 2), ("a", 2, "w", 1), ("b", 1, "x", 1)]);
-        let latest = latest_by_key(&[b], "id").unwrap();
+        let latest = latest_by_key(&[b], "id", None).unwrap();
         assert_eq!(latest.len(), 1);
         let latest = &latest[0];
         let ids = keys(latest, "id").unwrap();
@@ -572,6 +630,40 @@ mod tests {
                 ("b".to_string(), Delivery { modified_at: 1, object: "x".into(), line: 2 }),
             ]
         );
+    }
+
+    /// `batch` with a column `h` of hashes given per row.
+    fn hashed(rows: &[(&str, i64, &str, i64)], hashes: &[i64]) -> RecordBatch {
+        let plain = batch(rows);
+        let mut fields = plain.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("h", DataType::Int64, false)));
+        let mut columns = plain.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from(hashes.to_vec())));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    #[test]
+    fn keys_told_apart_by_hash_keep_the_same_rows_as_by_key_even_when_hashes_collide() {
+        let rows = [("a", 1, "x", 1), ("b", 1, "x", 2), ("a", 2, "w", 3), ("c", 1, "x", 4), ("b", 1, "x", 1)];
+        let ids = |batches: &[RecordBatch]| -> Vec<(String, i64)> {
+            let mut got = Vec::new();
+            for batch in batches {
+                let (ids, lines) = (keys(batch, "id").unwrap(), batch.column(3).as_any().downcast_ref::<Int64Array>().unwrap().clone());
+                got.extend((0..batch.num_rows()).map(|i| (ids.value(i).to_string(), lines.value(i))));
+            }
+            got
+        };
+        // Worked out by hand: a's later delivery (line 3), b's later line (2), c.
+        let expected = vec![("b".to_string(), 2), ("a".to_string(), 3), ("c".to_string(), 4)];
+        // Distinct hashes per key; then b and c share one (a collision: the keys decide);
+        // then every row a key of its own.
+        for hashes in [[10, 20, 10, 30, 20], [10, 20, 10, 20, 20]] {
+            let batches = [hashed(&rows[..3], &hashes[..3]), hashed(&rows[3..], &hashes[3..])];
+            assert_eq!(ids(&latest_by_key(&batches, "id", Some("h")).unwrap()), expected, "{hashes:?}");
+            assert_eq!(ids(&latest_by_key(&batches, "id", None).unwrap()), expected);
+        }
+        let distinct = [hashed(&[("a", 1, "x", 1), ("b", 1, "x", 2)], &[1, 2])];
+        assert_eq!(ids(&latest_by_key(&distinct, "id", Some("h")).unwrap()), vec![("a".to_string(), 1), ("b".to_string(), 2)]);
     }
 
     #[test]

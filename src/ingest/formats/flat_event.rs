@@ -118,13 +118,40 @@ pub fn parse_flat_event(json: &[u8]) -> ParsedRecord<'_> {
 /// pseudonyms.
 pub fn parse_flat_event_with<'a>(json: &'a [u8], text: Option<&'a str>, agents: Option<&mut AgentPseudonyms>) -> ParsedRecord<'a> {
     match text {
-        Some(text) => parse_with(serde_json::Deserializer::from_str(text), agents),
-        None => parse_with(serde_json::Deserializer::from_slice(json), agents),
+        Some(text) => parse_with(serde_json::Deserializer::from_str(text), agents, None),
+        None => parse_with(serde_json::Deserializer::from_slice(json), agents, None),
     }
 }
 
-fn parse_with<'a, R: serde_json::de::Read<'a>>(mut de: serde_json::Deserializer<R>, agents: Option<&mut AgentPseudonyms>) -> ParsedRecord<'a> {
-    let raw = match RawRecord::deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
+/// A record parsed as a flat event, or one whose top level has a key only a tree format has
+/// (parsed no further: it is for [`super::tree_format_of`] to say what it is).
+#[derive(Debug)]
+pub enum FlatOrTree<'a> {
+    Flat(ParsedRecord<'a>),
+    MaybeTree,
+}
+
+/// [`parse_flat_event_with`], stopping at a tree format's key: the bulk of records, flat
+/// events, are told from tree formats by the one parse that reads them.
+pub fn parse_flat_event_or_tree<'a>(json: &'a [u8], text: Option<&'a str>, agents: Option<&mut AgentPseudonyms>) -> FlatOrTree<'a> {
+    let tree_key = std::cell::Cell::new(false);
+    let record = match text {
+        Some(text) => parse_with(serde_json::Deserializer::from_str(text), agents, Some(&tree_key)),
+        None => parse_with(serde_json::Deserializer::from_slice(json), agents, Some(&tree_key)),
+    };
+    if tree_key.get() {
+        FlatOrTree::MaybeTree
+    } else {
+        FlatOrTree::Flat(record)
+    }
+}
+
+fn parse_with<'a, R: serde_json::de::Read<'a>>(
+    mut de: serde_json::Deserializer<R>,
+    agents: Option<&mut AgentPseudonyms>,
+    tree_key: Option<&std::cell::Cell<bool>>,
+) -> ParsedRecord<'a> {
+    let raw = match de.deserialize_any(RecordVisitor { tree_key }).and_then(|raw| de.end().map(|()| raw)) {
         Ok(raw) => raw,
         Err(e) => {
             return ParsedRecord {
@@ -179,81 +206,91 @@ struct RawFields<'a> {
     unknown: Vec<String>,
 }
 
+/// Reads a record's top level into [`RawRecord`]; with `tree_key`, stops at the first key
+/// only a tree format has ([`super::is_tree_key`]), with an error, and says so there.
+struct RecordVisitor<'f> {
+    tree_key: Option<&'f std::cell::Cell<bool>>,
+}
+
 impl<'de> Deserialize<'de> for RawRecord<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct RecordVisitor;
-        impl<'de> Visitor<'de> for RecordVisitor {
-            type Value = RawRecord<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+        d.deserialize_any(RecordVisitor { tree_key: None })
+    }
+}
+
+impl<'de> Visitor<'de> for RecordVisitor<'_> {
+    type Value = RawRecord<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawFields::default();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if let Some(found) = self.tree_key.filter(|_| super::is_tree_key(&key)) {
+                found.set(true);
+                return Err(serde::de::Error::custom("a tree format's key"));
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut raw = RawFields::default();
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    let slot = match key.as_ref() {
-                        "event_id" => &mut raw.event_id,
-                        "interaction_id" => &mut raw.interaction_id,
-                        "timestamp" | "event_timestamp" => &mut raw.timestamp,
-                        "type" | "interaction_type" => &mut raw.interaction_type,
-                        "direction" => &mut raw.direction,
-                        "state" => &mut raw.state,
-                        "duration_seconds" => &mut raw.duration_seconds,
-                        "queue_name" => &mut raw.queue_name,
-                        "agent_id" => &mut raw.agent_id,
-                        "source_system" => &mut raw.source_system,
-                        "caller_number_masked" => &mut raw.caller_number_masked,
-                        "recording_url" => &mut raw.recording_url,
-                        "created_at" => &mut raw.created_at,
-                        "campaign_id" => &mut raw.campaign_id,
-                        "metadata" => {
-                            let meta: Metadata<'de> = map.next_value()?;
-                            if meta.campaign_id.is_some() {
-                                raw.campaign_id = meta.campaign_id;
-                            }
-                            raw.unknown.extend(meta.unknown);
-                            continue;
-                        }
-                        name if crate::ingest::mask::PHONE_FIELDS.contains(&name) => {
-                            let value: Flex<'de> = map.next_value()?;
-                            if raw.raw_caller_number.is_none() {
-                                raw.raw_caller_number = Some(value);
-                            }
-                            continue;
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            raw.unknown.push(key.into_owned());
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value()?);
+            let slot = match key.as_ref() {
+                "event_id" => &mut raw.event_id,
+                "interaction_id" => &mut raw.interaction_id,
+                "timestamp" | "event_timestamp" => &mut raw.timestamp,
+                "type" | "interaction_type" => &mut raw.interaction_type,
+                "direction" => &mut raw.direction,
+                "state" => &mut raw.state,
+                "duration_seconds" => &mut raw.duration_seconds,
+                "queue_name" => &mut raw.queue_name,
+                "agent_id" => &mut raw.agent_id,
+                "source_system" => &mut raw.source_system,
+                "caller_number_masked" => &mut raw.caller_number_masked,
+                "recording_url" => &mut raw.recording_url,
+                "created_at" => &mut raw.created_at,
+                "campaign_id" => &mut raw.campaign_id,
+                "metadata" => {
+                    let meta: Metadata<'de> = map.next_value()?;
+                    if meta.campaign_id.is_some() {
+                        raw.campaign_id = meta.campaign_id;
+                    }
+                    raw.unknown.extend(meta.unknown);
+                    continue;
                 }
-                Ok(RawRecord::Object(raw))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(RawRecord::NotAnObject)
-            }
+                name if crate::ingest::mask::PHONE_FIELDS.contains(&name) => {
+                    let value: Flex<'de> = map.next_value()?;
+                    if raw.raw_caller_number.is_none() {
+                        raw.raw_caller_number = Some(value);
+                    }
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    raw.unknown.push(key.into_owned());
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
         }
-        d.deserialize_any(RecordVisitor)
+        Ok(RawRecord::Object(raw))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(RawRecord::NotAnObject)
     }
 }
 

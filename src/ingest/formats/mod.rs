@@ -30,18 +30,12 @@ pub static TREE_FORMATS: [&dyn TreeFormat; 3] = [
     &dimension::DimensionExport,
 ];
 
-/// A cheap look at the bytes before anything is parsed: only a record holding one of these
-/// keys can be a tree format, so flat events (the high-volume path) are never parsed twice.
-pub fn may_be_tree_format(raw: &[u8]) -> bool {
-    use memchr::memmem::Finder;
-    use std::sync::OnceLock;
-    // Every flat record passes here: SIMD substring search, the finders built once; one
-    // finds both `"conversations"` and `"conversationId"` (a third pass less per record).
-    static MARKERS: OnceLock<[Finder<'static>; 3]> = OnceLock::new();
-    let markers = MARKERS.get_or_init(|| {
-        [Finder::new(b"\"conversation"), Finder::new(b"\"detail-type\""), Finder::new(b"\"entities\"")]
-    });
-    markers.iter().any(|m| m.find(raw).is_some())
+/// Whether a top-level key is one only a tree format's record has: only a record holding
+/// one can be a tree format ([`TreeFormat::sniff`] looks at these), so flat events (the
+/// high-volume path) are parsed once, as flat events, and told apart by that parse
+/// ([`flat_event::parse_flat_event_or_tree`]).
+pub fn is_tree_key(key: &str) -> bool {
+    matches!(key, "conversations" | "conversationId" | "detail-type" | "entities")
 }
 
 /// The tree format a parsed record is in, if any.
@@ -55,10 +49,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_records_with_a_marker_key_are_parsed_as_trees() {
-        assert!(!may_be_tree_format(br#"{"event_id":"e1","interaction_id":"i1"}"#));
-        assert!(may_be_tree_format(br#"{"conversations":[]}"#));
-        assert!(may_be_tree_format(br#"{"detail-type":"x","detail":{}}"#));
+    fn only_records_with_a_tree_format_s_key_are_parsed_as_trees() {
+        use flat_event::{parse_flat_event_or_tree, FlatOrTree};
+        let is_flat = |json: &str| matches!(parse_flat_event_or_tree(json.as_bytes(), None, None), FlatOrTree::Flat(_));
+        assert!(is_flat(r#"{"event_id":"e1","interaction_id":"i1"}"#));
+        assert!(is_flat(r#"{"event_id": "e1", "note": "conversationId", "data": {"conversations": []}}"#), "only top-level keys");
+        assert!(is_flat("[1, 2]") && is_flat("{not json"));
+        assert!(!is_flat(r#"{"conversations":[]}"#));
+        assert!(!is_flat(r#"{"version": "0", "detail-type":"x","detail":{}}"#));
+        assert!(!is_flat(r#"{"event_id": "e1", "entities": 3}"#));
+        assert!(!is_flat(r#"{"conversation\u0049d": "c1"}"#), "a key as parsed, escapes undone");
+        // Every key a format's sniff looks for is a tree key: a record of any tree format
+        // is given to the tree parse.
+        for record in [r#"{"conversations":[]}"#, r#"{"conversationId":"c","participants":[]}"#, r#"{"detail-type":"x","detail":{}}"#, r#"{"entities":[]}"#] {
+            assert!(tree_format_of(&tree::parse(record.as_bytes()).unwrap()).is_some(), "{record}");
+            assert!(!is_flat(record), "{record}");
+        }
         let flat = tree::parse(br#"{"event_id": "e1", "note": "conversationId"}"#).unwrap();
         assert!(tree_format_of(&flat).is_none());
     }

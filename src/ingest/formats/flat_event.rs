@@ -125,6 +125,8 @@ pub fn parse_flat_event_with<'a>(json: &'a [u8], text: Option<&'a str>, agents: 
 
 /// A record parsed as a flat event, or one whose top level has a key only a tree format has
 /// (parsed no further: it is for [`super::tree_format_of`] to say what it is).
+// One per record, returned by value; boxing the record would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FlatOrTree<'a> {
     Flat(ParsedRecord<'a>),

@@ -518,24 +518,26 @@ mod tests {
     #[test]
     fn a_part_starts_its_partitions_as_large_as_the_last_part_s() {
         let sizes = Arc::new(PartitionSizes::default());
-        let delivery = Delivery { modified_at: 5, object: "x".into(), line: 3 };
-        let mut rows = TableRows::sized_by(Arc::clone(&sizes));
-        // Wrap-up codes have no partition columns: one partition of 100 rows, ids of 4
-        // bytes, names of 8, no division.
-        for i in 0..100 {
-            let id = format!("w{i:03}");
-            let row: Row<'_> = vec![
-                ("wrapup_code_id", Cell::text(Some(&id))),
-                ("wrapup_code_name", Cell::text(Some("Resolved"))),
-                ("division_id", Cell::Text(None)),
-            ];
-            rows.push(LakeTable::WrapupCodes, &row, &delivery);
-        }
-        rows.finish().unwrap();
+        // A part of `n` wrap-up codes (no partition columns: one partition), ids of 5
+        // bytes, names of `name`, no division, said to hold `records` records.
+        let part = |n: usize, name: Option<&str>, records: Option<usize>| {
+            let delivery = Delivery { modified_at: 5, object: "x".into(), line: 3 };
+            let mut rows = TableRows::sized_by(Arc::clone(&sizes));
+            if let Some(records) = records {
+                rows.expect_records(records);
+            }
+            for i in 0..n {
+                let id = format!("w{i:04}");
+                let row: Row<'_> = vec![("wrapup_code_id", Cell::text(Some(&id))), ("wrapup_code_name", Cell::text(name)), ("division_id", Cell::Text(None))];
+                rows.push(LakeTable::WrapupCodes, &row, &delivery);
+            }
+            rows.finish().unwrap();
+        };
+        part(100, Some("Resolved"), None);
         // 100 rows a quarter more; two partitions' worth (twice the last part's one), then few.
         let room = sizes.room(LakeTable::WrapupCodes, 0, 0);
         assert_eq!(room.rows, 125);
-        assert_eq!((room.text_bytes(0), room.text_bytes(1)), (125 * 4, 125 * 8));
+        assert_eq!((room.text_bytes(0), room.text_bytes(1)), (125 * 5, 125 * 8));
         assert_eq!(room.text_bytes(2), 125, "an all-null column keeps a byte a row");
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 1, 0).rows, 125);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 2, 0).rows, Room::FEW);
@@ -543,30 +545,14 @@ mod tests {
         // A part of 100 rows whose records were counted: the next part's room is scaled by
         // its own count (the last part's unknown count scales nothing), at most 16 times
         // and 4,096 rows, at least a few.
-        let mut rows = TableRows::sized_by(Arc::clone(&sizes));
-        rows.expect_records(100);
-        for i in 0..100 {
-            let id = format!("w{i:03}");
-            let row: Row<'_> =
-                vec![("wrapup_code_id", Cell::text(Some(&id))), ("wrapup_code_name", Cell::text(None)), ("division_id", Cell::Text(None))];
-            rows.push(LakeTable::WrapupCodes, &row, &delivery);
-        }
-        rows.finish().unwrap();
+        part(100, None, Some(100));
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 0).rows, 125);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 100).rows, 125);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 400).rows, 500);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 20).rows, 25);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 1).rows, Room::FEW);
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 3000).rows, 2000, "16 times the last part at most");
-        rows = TableRows::sized_by(Arc::clone(&sizes));
-        rows.expect_records(100);
-        for i in 0..10_000 {
-            let id = format!("w{i:05}");
-            let row: Row<'_> =
-                vec![("wrapup_code_id", Cell::text(Some(&id))), ("wrapup_code_name", Cell::text(None)), ("division_id", Cell::Text(None))];
-            rows.push(LakeTable::WrapupCodes, &row, &delivery);
-        }
-        rows.finish().unwrap();
+        part(10_000, None, Some(100));
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 100).rows, 4096);
     }
 

@@ -247,7 +247,7 @@ impl TableBuilder {
             .iter()
             .enumerate()
             .map(|(c, f)| match f.name().as_str() {
-                "source_object" => ColumnBuilder::Repeated(Repeated::default()),
+                name if name == Delivery::COLUMNS[0] => ColumnBuilder::Repeated(Repeated::default()),
                 _ => ColumnBuilder::new(f.data_type(), room.rows, room.text_bytes(c)),
             })
             .collect();

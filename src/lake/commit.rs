@@ -169,19 +169,13 @@ async fn commit_keyed(
 /// into each table. Returns the deciding table and what was committed to each table.
 async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result<(LakeTable, Vec<Committed>), LakeError> {
     let TableRows { table, key, batches, delta } = deciding;
-    let tie = match table.merge_policy() {
-        MergePolicy::UpsertLatest { key_hash: Some(hash), .. } => hash,
-        _ => key,
-    };
+    let tie = table.merge_policy().key_hash().unwrap_or(key);
     // The followers' latest rows are found while the deciding table's are sorted, on
     // blocking threads: the runtime's own threads stay free for the other groups.
     let followers: Vec<_> = followers
         .into_iter()
         .map(|TableRows { table: follower, key, batches, delta }| {
-            let hash = match follower.merge_policy() {
-                MergePolicy::UpsertLatest { key_hash, .. } => key_hash,
-                _ => None,
-            };
+            let hash = follower.merge_policy().key_hash();
             let latest = blocking(follower, move || merge::latest_by_key(&batches, key, hash));
             (follower, key, latest, delta)
         })

@@ -40,80 +40,70 @@ use crate::model::{Delivery, LakeTable};
 /// keys compared only when hashes meet (a delivery of a key seen before); should two keys
 /// share a hash, the keys themselves decide.
 fn latest_rows(batches: &[RecordBatch], key: &str, hash: Option<&str>) -> Result<Vec<(usize, usize)>, DeltaTableError> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
     let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
-    if let Some(latest) = hash.map(|hash| latest_rows_by_hash(batches, &ids, &deliveries, hash)).transpose()?.flatten() {
-        return Ok(latest);
+    let newer = |(b, i): (usize, usize), (k, j): (usize, usize)| deliveries[b].get(i) > deliveries[k].get(j);
+    if let Some(hashes) = hash.map(|hash| hash_values(batches, hash)).transpose()?.flatten() {
+        let same_key = |(b, i): (usize, usize), (k, j): (usize, usize)| ids[b].value(i) == ids[k].value(j);
+        if let Some(latest) = best_rows(batches, |b, i| hashes[b][i], same_key, newer) {
+            return Ok(latest);
+        }
     }
     // One entry per key: DataFusion's map (foldhash) hashes short keys several times faster
     // than the standard library's SipHash.
-    let mut best: datafusion::common::HashMap<&str, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
-    for (b, ids) in ids.iter().enumerate() {
-        for i in 0..ids.len() {
-            best.entry(ids.value(i))
-                .and_modify(|kept| {
-                    if deliveries[b].get(i) > deliveries[kept.0].get(kept.1) {
-                        *kept = (b, i);
-                    }
-                })
-                .or_insert((b, i));
-        }
-    }
-    if best.len() == rows {
-        return Ok(batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect());
-    }
-    let mut kept: Vec<(usize, usize)> = best.into_values().collect();
-    kept.sort_unstable();
-    Ok(kept)
+    Ok(best_rows(batches, |b, i| ids[b].value(i), |_, _| true, newer).unwrap_or_else(|| unreachable!("a key is always the same as itself")))
 }
 
-/// [`latest_rows`] told apart by each key's hash in column `hash`; `None` when two keys share
-/// a hash (or a hash is missing).
-fn latest_rows_by_hash(
-    batches: &[RecordBatch],
-    ids: &[StringArray],
-    deliveries: &[DeliveryColumns],
-    hash: &str,
-) -> Result<Option<Vec<(usize, usize)>>, DeltaTableError> {
+/// Each batch's `hash` column, when every batch has one without nulls.
+fn hash_values<'b>(batches: &'b [RecordBatch], hash: &str) -> Result<Option<Vec<&'b [i64]>>, DeltaTableError> {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut hashes = Vec::with_capacity(batches.len());
     for batch in batches {
-        let column = batch.column(batch.schema().index_of(hash)?);
-        match column.as_primitive_opt::<Int64Type>() {
-            Some(values) if values.null_count() == 0 => hashes.push(values.values()),
+        match batch.column(batch.schema().index_of(hash)?).as_primitive_opt::<Int64Type>() {
+            Some(values) if values.null_count() == 0 => hashes.push(&values.values()[..]),
             _ => return Ok(None),
         }
     }
-    let mut best: datafusion::common::HashMap<i64, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
-    let mut repeated = false;
-    for (b, values) in hashes.iter().enumerate() {
-        for (i, &h) in values.iter().enumerate() {
-            match best.entry(h) {
-                datafusion::common::hash_map::Entry::Vacant(new) => {
+    Ok(Some(hashes))
+}
+
+/// The row (batch, row) that is `newer` than every other row of its key, keys given by
+/// `key_at`, in the batches' order; `None` when two rows of one key are not `same` (keys
+/// given as hashes that collide).
+fn best_rows<K: std::hash::Hash + Eq>(
+    batches: &[RecordBatch],
+    key_at: impl Fn(usize, usize) -> K,
+    same: impl Fn((usize, usize), (usize, usize)) -> bool,
+    newer: impl Fn((usize, usize), (usize, usize)) -> bool,
+) -> Option<Vec<(usize, usize)>> {
+    use datafusion::common::hash_map::Entry;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut best: datafusion::common::HashMap<K, (usize, usize)> = datafusion::common::HashMap::with_capacity(rows);
+    for (b, batch) in batches.iter().enumerate() {
+        for i in 0..batch.num_rows() {
+            match best.entry(key_at(b, i)) {
+                Entry::Vacant(new) => {
                     new.insert((b, i));
                 }
-                datafusion::common::hash_map::Entry::Occupied(mut seen) => {
+                Entry::Occupied(mut seen) => {
                     let kept = *seen.get();
-                    if ids[kept.0].value(kept.1) != ids[b].value(i) {
-                        return Ok(None);
+                    if !same(kept, (b, i)) {
+                        return None;
                     }
-                    repeated = true;
-                    if deliveries[b].get(i) > deliveries[kept.0].get(kept.1) {
+                    if newer((b, i), kept) {
                         seen.insert((b, i));
                     }
                 }
             }
         }
     }
-    if !repeated {
-        return Ok(Some(batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect()));
+    if best.len() == rows {
+        return Some(batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect());
     }
     let mut kept: Vec<(usize, usize)> = best.into_values().collect();
     kept.sort_unstable();
-    Ok(Some(kept))
+    Some(kept)
 }
 
 /// Rows gathered by one thread before [`gather`] shares the columns out between threads.
@@ -239,11 +229,7 @@ fn sort_rows(batches: &[RecordBatch], table: LakeTable, tie: &str, at: &mut Vec<
 ///
 /// [`WriterProperties::data_page_row_count_limit`]: deltalake::parquet::file::properties::WriterProperties::data_page_row_count_limit
 pub(super) fn latest_sorted(batches: &[RecordBatch], table: LakeTable, key: &str, tie: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let hash = match table.merge_policy() {
-        crate::model::MergePolicy::UpsertLatest { key_hash, .. } => key_hash,
-        _ => None,
-    };
-    let mut latest = latest_rows(batches, key, hash)?;
+    let mut latest = latest_rows(batches, key, table.merge_policy().key_hash())?;
     let Some(partitions) = batches_by_partition(batches, table)? else {
         sort_rows(batches, table, tie, &mut latest)?;
         return Ok(vec![gather(batches, table, &latest)?]);

@@ -109,6 +109,16 @@ pub enum MergePolicy {
     ReplaceAggregate { root: LakeTable, key: &'static str },
 }
 
+impl MergePolicy {
+    /// The column holding the hash of an upserted table's key, if it has one.
+    pub fn key_hash(self) -> Option<&'static str> {
+        match self {
+            MergePolicy::UpsertLatest { key_hash, .. } => key_hash,
+            _ => None,
+        }
+    }
+}
+
 /// One of the lake's tables. The definitions (name, schema, partitioning, sort columns,
 /// merge policy, sensitivity) are data the writer, compaction, the catalog and the access
 /// policy read; none of them names a table.

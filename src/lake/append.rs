@@ -41,7 +41,7 @@ type Runs = Vec<(Range<usize>, Key)>;
 
 /// The runs of rows with equal `columns` in `batch`, each partition one run, with its key:
 /// the batch as it is when it is grouped by them, else grouped (stably) first.
-fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch, Runs), DeltaTableError> {
+pub(super) fn partition_runs(batch: RecordBatch, columns: &[String]) -> Result<(RecordBatch, Runs), DeltaTableError> {
     let arrays = |batch: &RecordBatch| -> Result<Vec<ArrayRef>, DeltaTableError> {
         columns.iter().map(|c| Ok(Arc::clone(batch.column(batch.schema().index_of(c)?)))).collect()
     };

@@ -14,6 +14,7 @@ use super::erase::ErasedIds;
 use super::error::{delta_err, LakeError, WriteFailure};
 use super::ingest_log::IngestLog;
 use super::lease::WriterLease;
+use super::pass_keys::PassKeys;
 use super::tables::{ingest_log_batch, quarantine_batch, Tables};
 use super::upsert::{insert_quarantined, upsert_events, UpsertOutcome};
 use super::work::blocking;
@@ -31,6 +32,8 @@ struct TableRows {
 
 /// What an upsert committed to one table.
 struct Committed {
+    /// The rows written.
+    written: Vec<RecordBatch>,
     table: LakeTable,
     delta: DeltaTable,
     outcome: UpsertOutcome,
@@ -43,9 +46,10 @@ fn rows(batches: &[RecordBatch]) -> usize {
 
 /// Commits one batch of whole objects (or parts of large ones) to every table, under the
 /// writer's lease; `log` learns what the `ingest_log` commit completed, `report` what each
-/// commit did.
+/// commit did, `known` where the keys committed are.
 pub(crate) async fn commit_batch(
     tables: &mut Tables,
+    known: &mut PassKeys,
     objects: &[ParsedObject],
     log: &mut IngestLog,
     report: &mut IngestReport,
@@ -70,7 +74,7 @@ pub(crate) async fn commit_batch(
         }
     }
     commit_aggregates(tables, &mut rows, report).await?;
-    commit_keyed(tables, rows, report).await?;
+    commit_keyed(tables, known, rows, report).await?;
     let quarantined = commit_quarantined(tables, objects, number, log, erased).await?;
 
     // The commit that makes the batch done: only while the lease is still this writer's.
@@ -132,6 +136,7 @@ async fn commit_aggregates(
 /// followers touch no other table: the groups run at once.
 async fn commit_keyed(
     tables: &mut Tables,
+    known: &mut PassKeys,
     mut rows: HashMap<LakeTable, Vec<RecordBatch>>,
     report: &mut IngestReport,
 ) -> Result<(), LakeError> {
@@ -146,12 +151,13 @@ async fn commit_keyed(
             let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
             followers.push(TableRows { table: follower, key, batches, delta: tables.get(follower)?.clone() });
         }
-        groups.push(upsert_latest(deciding, followers));
+        groups.push(upsert_latest(&*known, deciding, followers));
     }
     for group in futures::future::join_all(groups).await {
         let (deciding, committed) = group?;
-        for Committed { table, delta, outcome, rows } in committed {
+        for Committed { table, delta, outcome, rows, written } in committed {
             tables.set(table, delta);
+            known.wrote(table, &written).map_err(delta_err(table))?;
             report.commits += u64::from(outcome.committed);
             if table == deciding {
                 report.files_scanned += outcome.files_scanned as u64;
@@ -166,8 +172,9 @@ async fn commit_keyed(
 
 /// A deciding table's batch and its followers' ([`LakeTable::decides_for`]):
 /// the latest delivery of each key, decided against what the deciding table holds, upserted
-/// into each table. Returns the deciding table and what was committed to each table.
-async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result<(LakeTable, Vec<Committed>), LakeError> {
+/// into each table, the partitions holding the keys found through `known`. Returns the
+/// deciding table and what was committed to each table.
+async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<TableRows>) -> Result<(LakeTable, Vec<Committed>), LakeError> {
     let TableRows { table, key, batches, delta } = deciding;
     let tie = table.merge_policy().key_hash().unwrap_or(key);
     // The followers' latest rows are found while the deciding table's are sorted, on
@@ -181,11 +188,12 @@ async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result
         })
         .collect();
     let latest = blocking(table, move || merge::latest_sorted(&batches, table, key, tie)).await.map_err(delta_err(table))?;
+    let keys = stored::key_batch(table, &latest).map_err(delta_err(table))?;
     let (to_write, replaced, winners) = if followers.is_empty() {
-        (latest, None, None)
+        let holding = known.partitions_holding(table, &delta, keys).await.map_err(delta_err(table))?;
+        (latest, Some(holding), None)
     } else {
-        let keys = stored::key_batch(table, &latest).map_err(delta_err(table))?;
-        let stored = stored::stored_events(&delta, table, keys).await.map_err(delta_err(table))?;
+        let stored = known.stored_events(table, &delta, keys).await.map_err(delta_err(table))?;
         let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
         (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
     };
@@ -196,7 +204,14 @@ async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result
     for (follower, key, latest, delta) in followers {
         let latest = latest.await.map_err(delta_err(follower))?;
         let kept = merge::rows_of(latest, key, winners.as_ref()).map_err(delta_err(follower))?;
-        upserts.push((follower, kept, None, delta));
+        let holding = match rows(&kept) {
+            0 => Vec::new(),
+            _ => {
+                let keys = stored::key_batch(follower, &kept).map_err(delta_err(follower))?;
+                known.partitions_holding(follower, &delta, keys).await.map_err(delta_err(follower))?
+            }
+        };
+        upserts.push((follower, kept, Some(holding), delta));
     }
     // Every table's rows are decided above, so the commits are independent: they run at
     // once, each on a task of its own (so on every core). Any order of them, or a crash
@@ -207,10 +222,10 @@ async fn upsert_latest(deciding: TableRows, followers: Vec<TableRows>) -> Result
         runs.push((
             target,
             tokio::spawn(async move {
-                let written = rows(&batches);
+                let written = batches.clone();
                 let (delta, outcome) = upsert_events(delta, target, batches, replaced).await.map_err(delta_err(target))?;
                 debug!(?outcome, table = target.name(), "upserted");
-                Ok::<_, LakeError>(Committed { table: target, delta, outcome, rows: written })
+                Ok::<_, LakeError>(Committed { table: target, delta, outcome, rows: rows(&written), written })
             }),
         ));
     }

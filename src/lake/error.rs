@@ -92,6 +92,9 @@ pub enum WriteFailure {
     /// A value the write needs is missing from rows that should carry it.
     #[error("table {table}: column {column} has no readable partition value")]
     PartitionValue { table: &'static str, column: String },
+    /// A key hash column that is not 64-bit integers, or holds a null.
+    #[error("table {table}: column {column} does not hold a 64-bit key hash in every row")]
+    KeyHash { table: &'static str, column: &'static str },
 }
 
 impl WriteFailure {

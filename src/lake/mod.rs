@@ -22,6 +22,7 @@ pub(crate) mod ingest_log;
 pub mod lease;
 mod merge;
 mod options;
+pub(crate) mod pass_keys;
 pub mod pseudonym_key;
 mod stored;
 pub(crate) mod tables;

@@ -181,18 +181,6 @@ pub(crate) async fn stored_deliveries(
     Ok(stored)
 }
 
-/// The stored row of each of an upsert table's keys in `keys` (a batch of its join
-/// column): reads the narrow join column everywhere, then only the partitions found.
-pub(crate) async fn stored_events(
-    delta: &DeltaTable,
-    table: LakeTable,
-    keys: RecordBatch,
-) -> Result<HashMap<String, StoredEvent>, DeltaTableError> {
-    let partitions = partitions_holding(delta, table, keys.clone()).await?;
-    let columns = KeyColumns::of(table)?;
-    stored_deliveries(delta, table, columns.key, columns.join(), keys, Some(&partitions)).await
-}
-
 /// `(target.p1 = v1 AND target.p2 = v2) OR ...` over exactly the given partitions, as a
 /// balanced tree so that thousands of partitions do not make a deep expression.
 pub(crate) fn partitions_filter(relation: Option<&str>, columns: &[&str], partitions: &[Vec<ScalarValue>]) -> Expr {

@@ -27,6 +27,7 @@ use crate::lake::erase::ErasedIds;
 use crate::lake::error::delta_err;
 use crate::lake::ingest_log::IngestLog;
 use crate::lake::lease::WriterLease;
+use crate::lake::pass_keys::PassKeys;
 use crate::lake::pseudonym_key;
 use crate::lake::tables::Tables;
 use crate::lake::{Lake, LakeError, LakeOptions, LakeTable, Writer};
@@ -110,7 +111,8 @@ impl Lake {
             Some(key) => ErasedIds::load(self.root(), Arc::clone(key)).await?,
             None => None,
         };
-        let mut batches = Batches { tables: &mut tables, log: &mut log, lease, options: self.options(), erased: erased.as_ref() };
+        let known = PassKeys::new(&tables);
+        let mut batches = Batches { tables: &mut tables, known, log: &mut log, lease, options: self.options(), erased: erased.as_ref() };
         batches.commit_all(parts, stop, &progress, &mut report).await?;
         progress.finish_and_clear();
 
@@ -155,6 +157,8 @@ impl Lake {
 /// worth, then committed.
 struct Batches<'a> {
     tables: &'a mut Tables,
+    /// Where the keys this pass committed are.
+    known: PassKeys,
     log: &'a mut IngestLog,
     lease: &'a WriterLease,
     options: &'a LakeOptions,
@@ -206,13 +210,13 @@ impl Batches<'_> {
                 || pending.len() >= MAX_OBJECTS_PER_COMMIT
                 || (streaming && pending_rows >= self.options.part_rows())
             {
-                commit_batch(self.tables, &pending, self.log, report, self.lease, self.erased).await?;
+                commit_batch(self.tables, &mut self.known, &pending, self.log, report, self.lease, self.erased).await?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            commit_batch(self.tables, &pending, self.log, report, self.lease, self.erased).await?;
+            commit_batch(self.tables, &mut self.known, &pending, self.log, report, self.lease, self.erased).await?;
         }
         Ok(())
     }

@@ -74,6 +74,7 @@ pub(crate) async fn commit_batch(
         }
     }
     commit_aggregates(tables, &mut rows, report).await?;
+    known.index_written();
     commit_keyed(tables, known, rows, report).await?;
     let quarantined = commit_quarantined(tables, objects, number, log, erased).await?;
 

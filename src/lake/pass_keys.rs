@@ -14,6 +14,7 @@
 //! writes while it holds the lease), and a key it wrote is in a partition it wrote it to. A
 //! hash met in two partitions (a key that moved, or two keys sharing a hash) keeps both.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
@@ -21,7 +22,7 @@ use arrow::datatypes::Int64Type;
 use datafusion::common::ScalarValue;
 use deltalake::{DeltaTable, DeltaTableError};
 use indexmap::IndexSet;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::append::partition_runs;
 use super::error::WriteFailure;
@@ -47,8 +48,35 @@ struct TableKeys {
     keys: FxHashMap<i64, u32>,
     /// The further partitions of hashes written to more than one.
     more: FxHashMap<i64, Vec<u32>>,
+    /// Key hashes written, by partition number, not yet in `keys`: they are put there when
+    /// the next batch is committed, so a pass of one batch never hashes them.
+    unindexed: Vec<(Int64Array, u32)>,
+    /// Keys written so far, indexed or not.
+    written: usize,
     /// More than the pass may remember were written: lookups read the table as it is now.
     given_up: bool,
+}
+
+impl TableKeys {
+    fn index(&mut self) {
+        for (hashes, number) in std::mem::take(&mut self.unindexed) {
+            self.keys.reserve(hashes.len());
+            for &hash in hashes.values() {
+                match self.keys.entry(hash) {
+                    Entry::Vacant(new) => {
+                        new.insert(number);
+                    }
+                    Entry::Occupied(first) if *first.get() != number => {
+                        let more = self.more.entry(hash).or_default();
+                        if !more.contains(&number) {
+                            more.push(number);
+                        }
+                    }
+                    Entry::Occupied(_) => {}
+                }
+            }
+        }
+    }
 }
 
 impl PassKeys {
@@ -63,7 +91,15 @@ impl PassKeys {
             .filter(|t| matches!(t.merge_policy(), MergePolicy::UpsertLatest { key_hash: Some(_), .. }) && !t.partition_columns().is_empty())
             .filter_map(|t| Some((t, tables.get(t).ok()?.clone())))
             .map(|(t, before)| {
-                let keys = TableKeys { before, partitions: IndexSet::new(), keys: FxHashMap::default(), more: FxHashMap::default(), given_up: false };
+                let keys = TableKeys {
+                    before,
+                    partitions: IndexSet::new(),
+                    keys: FxHashMap::default(),
+                    more: FxHashMap::default(),
+                    unindexed: Vec::new(),
+                    written: 0,
+                    given_up: false,
+                };
                 (t, keys)
             })
             .collect();
@@ -86,13 +122,19 @@ impl PassKeys {
             _ => return Ok(scanned(stored::partitions_holding(now, table, keys).await?).collect()),
         };
         let mut found: IndexSet<Vec<ScalarValue>> = scanned(stored::partitions_holding(&known.before, table, keys.clone()).await?).collect();
-        let mut numbers = Vec::new();
         let join = KeyColumns::of(table)?.join();
-        for hash in key_hashes(&keys, 0, join, table)?.values().iter() {
+        let hashes = key_hashes(&keys, 0, join, table)?;
+        let mut numbers = Vec::new();
+        for hash in hashes.values().iter() {
             if let Some(&first) = known.keys.get(hash) {
                 numbers.push(first);
                 numbers.extend(known.more.get(hash).into_iter().flatten());
             }
+        }
+        // Keys written since the last [`Self::index_written`], looked through one by one.
+        if !known.unindexed.is_empty() {
+            let wanted: FxHashSet<i64> = hashes.values().iter().copied().collect();
+            numbers.extend(known.unindexed.iter().filter(|(written, _)| written.values().iter().any(|h| wanted.contains(h))).map(|(_, n)| *n));
         }
         numbers.sort_unstable();
         numbers.dedup();
@@ -121,9 +163,10 @@ impl PassKeys {
         let join = KeyColumns::of(table)?.join();
         let columns: Vec<String> = table.partition_columns().iter().map(|c| c.to_string()).collect();
         for batch in written.iter().filter(|b| b.num_rows() > 0) {
-            if known.keys.len() + batch.num_rows() > max_keys {
+            known.written += batch.num_rows();
+            if known.written > max_keys {
                 known.given_up = true;
-                (known.partitions, known.keys, known.more) = Default::default();
+                (known.partitions, known.keys, known.more, known.unindexed) = Default::default();
                 return Ok(());
             }
             let (batch, runs) = partition_runs(batch.clone(), &columns)?;
@@ -131,23 +174,15 @@ impl PassKeys {
             for (rows, partition) in runs {
                 let partition = partition.into_iter().map(plain).collect();
                 let number = known.partitions.insert_full(partition).0 as u32;
-                for &hash in &hashes.values()[rows] {
-                    match known.keys.entry(hash) {
-                        std::collections::hash_map::Entry::Vacant(new) => {
-                            new.insert(number);
-                        }
-                        std::collections::hash_map::Entry::Occupied(first) if *first.get() != number => {
-                            let more = known.more.entry(hash).or_default();
-                            if !more.contains(&number) {
-                                more.push(number);
-                            }
-                        }
-                        std::collections::hash_map::Entry::Occupied(_) => {}
-                    }
-                }
+                known.unindexed.push((hashes.slice(rows.start, rows.len()), number));
             }
         }
         Ok(())
+    }
+
+    /// Before a batch's lookups: indexes the keys earlier batches wrote.
+    pub(crate) fn index_written(&mut self) {
+        self.tables.values_mut().for_each(TableKeys::index);
     }
 
     /// Whether `table`'s keys are looked up here (else its lookups read the table as it is).
@@ -233,13 +268,15 @@ mod tests {
         assert_eq!(ids, vec!["e1", "e2"]);
         assert_eq!(stored["e2"].partition.iter().cloned().map(plain).collect::<Vec<_>>(), partition("2024-03-05", "Sales"));
 
-        // A later delivery moves e2 to (6 March, Support): both partitions are looked in.
+        // A later delivery moves e2 to (6 March, Support): both partitions are looked in,
+        // whether the keys written are indexed yet or not.
+        known.index_written();
         known.wrote(table, &facts(&[("e2", "2024-03-06T09:00:00Z", "Support")])).unwrap();
-        let found = known.partitions_holding(table, &now, keys.clone()).await.unwrap();
-        assert_eq!(
-            sorted(found),
-            vec![partition("2024-03-04", "Billing"), partition("2024-03-05", "Sales"), partition("2024-03-06", "Support")]
-        );
+        let moved = vec![partition("2024-03-04", "Billing"), partition("2024-03-05", "Sales"), partition("2024-03-06", "Support")];
+        assert_eq!(sorted(known.partitions_holding(table, &now, keys.clone()).await.unwrap()), moved);
+        known.index_written();
+        assert_eq!(sorted(known.partitions_holding(table, &now, keys.clone()).await.unwrap()), moved);
+        assert!(known.tables[&table].unindexed.is_empty() && known.tables[&table].more.contains_key(&key_hashes(&keys, 0, "event_key", table).unwrap().value(1)));
 
         // A pass that may remember one key gives up at the second: its lookups read the
         // table as it is now, which holds e2 in (5 March, Sales).

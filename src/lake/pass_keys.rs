@@ -28,7 +28,7 @@ use super::append::partition_runs;
 use super::error::WriteFailure;
 use super::stored::{self, KeyColumns};
 use super::tables::Tables;
-use crate::model::{LakeTable, MergePolicy};
+use crate::model::LakeTable;
 
 /// Keys a pass remembers of one table at most (about 20 bytes each): past them, its
 /// lookups read the whole table again, as a pass without this memory does.
@@ -58,6 +58,18 @@ struct TableKeys {
 }
 
 impl TableKeys {
+    fn new(before: DeltaTable) -> Self {
+        Self {
+            before,
+            partitions: IndexSet::new(),
+            keys: FxHashMap::default(),
+            more: FxHashMap::default(),
+            unindexed: Vec::new(),
+            written: 0,
+            given_up: false,
+        }
+    }
+
     fn index(&mut self) {
         for (hashes, number) in std::mem::take(&mut self.unindexed) {
             self.keys.reserve(hashes.len());
@@ -88,20 +100,8 @@ impl PassKeys {
     pub(crate) fn with_limit(tables: &Tables, max_keys: usize) -> Self {
         let tables = LakeTable::ALL
             .into_iter()
-            .filter(|t| matches!(t.merge_policy(), MergePolicy::UpsertLatest { key_hash: Some(_), .. }) && !t.partition_columns().is_empty())
-            .filter_map(|t| Some((t, tables.get(t).ok()?.clone())))
-            .map(|(t, before)| {
-                let keys = TableKeys {
-                    before,
-                    partitions: IndexSet::new(),
-                    keys: FxHashMap::default(),
-                    more: FxHashMap::default(),
-                    unindexed: Vec::new(),
-                    written: 0,
-                    given_up: false,
-                };
-                (t, keys)
-            })
+            .filter(|t| t.merge_policy().key_hash().is_some() && !t.partition_columns().is_empty())
+            .filter_map(|t| Some((t, TableKeys::new(tables.get(t).ok()?.clone()))))
             .collect();
         Self { tables, max_keys }
     }
@@ -169,8 +169,11 @@ impl PassKeys {
                 (known.partitions, known.keys, known.more, known.unindexed) = Default::default();
                 return Ok(());
             }
-            let (batch, runs) = partition_runs(batch.clone(), &columns)?;
-            let hashes = key_hashes(&batch, batch.schema().index_of(join)?, join, table)?;
+            // Only the columns needed: a batch not grouped by partition is grouped by a copy.
+            let schema = batch.schema();
+            let needed = columns.iter().map(String::as_str).chain([join]).map(|c| schema.index_of(c)).collect::<Result<Vec<_>, _>>()?;
+            let (batch, runs) = partition_runs(batch.project(&needed)?, &columns)?;
+            let hashes = key_hashes(&batch, columns.len(), join, table)?;
             for (rows, partition) in runs {
                 let partition = partition.into_iter().map(plain).collect();
                 let number = known.partitions.insert_full(partition).0 as u32;

@@ -226,6 +226,9 @@ pub struct ObjectParser {
     /// admitted, so they are not asked of the pass's shared (locked) set again (events of
     /// one object mostly fall in a few tens of partitions, not in runs of one).
     admitted: HashMap<i32, HashSet<Box<str>>>,
+    /// Where a tree format's record is parsed ([`formats::tree`]): emptied for each record,
+    /// its memory kept for the next.
+    arena: bumpalo::Bump,
 }
 
 impl fmt::Debug for ObjectParser {
@@ -264,6 +267,7 @@ impl ObjectParser {
             agents,
             queues,
             admitted: HashMap::new(),
+            arena: bumpalo::Bump::new(),
         }
     }
 
@@ -317,7 +321,8 @@ impl ObjectParser {
         let record = match formats::flat_event::parse_flat_event_or_tree(raw, text, self.agents.as_mut()) {
             formats::flat_event::FlatOrTree::Flat(record) => record,
             formats::flat_event::FlatOrTree::MaybeTree => {
-                if let Ok(record) = formats::tree::parse(raw) {
+                self.arena.reset();
+                if let Ok(record) = formats::tree::parse(raw, text, &self.arena) {
                     if let Some(format) = formats::tree_format_of(&record) {
                         for item in format.decode(&record) {
                             match item.outcome {

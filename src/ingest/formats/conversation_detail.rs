@@ -260,11 +260,12 @@ mod tests {
 
     #[test]
     fn a_conversation_listed_twice_in_a_page_keeps_its_later_item() {
+        let arena = bumpalo::Bump::new();
         let record_text = serde_json::json!({"conversations": [
             {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z"},
             {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z", "conversationEnd": "2024-03-04T09:05:00Z"},
         ]}).to_string();
-        let record = crate::ingest::formats::tree::parse(record_text.as_bytes()).unwrap();
+        let record = crate::ingest::formats::tree::parse(record_text.as_bytes(), None, &arena).unwrap();
         let decoded = ConversationDetail.decode(&record);
         assert_eq!(decoded.len(), 1);
         assert_eq!(decoded[0].position.as_deref(), Some("conversations[1]"));
@@ -272,13 +273,14 @@ mod tests {
 
     #[test]
     fn a_missing_emit_date_refuses_the_whole_conversation_and_names_the_field() {
+        let arena = bumpalo::Bump::new();
         let record_text = serde_json::json!({"conversations": [
             {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z", "participants": [
                 {"participantId": "p1", "purpose": "agent", "sessions": [
                     {"sessionId": "s1", "mediaType": "voice", "metrics": [{"name": "tHandle", "value": 5}]}]}]},
             {"conversationId": "c2", "conversationStart": "2024-03-04T09:00:00Z"}
         ]}).to_string();
-        let record = crate::ingest::formats::tree::parse(record_text.as_bytes()).unwrap();
+        let record = crate::ingest::formats::tree::parse(record_text.as_bytes(), None, &arena).unwrap();
         let decoded = ConversationDetail.decode(&record);
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[0].position.as_deref(), Some("conversations[0]"));

@@ -146,14 +146,15 @@ mod tests {
 
     #[test]
     fn the_page_uri_or_the_fields_say_which_export_it_is() {
+        let arena = bumpalo::Bump::new();
         let queues_text = serde_json::json!({"entities": [{"id": "q1", "name": "Billing"}], "selfUri": "/api/v2/routing/queues?pageNumber=1"}).to_string();
-        let queues = crate::ingest::formats::tree::parse(queues_text.as_bytes()).unwrap();
+        let queues = crate::ingest::formats::tree::parse(queues_text.as_bytes(), None, &arena).unwrap();
         assert_eq!(page_dimension(&queues), Some(Dimension::Queues));
         let user_text = serde_json::json!({"id": "u1", "name": "Ann", "email": "ann@example.com"}).to_string();
-        let user = crate::ingest::formats::tree::parse(user_text.as_bytes()).unwrap();
+        let user = crate::ingest::formats::tree::parse(user_text.as_bytes(), None, &arena).unwrap();
         assert_eq!(entity_dimension(&user), Some(Dimension::Users));
         let unknown_text = serde_json::json!({"entities": [{"id": "x", "name": "?"}]}).to_string();
-        let unknown = crate::ingest::formats::tree::parse(unknown_text.as_bytes()).unwrap();
+        let unknown = crate::ingest::formats::tree::parse(unknown_text.as_bytes(), None, &arena).unwrap();
         let decoded = DimensionExport.decode(&unknown);
         assert_eq!(decoded[0].outcome.as_ref().unwrap_err().code(), "unknown_export");
         assert_eq!(decoded[0].position.as_deref(), Some("entities[0]"));

@@ -21,7 +21,7 @@ fn flex<'v>(value: &'v Value<'_>) -> Flex<'v> {
             (_, _, Some(f)) => Flex::Float(f),
             _ => Flex::Null,
         },
-        Value::String(s) => Flex::Str(Cow::Borrowed(s.as_ref())),
+        Value::String(s) => Flex::Str(Cow::Borrowed(s)),
         Value::Object(_) => Flex::Object,
         Value::Array(_) => Flex::Array,
     }
@@ -44,7 +44,7 @@ pub(crate) fn child<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> 
 pub(crate) fn array<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> Result<&'v [Value<'v>], Rejection> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Array(items)) => Ok(*items),
         Some(other) => Err(Rejection::WrongType { field, found: flex(other).type_name() }),
     }
 }
@@ -184,8 +184,11 @@ mod tests {
 
     #[test]
     fn helpers_coerce_and_name_the_field() {
+        let arena = bumpalo::Bump::new();
         let value = tree::parse(
             br#"{"t":"2024-03-04T09:00:00.000Z","ms":1709542800000,"n":"12","f":1.5,"b":"true","bad":"soon","ani":"tel:+15551230001","who":"15551230001"}"#,
+            None,
+            &arena,
         )
         .unwrap();
         let obj = value.as_object().unwrap();

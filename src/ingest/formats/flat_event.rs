@@ -155,6 +155,14 @@ fn parse_with<'a, R: serde_json::de::Read<'a>>(
 ) -> ParsedRecord<'a> {
     let raw = match de.deserialize_any(RecordVisitor { tree_key }).and_then(|raw| de.end().map(|()| raw)) {
         Ok(raw) => raw,
+        // Stopped at a tree format's key: the record goes to the tree parse, and the error's
+        // text (an allocation per page of a details export) is never read.
+        Err(_) if tree_key.is_some_and(std::cell::Cell::get) => {
+            return ParsedRecord {
+                outcome: Err(Rejection::NotAnObject),
+                unknown_fields: Vec::new(),
+            }
+        }
         Err(e) => {
             return ParsedRecord {
                 outcome: Err(Rejection::InvalidJson(e.to_string())),

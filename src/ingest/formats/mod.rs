@@ -50,6 +50,7 @@ mod tests {
 
     #[test]
     fn only_records_with_a_tree_format_s_key_are_parsed_as_trees() {
+        let arena = bumpalo::Bump::new();
         use flat_event::{parse_flat_event_or_tree, FlatOrTree};
         let is_flat = |json: &str| matches!(parse_flat_event_or_tree(json.as_bytes(), None, None), FlatOrTree::Flat(_));
         assert!(is_flat(r#"{"event_id":"e1","interaction_id":"i1"}"#));
@@ -62,10 +63,10 @@ mod tests {
         // Every key a format's sniff looks for is a tree key: a record of any tree format
         // is given to the tree parse.
         for record in [r#"{"conversations":[]}"#, r#"{"conversationId":"c","participants":[]}"#, r#"{"detail-type":"x","detail":{}}"#, r#"{"entities":[]}"#] {
-            assert!(tree_format_of(&tree::parse(record.as_bytes()).unwrap()).is_some(), "{record}");
+            assert!(tree_format_of(&tree::parse(record.as_bytes(), None, &arena).unwrap()).is_some(), "{record}");
             assert!(!is_flat(record), "{record}");
         }
-        let flat = tree::parse(br#"{"event_id": "e1", "note": "conversationId"}"#).unwrap();
+        let flat = tree::parse(br#"{"event_id": "e1", "note": "conversationId"}"#, None, &arena).unwrap();
         assert!(tree_format_of(&flat).is_none());
     }
 }

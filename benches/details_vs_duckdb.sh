@@ -6,7 +6,7 @@
 # as JSON objects, QUALIFY) and one that lets DuckDB infer the shape (duckdb_details.py); both
 # must write the same metric rows. Prints wall times, throughput in MB/s and
 # conversations/s, and the ratios duckdb_seconds / cclake_seconds (>= 1.0 means cclake is at
-# least as fast).
+# least as fast): medians of RUNS runs each (default 3).
 #
 #   benches/details_vs_duckdb.sh                  # 40k conversations over 7 days
 #   CONVERSATIONS=5000 DAYS=2 benches/details_vs_duckdb.sh
@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 conversations=${CONVERSATIONS:-40000}
 days=${DAYS:-7}
+runs=${RUNS:-3}
 work=${WORK:-/tmp/cclake-details-$conversations-$days}
 python="$(scripts/python-env.sh --bench)"
 
@@ -26,23 +27,36 @@ size=$(du -sb "$work/exports/details" | cut -f1)
 total=$(python3 -c "import json; m = json.load(open('$work/exports/_genesys_manifest.json')); print(m['conversations'])")
 echo "details exports: $(( size / 1000000 )) MB, $total conversations in $work/exports"
 
-rm -rf "$work/lake"
-start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$work/cclake.rss" "$bin" ingest --source "$work/exports" --lake "$work/lake" --no-auto-compact > "$work/cclake.out"
-end=$(date +%s.%N)
-cclake_s=$(echo "$end - $start" | bc -l)
+source benches/median.sh
+cclake_times=() lean_times=() auto_times=()
+# Each side starts with the page cache's dirty pages written back (`sync`): a run must not
+# pay for the writes of the one before it.
+for run in $(seq "$runs"); do
+  rm -rf "$work/lake"
+  sync
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$work/cclake.rss" "$bin" ingest --source "$work/exports" --lake "$work/lake" --no-auto-compact > "$work/cclake.out"
+  end=$(date +%s.%N)
+  cclake_times+=("$(echo "$end - $start" | bc -l)")
+  rm -rf "$work/duckdb-lean"
+  sync
+  read -r lean_s lean_rows < <("$python" benches/duckdb_details_lean.py "$work/exports/details" "$work/duckdb-lean")
+  lean_times+=("$lean_s")
+  rm -rf "$work/duckdb-out"
+  sync
+  auto_times+=("$("$python" benches/duckdb_details.py "$work/exports/details" "$work/duckdb-out")")
+done
 grep -E "records|rows written to session_metrics" "$work/cclake.out"
-
-rm -rf "$work/duckdb-lean"
-read -r lean_s lean_rows < <("$python" benches/duckdb_details_lean.py "$work/exports/details" "$work/duckdb-lean")
-rm -rf "$work/duckdb-out"
-duck_s=$("$python" benches/duckdb_details.py "$work/exports/details" "$work/duckdb-out")
+cclake_s=$(printf '%s\n' "${cclake_times[@]}" | median)
+lean_s=$(printf '%s\n' "${lean_times[@]}" | median)
+duck_s=$(printf '%s\n' "${auto_times[@]}" | median)
+echo "$runs runs each; cclake ${cclake_times[*]}; duckdb lean ${lean_times[*]}; duckdb auto ${auto_times[*]}"
 auto_rows=$("$python" -c "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*) FROM read_parquet('{sys.argv[1]}/**/*.parquet')\").fetchall()[0][0])" "$work/duckdb-out")
 [ "$lean_rows" = "$auto_rows" ] || { echo "the two DuckDB formulations wrote $lean_rows and $auto_rows metric rows" >&2; exit 1; }
 cclake_rows=$(sed -n 's/^  rows written to session_metrics: //p' "$work/cclake.out")
 [ "$cclake_rows" = "$lean_rows" ] || { echo "cclake wrote $cclake_rows metric rows, DuckDB $lean_rows: the runs compare nothing" >&2; exit 1; }
 
-printf 'cclake ingest: %.3f s, %.1f MB/s, %.0f conversations/s (peak RSS %d MB)\n' "$cclake_s" \
+printf 'cclake ingest: %.3f s median, %.1f MB/s, %.0f conversations/s (peak RSS %d MB)\n' "$cclake_s" \
   "$(echo "$size / 1000000 / $cclake_s" | bc -l)" "$(echo "$total / $cclake_s" | bc -l)" "$(( $(cat "$work/cclake.rss") / 1024 ))"
 printf 'duckdb lean:   %.3f s, %.1f MB/s, %.0f conversations/s (%s metric rows)\n' "$lean_s" \
   "$(echo "$size / 1000000 / $lean_s" | bc -l)" "$(echo "$total / $lean_s" | bc -l)" "$lean_rows"

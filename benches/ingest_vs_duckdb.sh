@@ -30,7 +30,7 @@ size=$(du -sb "$work/exports" | cut -f1)
 objects=$(find "$work/exports" -type f ! -name '_*' | wc -l)
 echo "exports ($shape): $(( size / 1000000 )) MB in $objects objects in $work/exports"
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source benches/median.sh
 cclake_times=() lean_times=() auto_times=()
 # Each side starts with the page cache's dirty pages written back (`sync`): a run must not
 # pay for the writes of the one before it (at 10M events, 1.5 GB of Parquet).

@@ -27,23 +27,14 @@ size=$(du -sb "$work/exports/details" | cut -f1)
 total=$(python3 -c "import json; m = json.load(open('$work/exports/_genesys_manifest.json')); print(m['conversations'])")
 echo "details exports: $(( size / 1000000 )) MB, $total conversations in $work/exports"
 
-source benches/median.sh
+source benches/runs.sh
 cclake_times=() lean_times=() auto_times=()
-# Each side starts with the page cache's dirty pages written back (`sync`): a run must not
-# pay for the writes of the one before it.
 for run in $(seq "$runs"); do
-  rm -rf "$work/lake"
-  sync
-  start=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$work/cclake.rss" "$bin" ingest --source "$work/exports" --lake "$work/lake" --no-auto-compact > "$work/cclake.out"
-  end=$(date +%s.%N)
-  cclake_times+=("$(echo "$end - $start" | bc -l)")
-  rm -rf "$work/duckdb-lean"
-  sync
+  time_cclake_ingest
+  fresh "$work/duckdb-lean"
   read -r lean_s lean_rows < <("$python" benches/duckdb_details_lean.py "$work/exports/details" "$work/duckdb-lean")
   lean_times+=("$lean_s")
-  rm -rf "$work/duckdb-out"
-  sync
+  fresh "$work/duckdb-out"
   auto_times+=("$("$python" benches/duckdb_details.py "$work/exports/details" "$work/duckdb-out")")
 done
 grep -E "records|rows written to session_metrics" "$work/cclake.out"

@@ -30,23 +30,14 @@ size=$(du -sb "$work/exports" | cut -f1)
 objects=$(find "$work/exports" -type f ! -name '_*' | wc -l)
 echo "exports ($shape): $(( size / 1000000 )) MB in $objects objects in $work/exports"
 
-source benches/median.sh
+source benches/runs.sh
 cclake_times=() lean_times=() auto_times=()
-# Each side starts with the page cache's dirty pages written back (`sync`): a run must not
-# pay for the writes of the one before it (at 10M events, 1.5 GB of Parquet).
 for run in $(seq "$runs"); do
-  rm -rf "$work/lake"
-  sync
-  start=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$work/cclake.rss" "$bin" ingest --source "$work/exports" --lake "$work/lake" --no-auto-compact > "$work/cclake.out"
-  end=$(date +%s.%N)
-  cclake_times+=("$(echo "$end - $start" | bc -l)")
-  rm -rf "$work/duckdb-out"
-  sync
+  time_cclake_ingest
+  fresh "$work/duckdb-out"
   read -r lean_s lean_rows < <("$python" benches/duckdb_ingest_lean.py "$work/exports" "$work/duckdb-out")
   lean_times+=("$lean_s")
-  rm -rf "$work/duckdb-auto"
-  sync
+  fresh "$work/duckdb-auto"
   auto_times+=("$("$python" benches/duckdb_ingest.py "$work/exports" "$work/duckdb-auto")")
 done
 cat "$work/cclake.out"

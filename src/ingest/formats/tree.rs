@@ -11,11 +11,14 @@
 //! `serde_json::Value` text ([`Value::to_serde`]): the same JSON, keys in the same (sorted)
 //! order as before.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::ingest::coerce::Text;
 
 /// A JSON value borrowing from the text it was parsed from and from the arena.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,9 +159,6 @@ pub fn parse<'a>(raw: &'a [u8], text: Option<&'a str>, arena: &'a Bump) -> Resul
 #[derive(Clone, Copy)]
 struct InArena<'a>(&'a Bump);
 
-/// Deserializes an object's key, borrowed when it has no escapes, else copied into the arena.
-struct Key<'a>(&'a Bump);
-
 impl<'a> DeserializeSeed<'a> for InArena<'a> {
     type Value = Value<'a>;
     fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -207,30 +207,15 @@ impl<'a> Visitor<'a> for InArena<'a> {
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = BumpVec::with_capacity_in(map.size_hint().unwrap_or(0).min(64), self.0);
-        while let Some(key) = map.next_key_seed(Key(self.0))? {
+        while let Some(Text(key)) = map.next_key::<Text<'a>>()? {
+            // Borrowed unless it holds escapes (seldom): then copied into the arena.
+            let key = match key {
+                Cow::Borrowed(key) => key,
+                Cow::Owned(key) => &*self.0.alloc_str(&key),
+            };
             fields.push((key, map.next_value_seed(self)?));
         }
         Ok(Value::Object(Object { fields: fields.into_bump_slice() }))
-    }
-}
-
-impl<'a> DeserializeSeed<'a> for Key<'a> {
-    type Value = &'a str;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Key<'a> {
-    type Value = &'a str;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_borrowed_str<E>(self, v: &'a str) -> Result<Self::Value, E> {
-        Ok(v)
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.alloc_str(v))
     }
 }
 

@@ -322,8 +322,9 @@ impl ObjectParser {
             formats::flat_event::FlatOrTree::Flat(record) => record,
             formats::flat_event::FlatOrTree::MaybeTree => {
                 self.arena.reset();
-                if let Ok(record) = formats::tree::parse(raw, text, &self.arena) {
-                    if let Some(format) = formats::tree_format_of(&record) {
+                let tree = formats::tree::parse(raw, text, &self.arena);
+                if let Ok(record) = &tree {
+                    if let Some(format) = formats::tree_format_of(record) {
                         for item in format.decode(&record) {
                             match item.outcome {
                                 Ok(record_rows) => {
@@ -341,7 +342,14 @@ impl ObjectParser {
                         return;
                     }
                 }
-                formats::flat_event::parse_flat_event_with(raw, text, self.agents.as_mut())
+                let mut record = formats::flat_event::parse_flat_event_with(raw, text, self.agents.as_mut());
+                // Not JSON to the tree parse (nested past serde_json's 128 levels, which the
+                // flat parse skips unread) and no flat event either: the parse error is the
+                // reason to give, not the flat event's first missing field.
+                if let (Err(e), Err(_)) = (&tree, &record.outcome) {
+                    record.outcome = Err(Rejection::InvalidJson(e.to_string()));
+                }
+                record
             }
         };
         for field in record.unknown_fields {
@@ -639,6 +647,23 @@ mod tests {
         // The cut never leaves part of a number unmasked.
         let cut = format!("{}{}", "1".repeat(4090), "+15551234567");
         assert!(!masked_record_text(format!("{cut}{}", "y".repeat(70_000)).as_bytes()).contains("+1555"));
+    }
+
+    #[test]
+    fn a_page_nested_too_deep_is_refused_as_invalid_json_and_a_flat_event_beside_it_lands() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(
+            "{}\n{}\n",
+            format_args!(r#"{{"conversations":[{{"conversationId":"c1","conversationStart":"2024-03-04T09:00:00Z","x":{deep}}}]}}"#),
+            format_args!(r#"{{"event_id":"e1","interaction_id":"i1","timestamp":"2024-03-04T09:00:00Z","entities":{deep}}}"#),
+        );
+        let parsed = parse_object(object(), text.as_bytes(), &ParseOptions::default());
+        assert_eq!(parsed.quarantined.len(), 1);
+        let refused = &parsed.quarantined[0];
+        assert_eq!((refused.line, refused.rejection.code()), (1, "invalid_json"));
+        assert!(refused.rejection.to_string().contains("recursion limit exceeded at line 1"), "{}", refused.rejection);
+        // A flat event with a tree format's key and a deep field is kept: it has decoded.
+        assert_eq!(parsed.rows[&LakeTable::FactInteractions].iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
     }
 
     #[test]

@@ -325,7 +325,7 @@ impl ObjectParser {
                 let tree = formats::tree::parse(raw, text, &self.arena);
                 if let Ok(record) = &tree {
                     if let Some(format) = formats::tree_format_of(record) {
-                        for item in format.decode(&record) {
+                        for item in format.decode(record) {
                             match item.outcome {
                                 Ok(record_rows) => {
                                     self.rows.push_record(&record_rows, &delivery);

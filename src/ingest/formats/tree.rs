@@ -17,11 +17,12 @@ use std::fmt;
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 
 use crate::ingest::coerce::Text;
 
 /// A JSON value borrowing from the text it was parsed from and from the arena.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
@@ -31,58 +32,13 @@ pub enum Value<'a> {
     Object(Object<'a>),
 }
 
-/// A JSON number as `serde_json` reads it: an integer when it is one, else a float.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Number {
-    PosInt(u64),
-    NegInt(i64),
-    Float(f64),
-}
-
-impl Number {
-    pub fn as_i64(self) -> Option<i64> {
-        match self {
-            Number::PosInt(u) => i64::try_from(u).ok(),
-            Number::NegInt(i) => Some(i),
-            Number::Float(_) => None,
-        }
-    }
-
-    pub fn as_u64(self) -> Option<u64> {
-        match self {
-            Number::PosInt(u) => Some(u),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(self) -> Option<f64> {
-        Some(match self {
-            Number::PosInt(u) => u as f64,
-            Number::NegInt(i) => i as f64,
-            Number::Float(f) => f,
-        })
-    }
-
-    /// The number as `serde_json` holds it (and prints it).
-    pub fn to_serde(self) -> serde_json::Number {
-        match self {
-            Number::PosInt(u) => u.into(),
-            Number::NegInt(i) => i.into(),
-            // Parsed floats are finite: serde_json refuses what is not.
-            Number::Float(f) => serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
-        }
-    }
-}
-
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.to_serde(), f)
-    }
-}
+// The arena never runs destructors: a number holding heap memory (serde_json's
+// `arbitrary_precision`, should a dependency turn it on) would leak with every record.
+const _: () = assert!(!std::mem::needs_drop::<Number>(), "serde_json::Number must own no heap memory");
 
 /// A JSON object: its fields in the order they came. A key given twice means its last
 /// value, as `serde_json` reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Object<'a> {
     fields: &'a [(&'a str, Value<'a>)],
 }
@@ -132,7 +88,7 @@ impl<'a> Value<'a> {
         match self {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Number(n) => serde_json::Value::Number(n.to_serde()),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
             Value::String(s) => serde_json::Value::String(s.to_string()),
             Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_serde).collect()),
             Value::Object(o) => serde_json::Value::Object(o.to_serde()),
@@ -184,13 +140,13 @@ impl<'a> Visitor<'a> for InArena<'a> {
         Ok(Value::Bool(v))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Value::Number(if v < 0 { Number::NegInt(v) } else { Number::PosInt(v as u64) }))
+        Ok(Value::Number(v.into()))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Value::Number(Number::PosInt(v)))
+        Ok(Value::Number(v.into()))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(if v.is_finite() { Value::Number(Number::Float(v)) } else { Value::Null })
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
     fn visit_borrowed_str<E>(self, v: &'a str) -> Result<Self::Value, E> {
         Ok(Value::String(v))
@@ -236,7 +192,7 @@ mod tests {
             assert!(in_raw(o.get("a").and_then(Value::as_str).unwrap()));
             assert_eq!(o.get("b").and_then(Value::as_str), Some("esc\"aped"));
             assert!(!in_raw(o.get("b").and_then(Value::as_str).unwrap()), "an escaped string is a copy");
-            assert_eq!(o.get("key"), Some(&Value::Number(Number::PosInt(1))), "a key with escapes, undone");
+            assert_eq!(o.get("key"), Some(&Value::Number(1.into())), "a key with escapes, undone");
             assert_eq!(value.get("o").and_then(|o| o.get("t")), Some(&Value::Bool(true)));
             let expected: serde_json::Value = serde_json::from_slice(raw).unwrap();
             assert_eq!(value.to_serde(), expected);

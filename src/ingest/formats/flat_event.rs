@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::ingest::coerce::{
     coerce_duration, coerce_timestamp, encoded_partition_bytes, MAX_PARTITION_VALUE_BYTES, masked, optional_enum, optional_text, required_id, scalar_text, Flex, Rejection, Text,
 };
-use crate::ingest::mask::{holds_email, mask_field, mask_phone_number};
+use crate::ingest::mask::{holds_email, mask_caller_number};
 use crate::ingest::pseudonym::AgentPseudonyms;
 use crate::ingest::rows::{Cell, TableRows};
 use crate::model::{key_hash, Delivery, LakeTable};
@@ -153,44 +153,22 @@ fn parse_with<'a, R: serde_json::de::Read<'a>>(
     agents: Option<&mut AgentPseudonyms>,
     tree_key: Option<&std::cell::Cell<bool>>,
 ) -> ParsedRecord<'a> {
-    let raw = match de.deserialize_any(RecordVisitor { tree_key }).and_then(|raw| de.end().map(|()| raw)) {
-        Ok(raw) => raw,
+    // Filled in place: the fields (about 500 bytes) were moved four times a record on their
+    // way out of the parse, a memcpy call each (benches/README.md, "seventh round").
+    let mut raw = RawFields::default();
+    let read = de.deserialize_any(RecordVisitor { fields: &mut raw, tree_key }).and_then(|object| de.end().map(|()| object));
+    let rejected = |rejection| ParsedRecord { outcome: Err(rejection), unknown_fields: Vec::new() };
+    match read {
+        Ok(true) => {
+            let unknown_fields = std::mem::take(&mut raw.unknown);
+            ParsedRecord { outcome: raw.validate(agents), unknown_fields }
+        }
+        Ok(false) => rejected(Rejection::NotAnObject),
         // Stopped at a tree format's key: the record goes to the tree parse, and the error's
         // text (an allocation per page of a details export) is never read.
-        Err(_) if tree_key.is_some_and(std::cell::Cell::get) => {
-            return ParsedRecord {
-                outcome: Err(Rejection::NotAnObject),
-                unknown_fields: Vec::new(),
-            }
-        }
-        Err(e) => {
-            return ParsedRecord {
-                outcome: Err(Rejection::InvalidJson(e.to_string())),
-                unknown_fields: Vec::new(),
-            }
-        }
-    };
-    match raw {
-        RawRecord::NotAnObject => ParsedRecord {
-            outcome: Err(Rejection::NotAnObject),
-            unknown_fields: Vec::new(),
-        },
-        RawRecord::Object(fields) => {
-            let unknown_fields = fields.unknown.clone();
-            ParsedRecord {
-                outcome: fields.validate(agents),
-                unknown_fields,
-            }
-        }
+        Err(_) if tree_key.is_some_and(std::cell::Cell::get) => rejected(Rejection::NotAnObject),
+        Err(e) => rejected(Rejection::InvalidJson(e.to_string())),
     }
-}
-
-/// The top-level value of a record: an object's fields, or anything else.
-// One lives on the stack per record; boxing the fields would cost an allocation per record.
-#[allow(clippy::large_enum_variant)]
-enum RawRecord<'a> {
-    Object(RawFields<'a>),
-    NotAnObject,
 }
 
 /// The known fields of a flat event, each as it arrived.
@@ -216,25 +194,21 @@ struct RawFields<'a> {
     unknown: Vec<String>,
 }
 
-/// Reads a record's top level into [`RawRecord`]; with `tree_key`, stops at the first key
-/// only a tree format has ([`super::is_tree_key`]), with an error, and says so there.
-struct RecordVisitor<'f> {
+/// Reads a record's top level into `fields`, saying whether it is an object; with
+/// `tree_key`, stops at the first key only a tree format has ([`super::is_tree_key`]), with
+/// an error, and says so there.
+struct RecordVisitor<'f, 'de> {
+    fields: &'f mut RawFields<'de>,
     tree_key: Option<&'f std::cell::Cell<bool>>,
 }
 
-impl<'de> Deserialize<'de> for RawRecord<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RecordVisitor { tree_key: None })
-    }
-}
-
-impl<'de> Visitor<'de> for RecordVisitor<'_> {
-    type Value = RawRecord<'de>;
+impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
+    type Value = bool;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw = RawFields::default();
+        let raw = self.fields;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if let Some(found) = self.tree_key.filter(|_| super::is_tree_key(&key)) {
                 found.set(true);
@@ -278,29 +252,29 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok(RawRecord::Object(raw))
+        Ok(true)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(RawRecord::NotAnObject)
+        Ok(false)
     }
 }
 
@@ -355,53 +329,56 @@ impl<'de> Deserialize<'de> for Metadata<'de> {
 }
 
 impl<'a> RawFields<'a> {
-    fn validate(self, agents: Option<&mut AgentPseudonyms>) -> Result<FlatEvent<'a>, Rejection> {
-        let event_id = required_id(self.event_id, "event_id")?;
-        let interaction_id = required_id(self.interaction_id, "interaction_id")?;
-        let event_timestamp = match self.timestamp {
+    /// The event the fields make, taking them (each is read once).
+    fn validate(&mut self, agents: Option<&mut AgentPseudonyms>) -> Result<FlatEvent<'a>, Rejection> {
+        let event_id = required_id(self.event_id.take(), "event_id")?;
+        let interaction_id = required_id(self.interaction_id.take(), "interaction_id")?;
+        let event_timestamp = match self.timestamp.take() {
             None | Some(Flex::Null) => return Err(Rejection::MissingField("timestamp")),
             Some(v) => coerce_timestamp(&v, "timestamp")?,
         };
-        let duration_seconds = match self.duration_seconds {
+        let duration_seconds = match self.duration_seconds.take() {
             None | Some(Flex::Null) => None,
             Some(v) => Some(coerce_duration(&v)?),
         };
-        let created_at = match self.created_at {
+        let created_at = match self.created_at.take() {
             None | Some(Flex::Null) => None,
             // A created_at we cannot read is not worth losing the event for.
             Some(v) => coerce_timestamp(&v, "created_at").ok(),
         };
-        let caller_number = optional_text(self.caller_number_masked, "caller_number_masked")?
-            .or(optional_text(self.raw_caller_number, "caller_number")?)
-            .map(|n| Cow::Owned(mask_phone_number(&mask_field(&n))));
+        let caller_number = optional_text(self.caller_number_masked.take(), "caller_number_masked")?
+            .or(optional_text(self.raw_caller_number.take(), "caller_number")?)
+            .map(mask_caller_number);
         // Queue names are partition values and must round-trip exactly: not trimmed; one too
         // long for a folder name is refused, not left to fail the whole commit.
-        let queue_name = match self.queue_name {
+        let queue_name = match self.queue_name.take() {
             None | Some(Flex::Null) => None,
             Some(Flex::Str(s)) if s.is_empty() => None,
             Some(Flex::Str(s)) => masked(Some(s)),
             Some(v) => masked(scalar_text(v, "queue_name")?),
         };
-        if let Some(bytes) = queue_name.as_deref().map(encoded_partition_bytes).filter(|b| *b > MAX_PARTITION_VALUE_BYTES) {
+        // A name of up to a third of the limit fits however many of its bytes are encoded.
+        let long = queue_name.as_deref().filter(|q| q.len() * 3 > MAX_PARTITION_VALUE_BYTES);
+        if let Some(bytes) = long.map(encoded_partition_bytes).filter(|b| *b > MAX_PARTITION_VALUE_BYTES) {
             return Err(Rejection::PartitionValueTooLong { field: "queue_name", bytes });
         }
-        let (agent_id, new_agent_identity) = agent(optional_text(self.agent_id, "agent_id")?, agents);
+        let (agent_id, new_agent_identity) = agent(optional_text(self.agent_id.take(), "agent_id")?, agents);
         Ok(FlatEvent {
             event_id,
             interaction_id,
             event_timestamp,
-            interaction_type: optional_enum(self.interaction_type, "type")?,
-            direction: optional_enum(self.direction, "direction")?,
-            state: optional_enum(self.state, "state")?,
+            interaction_type: optional_enum(self.interaction_type.take(), "type")?,
+            direction: optional_enum(self.direction.take(), "direction")?,
+            state: optional_enum(self.state.take(), "state")?,
             duration_seconds,
             queue_name,
             agent_id,
             new_agent_identity,
-            source_system: masked(optional_text(self.source_system, "source_system")?)
+            source_system: masked(optional_text(self.source_system.take(), "source_system")?)
                 .unwrap_or(Cow::Borrowed(DEFAULT_SOURCE_SYSTEM)),
             caller_number_masked: caller_number,
-            campaign_id: masked(optional_text(self.campaign_id, "metadata.campaign_id")?),
-            recording_url: optional_text(self.recording_url, "recording_url")?,
+            campaign_id: masked(optional_text(self.campaign_id.take(), "metadata.campaign_id")?),
+            recording_url: optional_text(self.recording_url.take(), "recording_url")?,
             created_at,
         })
     }

@@ -151,39 +151,41 @@ impl Fetch {
         }
     }
 
-    /// A local object read whole into the parsing thread's own buffer, kept from one object
-    /// to the next: object_store's local read makes a fresh buffer per object, zeroes it and
-    /// faults its pages in (benches/README.md, "Why the code is so"). A read that fails
-    /// fails as the store's would ([`read_failed`]).
+    /// A local object read whole into a buffer kept from one object to the next:
+    /// object_store's local read makes a fresh buffer per object, zeroes it and faults its
+    /// pages in (benches/README.md, "Why the code is so"). The buffers are shared by the
+    /// blocking threads, not one per thread: a pass's parses run on tens of them, each of
+    /// which faulted in a buffer of its own ("seventh round"). A read that fails fails as
+    /// the store's would ([`read_failed`]).
     async fn parse_local(self, path: std::path::PathBuf) -> Result<(), tokio::task::JoinError> {
         /// Buffers larger than this are not kept between objects.
         const KEPT_BYTES: usize = 16 << 20;
-        thread_local! {
-            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
+        /// Buffers kept at most (a pass parses about twice the cores' count at once).
+        const KEPT_BUFFERS: usize = 8;
+        static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
         tokio::task::spawn_blocking(move || {
             fault_injection(&self.object);
-            BUFFER.with_borrow_mut(|buffer| {
-                buffer.clear();
-                let read = std::fs::File::open(&path).and_then(|mut file| std::io::Read::read_to_end(&mut file, buffer));
-                match read {
-                    Ok(_) => parse_object_in_parts(self.object, buffer, &self.parse, self.resume_after, usize::MAX, |part| {
-                        let _ = self.parts.blocking_send(Ok(Fetched::Parsed(part)));
-                    }),
-                    Err(e) => {
-                        let e = match e.kind() {
-                            std::io::ErrorKind::NotFound => {
-                                object_store::Error::NotFound { path: path.display().to_string(), source: Box::new(e) }
-                            }
-                            _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
-                        };
-                        let _ = self.parts.blocking_send(read_failed(&self.object, true, e));
-                    }
+            let mut buffer = BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            buffer.clear();
+            let read = std::fs::File::open(&path).and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut buffer));
+            match read {
+                Ok(_) => parse_object_in_parts(self.object, &buffer, &self.parse, self.resume_after, usize::MAX, |part| {
+                    let _ = self.parts.blocking_send(Ok(Fetched::Parsed(part)));
+                }),
+                Err(e) => {
+                    let e = match e.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            object_store::Error::NotFound { path: path.display().to_string(), source: Box::new(e) }
+                        }
+                        _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
+                    };
+                    let _ = self.parts.blocking_send(read_failed(&self.object, true, e));
                 }
-                if buffer.capacity() > KEPT_BYTES {
-                    *buffer = Vec::new();
-                }
-            })
+            }
+            let mut kept = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.capacity() <= KEPT_BYTES && kept.len() < KEPT_BUFFERS {
+                kept.push(buffer);
+            }
         })
         .await
     }

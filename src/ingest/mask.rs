@@ -157,12 +157,12 @@ pub fn mask_phone_number(raw: &str) -> String {
 /// export already masked (ASCII, no `@`, four digits or fewer: `+*******4434`) comes out as
 /// it went in, and is kept without a copy (one allocation less per flat event).
 pub fn mask_caller_number(number: Cow<'_, str>) -> Cow<'_, str> {
-    let already_masked =
-        number.is_ascii() && !number.contains('@') && number.bytes().filter(u8::is_ascii_digit).count() <= 4 && matches!(mask_field(&number), Cow::Borrowed(_));
-    if already_masked {
-        return number;
+    // What `mask_phone_number` leaves as it is: ASCII, no SIP host, at most four digits.
+    let phone_masked = number.is_ascii() && !number.contains('@') && number.bytes().filter(u8::is_ascii_digit).count() <= 4;
+    match mask_field(&number) {
+        Cow::Borrowed(_) if phone_masked => number,
+        field => Cow::Owned(mask_phone_number(&field)),
     }
-    Cow::Owned(mask_phone_number(&mask_field(&number)))
 }
 
 /// True for strings shaped like a phone number: an optional `tel:`/`sip:` scheme, then only

@@ -189,8 +189,10 @@ static DEFINITIONS: [TableDefinition; 15] = [
             decided_by: Some(LakeTable::FactInteractions),
         },
         sensitivity: Sensitivity::Restricted,
-        plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp"],
-        random_columns: &["event_id", "interaction_id", "event_key"],
+        // A recording's URL is its own (nearly distinct), and its minimum and maximum would
+        // put URLs in the Delta log's statistics.
+        plain_columns: &["event_id", "interaction_id", "event_key", "event_timestamp", "recording_url"],
+        random_columns: &["event_id", "interaction_id", "event_key", "recording_url"],
         schema: call_recordings_schema,
     },
     TableDefinition {

@@ -359,8 +359,12 @@ pub(super) fn rows_of(batches: Vec<RecordBatch>, key: &str, winners: Option<&Win
     Ok(kept)
 }
 
+/// Each key's latest delivery, looked up for every row of an aggregate's tables
+/// ([`rows_of_winners`]): hashed with DataFusion's hasher, not SipHash.
+pub(crate) type LatestDeliveries = datafusion::common::HashMap<String, Delivery<'static>>;
+
 /// Each key's latest delivery in some batches (the rows [`latest_rows`] finds).
-pub(crate) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<HashMap<String, Delivery<'static>>, DeltaTableError> {
+pub(crate) fn latest_deliveries(batches: &[RecordBatch], key: &str) -> Result<LatestDeliveries, DeltaTableError> {
     let ids = batches.iter().map(|b| keys(b, key)).collect::<Result<Vec<_>, _>>()?;
     let deliveries = batches.iter().map(DeliveryColumns::of).collect::<Result<Vec<_>, _>>()?;
     Ok(latest_rows(batches, key, None)?
@@ -543,7 +547,7 @@ async fn write_aggregate_rows(
 pub(super) fn rows_of_winners(
     batches: &[RecordBatch],
     key: &str,
-    winners: &HashMap<String, Delivery<'static>>,
+    winners: &LatestDeliveries,
 ) -> Result<Vec<RecordBatch>, DeltaTableError> {
     let mut kept = Vec::with_capacity(batches.len());
     for batch in batches {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Column, JoinType, ScalarValue};
@@ -51,26 +51,27 @@ pub(crate) struct StoredEvent {
 
 /// The delivery columns of a batch that carries [`Delivery::COLUMNS`], read row by row
 /// without copying the object names.
+/// The columns are taken typed once: `get` runs per row of every batch a commit decides.
 pub(crate) struct DeliveryColumns {
-    objects: Arc<dyn Array>,
-    modified: Arc<dyn Array>,
-    lines: Arc<dyn Array>,
+    objects: StringArray,
+    modified: Int64Array,
+    lines: Int64Array,
 }
 
 impl DeliveryColumns {
     pub(crate) fn of(batch: &RecordBatch) -> Result<Self, DeltaTableError> {
         Ok(Self {
-            objects: column(batch, "source_object", &DataType::Utf8)?,
-            modified: column(batch, "source_modified_at", &DataType::Int64)?,
-            lines: column(batch, "source_line", &DataType::Int64)?,
+            objects: column(batch, "source_object", &DataType::Utf8)?.as_string::<i32>().clone(),
+            modified: column(batch, "source_modified_at", &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+            lines: column(batch, "source_line", &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
         })
     }
 
     pub(crate) fn get(&self, row: usize) -> Delivery<'_> {
         Delivery {
-            modified_at: self.modified.as_primitive::<Int64Type>().value(row),
-            object: std::borrow::Cow::Borrowed(self.objects.as_string::<i32>().value(row)),
-            line: self.lines.as_primitive::<Int64Type>().value(row),
+            modified_at: self.modified.value(row),
+            object: std::borrow::Cow::Borrowed(self.objects.value(row)),
+            line: self.lines.value(row),
         }
     }
 }

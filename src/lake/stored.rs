@@ -50,8 +50,8 @@ pub(crate) struct StoredEvent {
 }
 
 /// The delivery columns of a batch that carries [`Delivery::COLUMNS`], read row by row
-/// without copying the object names.
-/// The columns are taken typed once: `get` runs per row of every batch a commit decides.
+/// without copying the object names. The columns are taken typed once: `get` runs per row
+/// of every batch a commit decides.
 pub(crate) struct DeliveryColumns {
     objects: StringArray,
     modified: Int64Array,

@@ -91,9 +91,10 @@ pub fn mask_field(value: &str) -> Cow<'_, str> {
     // no URL, IP address or e-mail address, and with fewer than 7 digits no phone number
     // (`scrub`): it skips the regular expressions (ids such as `agent-041` come here).
     if value.is_ascii() {
-        let (digits, marks) = value.bytes().fold((0usize, false), |(digits, marks), b| {
-            (digits + usize::from(b.is_ascii_digit()), marks | matches!(b, b':' | b'.' | b'@'))
-        });
+        // Counted and searched apart: each loop is vectorised, the fold of both was not (2 ns
+        // a byte, 3% of a flat ingest).
+        let digits = value.bytes().filter(u8::is_ascii_digit).count();
+        let marks = memchr::memchr3(b':', b'.', b'@', value.as_bytes()).is_some();
         if digits < 7 && !marks {
             return Cow::Borrowed(value);
         }

@@ -541,6 +541,16 @@ mod tests {
     }
 
     #[test]
+    fn an_address_with_no_dot_nor_digit_is_masked_as_any_other() {
+        // Nothing but the `@` marks these for the patterns (no `.`, `:` or digit): the short
+        // path must not take them. Each keeps only its domain, as README.md says.
+        assert_eq!(mask_field("jane@localhost"), "***@localhost");
+        assert_eq!(mask_field("bob@host"), "***@host");
+        // An id with no `@` (nor anything else the patterns read) takes the short path.
+        assert!(matches!(mask_field("agent-041"), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn card_numbers_keep_their_last_four_digits() {
         // Luhn worked by hand for 4111 1111 1111 1111: the doubled digits give 8 + 7 * 2 = 22,
         // the others 8, 30 in all.

@@ -355,7 +355,12 @@ pub fn split_records(text: &[u8]) -> (Framing, Vec<RecordSpan>) {
     match text[first] {
         b'[' => (Framing::JsonArray, split_array(text, first)),
         b'{' => {
-            if looks_like_ndjson(&text[first..]) {
+            // A text of one line is read as a stream of values: it gives the same record when
+            // the line is one whole value and the right ones when it is not (values run
+            // together, a cut one), without parsing the line to decide (a details page is one
+            // line of hundreds of KB: that parse took 3% of a details ingest).
+            let one_line = memchr(b'\n', &text[first..]).is_none_or(|i| text[first + i..].iter().all(u8::is_ascii_whitespace));
+            if !one_line && looks_like_ndjson(&text[first..]) {
                 (Framing::Ndjson, split_lines(text))
             } else {
                 (Framing::JsonStream, split_stream(text, first))
@@ -377,13 +382,6 @@ pub fn looks_like_ndjson(text: &[u8]) -> bool {
         let end = memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
         let line = &text[start..end];
         if line.first() == Some(&b'{') {
-            // The text is this one line: read as a stream of values, it gives the same record
-            // when the line is one whole value and the right ones when it is not (values run
-            // together, a cut one), without parsing the line twice (a details page is one
-            // line of hundreds of KB: the parse to decide took 3% of a details ingest).
-            if tried == 0 && text[end..].iter().all(u8::is_ascii_whitespace) {
-                return false;
-            }
             tried += 1;
             if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
                 return true;

@@ -14,8 +14,8 @@ use crate::model::{Delivery, LakeTable, MergePolicy};
 /// statistics on the time-sorted `event_timestamp` prune time ranges, and no dictionary for
 /// the table's nearly distinct columns ([`LakeTable::plain_columns`]: a dictionary of them
 /// is built only to be given up). Random ids and hashes ([`LakeTable::random_columns`]) and
-/// the source object ([`delivery_object`]) get no statistics: their minimum and maximum
-/// prune nothing, and computing them compares every value.
+/// the source object get no statistics: their minimum and maximum prune nothing, and
+/// computing them compares every value.
 ///
 /// Snappy compresses every column but an upsert table's key and key hash: a random id or
 /// a 64-bit hash per row is what it cannot shrink, so compressing them costs CPU for
@@ -28,7 +28,11 @@ pub(crate) fn writer_properties(table: LakeTable) -> WriterProperties {
     let builder = table
         .random_columns()
         .iter()
-        .chain(delivery_object(table))
+        // The source object: the same long URL on every row of an object, so its minimum
+        // and maximum cost two compares of it per row, and would prune only lookups by
+        // object, which nothing makes (benches/README.md, "eighth round"). A table without
+        // the column ignores the setting.
+        .chain([&Delivery::COLUMNS[0]])
         .fold(builder, |b, c| b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024));
@@ -40,15 +44,6 @@ pub(crate) fn writer_properties(table: LakeTable) -> WriterProperties {
         .flatten()
         .fold(builder, |b, c| b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED))
         .build()
-}
-
-/// The delivery column naming each row's source object, when `table` has one: written
-/// without statistics. Its value is the same long URL on every row of an object, so its
-/// minimum and maximum cost two compares of it per row. They would prune only lookups by
-/// object, which nothing makes (benches/README.md, "eighth round").
-fn delivery_object(table: LakeTable) -> Option<&'static &'static str> {
-    let object = &Delivery::COLUMNS[0];
-    table.schema().field_with_name(object).is_ok().then_some(object)
 }
 
 /// The application id under which the writer numbers its batches in the Delta log

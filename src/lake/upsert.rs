@@ -130,8 +130,16 @@ pub(super) async fn upsert_events(
     Ok((delta, outcome))
 }
 
+/// The rows of `batch` where `column` is not null. A batch as staged holds rows with the
+/// column or rows without it, never both ([`crate::ingest::rows`]): it is kept or dropped
+/// whole, without a copy.
 fn rows_present(batch: &RecordBatch, column: &str) -> Result<RecordBatch, DeltaTableError> {
     let values = batch.column(batch.schema().index_of(column)?);
+    match values.logical_null_count() {
+        0 => return Ok(batch.clone()),
+        nulls if nulls == values.len() => return Ok(batch.slice(0, 0)),
+        _ => {}
+    }
     let keep = arrow::compute::is_not_null(values)?;
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }

@@ -117,6 +117,14 @@ impl MergePolicy {
             _ => None,
         }
     }
+
+    /// The column without which an upserted table's row does not exist, if it has one.
+    pub fn present_when(self) -> Option<&'static str> {
+        match self {
+            MergePolicy::UpsertLatest { present_when, .. } => present_when,
+            _ => None,
+        }
+    }
 }
 
 /// One of the lake's tables. The definitions (name, schema, partitioning, sort columns,

@@ -242,17 +242,31 @@ pub(crate) fn masked(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 
 /// `text` without its leading and trailing white space; text from the input stays borrowed.
 fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
-    // Every white space character is either ASCII white space or starts with a byte above
-    // 0x7f: text that begins and ends with printable ASCII has none to trim, and is not
-    // decoded from both ends to find that out.
-    let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
-    if printable(text.as_bytes().first()) && printable(text.as_bytes().last()) {
+    if !may_need_trimming(&text) {
         return text;
     }
     match text {
         Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
         Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
         Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
+/// Whether `text` may begin or end with white space. Every white space character is either
+/// ASCII white space or starts with a byte above 0x7f: text that begins and ends with
+/// printable ASCII (most values) has none to trim, and is not decoded from both ends to find
+/// that out.
+fn may_need_trimming(text: &str) -> bool {
+    let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
+    !(printable(text.as_bytes().first()) && printable(text.as_bytes().last()))
+}
+
+/// `text` without its leading and trailing white space ([`str::trim`]).
+pub(crate) fn trim(text: &str) -> &str {
+    if may_need_trimming(text) {
+        text.trim()
+    } else {
+        text
     }
 }
 
@@ -554,6 +568,7 @@ mod tests {
         for text in telling_texts() {
             assert_eq!(trimmed(Cow::Borrowed(&text)), text.trim(), "{text:?}");
             assert_eq!(trimmed(Cow::Owned(text.clone())), text.trim(), "{text:?}");
+            assert_eq!(trim(&text), text.trim(), "{text:?}");
         }
     }
 

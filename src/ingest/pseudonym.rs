@@ -8,7 +8,6 @@
 //! The identity is compared trimmed and in lower case: `Agent7@Company.com` and
 //! `agent7@company.com` are one agent (mail systems treat them so).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -95,12 +94,13 @@ impl PseudonymKey {
 #[derive(Debug, Clone)]
 pub struct AgentPseudonyms {
     key: Arc<PseudonymKey>,
-    seen: HashMap<String, Arc<str>>,
+    /// DataFusion's map (foldhash): each record's agent is looked up in it.
+    seen: datafusion::common::HashMap<String, Arc<str>>,
 }
 
 impl AgentPseudonyms {
     pub fn new(key: Arc<PseudonymKey>) -> Self {
-        Self { key, seen: HashMap::new() }
+        Self { key, seen: Default::default() }
     }
 
     /// The pseudonym of an identity this parser already met, without looking at it again.

@@ -170,6 +170,9 @@ pub struct TableDefinition {
 const EVENT_ID: MergePolicy =
     MergePolicy::UpsertLatest { key: "event_id", key_hash: Some("event_key"), present_when: None, decided_by: None };
 const CONVERSATION: MergePolicy = MergePolicy::ReplaceAggregate { root: LakeTable::Conversations, key: "conversation_id" };
+/// Genesys' conversation, participant and session ids: random UUIDs (a table without some of
+/// them ignores their settings).
+const CONVERSATION_IDS: &[&str] = &["conversation_id", "participant_id", "session_id"];
 const fn dimension(key: &'static str) -> MergePolicy {
     MergePolicy::UpsertLatest { key, key_hash: None, present_when: None, decided_by: None }
 }
@@ -234,7 +237,7 @@ static DEFINITIONS: [TableDefinition; 15] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "conversation_start", "conversation_end"],
-        random_columns: &[],
+        random_columns: CONVERSATION_IDS,
         schema: conversations_schema,
     },
     TableDefinition {
@@ -244,7 +247,7 @@ static DEFINITIONS: [TableDefinition; 15] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "session_start", "session_end", "conversation_start"],
-        random_columns: &[],
+        random_columns: CONVERSATION_IDS,
         schema: participant_sessions_schema,
     },
     TableDefinition {
@@ -254,7 +257,7 @@ static DEFINITIONS: [TableDefinition; 15] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "segment_start", "segment_end"],
-        random_columns: &[],
+        random_columns: CONVERSATION_IDS,
         schema: session_segments_schema,
     },
     TableDefinition {
@@ -264,7 +267,7 @@ static DEFINITIONS: [TableDefinition; 15] = [
         merge: CONVERSATION,
         sensitivity: Sensitivity::Analytics,
         plain_columns: &["conversation_id", "participant_id", "session_id", "emit_date"],
-        random_columns: &[],
+        random_columns: CONVERSATION_IDS,
         schema: session_metrics_schema,
     },
     TableDefinition {

@@ -54,7 +54,7 @@ pub(crate) fn text<'v>(obj: &'v Object<'v>, key: &str, field: &'static str) -> R
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
-            let s = s.trim();
+            let s = crate::ingest::coerce::trim(s);
             Ok((!s.is_empty()).then_some(Cow::Borrowed(s)))
         }
         Some(Value::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),

@@ -37,14 +37,21 @@ impl TreeFormat for ConversationDetail {
             Some(Value::Array(items)) => {
                 // Items of one page share its delivery: should a page list a conversation
                 // twice, the later item is the one kept (two would both land).
-                let mut seen = std::collections::HashSet::new();
+                // The items are marked from the last, and kept in place: a page without
+                // repeats (every page, nearly) moves none of them.
                 let mut decoded = decode_items(items, "conversations", conversation);
-                decoded.reverse();
-                decoded.retain(|d| {
-                    let id = d.item.get("conversationId").and_then(Value::as_str);
-                    d.outcome.is_err() || id.is_none_or(|id| seen.insert(id))
-                });
-                decoded.reverse();
+                let mut seen = datafusion::common::HashSet::with_capacity(decoded.len());
+                let mut keep: Vec<bool> = decoded
+                    .iter()
+                    .rev()
+                    .map(|d| {
+                        let id = d.item.get("conversationId").and_then(Value::as_str);
+                        d.outcome.is_err() || id.is_none_or(|id| seen.insert(id))
+                    })
+                    .collect();
+                keep.reverse();
+                let mut keep = keep.into_iter();
+                decoded.retain(|_| keep.next().unwrap_or(true));
                 decoded
             }
             _ => vec![Decoded { position: None, outcome: conversation(record), item: record }],

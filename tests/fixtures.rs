@@ -112,20 +112,35 @@ fn fixtures_land_with_every_fault_handled() {
 
 #[test]
 fn each_file_in_its_own_commit_gives_the_same_lake_in_any_order() {
-    // One object per batch, read newest-first: the upsert, not the reading order, decides.
+    // One object per batch, read newest-first and then oldest-first: the upsert, not the
+    // reading order, decides.
+    let mut order: Vec<_> = FIXTURE_DELIVERIES.to_vec();
+    order.reverse();
+    each_file_in_its_own_commit(&order);
+    order.reverse();
+    each_file_in_its_own_commit(&order);
+}
+
+/// Ingests the fixtures one object a pass in `order`, and checks the lake.
+fn each_file_in_its_own_commit(order: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let lake_s = lake.to_str().unwrap();
-    let mut order: Vec<_> = FIXTURE_DELIVERIES.to_vec();
-    order.reverse();
-    for (name, delivered) in order {
+    let mut recorded_e2 = false;
+    for &(name, delivered) in order {
         let single = dir.path().join(format!("src-{}", name.replace('/', "_")));
         let to = single.join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(repo().join("testdata/exports").join(name), &to).unwrap();
         set_delivered(&to, delivered);
         cclake(&["ingest", "--source", single.to_str().unwrap(), "--lake", lake_s, "--batch-rows", "1"]);
+        // Oldest-first, e2's first delivery stores its recording; its correction, a pass
+        // later, has none and deletes it (a deletion made from the winning fact row).
+        recorded_e2 |= count(lake_s, "SELECT count(*) AS n FROM call_recordings WHERE event_id = 'e2'") == 1;
     }
+    let oldest_first = order.first().is_some_and(|(name, _)| *name == FIXTURE_DELIVERIES[0].0);
+    assert_eq!(recorded_e2, oldest_first, "e2's recording is stored only when its first delivery is read first");
+    assert_eq!(count(lake_s, "SELECT count(*) AS n FROM call_recordings WHERE event_id = 'e2'"), 0);
     let facts = query(lake_s, "SELECT event_id, queue_name, CAST(event_date AS VARCHAR) AS d, duration_seconds FROM fact_interactions WHERE event_id IN ('e2', 'e4') ORDER BY 1");
     assert_eq!(
         facts,

@@ -6,10 +6,7 @@
 //!
 //! Each partition of a table (its rows with equal values of the table's partition columns)
 //! has builders of its own: an object's rows come out grouped by partition, and a commit
-//! writes each partition's batches as they are, without copying rows to group them. A table
-//! whose rows exist only while a column is set (a recording's URL) stages the rows without
-//! it (a later delivery's deletion of the row) apart from the others too: a commit that has
-//! nothing to delete drops them batch by batch, without copying the rows it keeps.
+//! writes each partition's batches as they are, without copying rows to group them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -46,16 +43,6 @@ impl<'a> Cell<'a> {
 
     pub fn owned(value: Option<String>) -> Self {
         Cell::Text(value.map(Cow::Owned))
-    }
-
-    fn is_null(&self) -> bool {
-        match self {
-            Cell::Text(v) => v.is_none(),
-            Cell::Int(v) | Cell::Time(v) => v.is_none(),
-            Cell::Float(v) => v.is_none(),
-            Cell::Bool(v) => v.is_none(),
-            Cell::Date(_) => false,
-        }
     }
 
     /// The same value, owning its text.
@@ -171,12 +158,7 @@ struct PartitionedRows {
     schema: SchemaRef,
     /// Where the partition columns are among a row's cells.
     key_cells: Vec<usize>,
-    /// Where the column is without which a row does not exist
-    /// ([`crate::model::MergePolicy::UpsertLatest`]'s `present_when`): rows with and without
-    /// it are staged apart.
-    present_cell: Option<usize>,
-    /// Each partition's values of the partition columns (and, with a `present_cell`, whether
-    /// its rows have that column), and its builders.
+    /// Each partition's values of the partition columns, and its builders.
     partitions: Vec<(Vec<Cell<'static>>, TableBuilder)>,
     /// The partitions by the hash of their values.
     by_hash: datafusion::common::HashMap<u64, Vec<usize>>,
@@ -199,13 +181,9 @@ impl PartitionedRows {
             .iter()
             .map(|c| schema.index_of(c).unwrap_or_else(|_| unreachable!("{}: partition column {c} in the schema", table.name())))
             .collect();
-        let present_cell = table.merge_policy().present_when().map(|c| {
-            schema.index_of(c).unwrap_or_else(|_| unreachable!("{}: column {c} in the schema", table.name()))
-        });
         Self {
             schema,
             key_cells,
-            present_cell,
             partitions: Vec::new(),
             by_hash: Default::default(),
             last: 0,
@@ -216,11 +194,7 @@ impl PartitionedRows {
     /// The partition of `row` (its position in `partitions`), made on its first row with
     /// builders of room for `room()` rows.
     fn partition(&mut self, row: &[(&'static str, Cell<'_>)], room: impl FnOnce() -> Room) -> usize {
-        let present = self.present_cell.map(|c| Cell::Bool(Some(row.get(c).is_some_and(|(_, v)| !v.is_null()))));
-        let is_its = |key: &[Cell<'static>]| {
-            key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v))
-                && present.as_ref().is_none_or(|p| key.last() == Some(p))
-        };
+        let is_its = |key: &[Cell<'static>]| key.iter().zip(&self.key_cells).all(|(k, &c)| row.get(c).is_some_and(|(_, v)| k == v));
         if let Some((key, _)) = self.partitions.get(self.last) {
             if is_its(key) {
                 return self.last;
@@ -232,15 +206,12 @@ impl PartitionedRows {
                 hash_cell(cell, &mut hasher);
             }
         }
-        if let Some(present) = &present {
-            hash_cell(present, &mut hasher);
-        }
         let candidates = self.by_hash.entry(hasher.finish()).or_default();
         let found = candidates.iter().copied().find(|&p| is_its(&self.partitions[p].0));
         self.last = match found {
             Some(p) => p,
             None => {
-                let key = self.key_cells.iter().filter_map(|&c| row.get(c)).map(|(_, v)| v.to_static()).chain(present).collect();
+                let key = self.key_cells.iter().filter_map(|&c| row.get(c)).map(|(_, v)| v.to_static()).collect();
                 candidates.push(self.partitions.len());
                 self.partitions.push((key, TableBuilder::new(&self.schema, &room())));
                 self.partitions.len() - 1
@@ -583,43 +554,6 @@ mod tests {
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 3000).rows, 2000, "16 times the last part at most");
         part(10_000, None, Some(100));
         assert_eq!(sizes.room(LakeTable::WrapupCodes, 0, 100).rows, 4096);
-    }
-
-    #[test]
-    fn rows_without_the_column_a_row_exists_by_are_staged_apart_from_the_others() {
-        let mut rows = TableRows::default();
-        let delivery = Delivery { modified_at: 5, object: "x".into(), line: 3 };
-        // One day's events, recordings and none interleaved: two batches of that day, one
-        // with every URL and one with none, each in the order of its rows.
-        let urls = [Some("https://r/1"), None, Some("https://r/3"), None, None, Some("https://r/6")];
-        for (i, url) in urls.iter().enumerate() {
-            let id = format!("e{i}");
-            let row: Row<'_> = vec![
-                ("event_id", Cell::text(Some(&id))),
-                ("interaction_id", Cell::text(Some("i"))),
-                ("event_timestamp", Cell::Time(Some(i as i64))),
-                ("recording_url", Cell::text(*url)),
-                ("event_date", Cell::Date(19_000)),
-                ("event_key", Cell::Int(Some(i as i64))),
-            ];
-            rows.push(LakeTable::CallRecordings, &row, &delivery);
-        }
-        let batches = rows.finish().unwrap().remove(&LakeTable::CallRecordings).unwrap();
-        let column = |b: &RecordBatch, name: &str| b.column_by_name(name).unwrap().clone();
-        let ids: Vec<Vec<String>> = batches
-            .iter()
-            .map(|b| column(b, "event_id").as_any().downcast_ref::<StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect())
-            .collect();
-        assert_eq!(ids, [vec!["e0", "e2", "e5"], vec!["e1", "e3", "e4"]]);
-        assert_eq!(column(&batches[0], "recording_url").null_count(), 0);
-        assert_eq!(column(&batches[1], "recording_url").null_count(), 3);
-        // A table without such a column keeps a partition's rows together.
-        let mut rows = TableRows::default();
-        for name in [Some("Resolved"), None, Some("Escalated")] {
-            let row: Row<'_> = vec![("wrapup_code_id", Cell::text(Some("w"))), ("wrapup_code_name", Cell::text(name)), ("division_id", Cell::Text(None))];
-            rows.push(LakeTable::WrapupCodes, &row, &delivery);
-        }
-        assert_eq!(rows.finish().unwrap()[&LakeTable::WrapupCodes].len(), 1);
     }
 
     #[test]

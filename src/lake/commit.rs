@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
 use deltalake::DeltaTable;
 use tracing::{debug, info};
 
@@ -18,7 +19,7 @@ use super::pass_keys::PassKeys;
 use super::tables::{ingest_log_batch, quarantine_batch, Tables};
 use super::upsert::{insert_quarantined, upsert_events, UpsertOutcome};
 use super::work::blocking;
-use super::{append, merge, stored};
+use super::{append, follow, merge, stored};
 use crate::ingest::{IngestReport, ParsedObject};
 use crate::model::{LakeTable, MergePolicy};
 
@@ -148,7 +149,13 @@ async fn commit_keyed(
         let deciding = TableRows { table, key, batches, delta: tables.get(table)?.clone() };
         let mut followers = Vec::new();
         for follower in table.decides_for() {
-            let Some(batches) = rows.remove(&follower) else { continue };
+            // A follower whose rows exist only while a column is set may have none staged
+            // and still lose rows: the winners without one delete its stored row.
+            let batches = match rows.remove(&follower) {
+                Some(batches) => batches,
+                None if follower.merge_policy().present_when().is_some() => Vec::new(),
+                None => continue,
+            };
             let MergePolicy::UpsertLatest { key, .. } = follower.merge_policy() else { continue };
             followers.push(TableRows { table: follower, key, batches, delta: tables.get(follower)?.clone() });
         }
@@ -178,6 +185,7 @@ async fn commit_keyed(
 async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<TableRows>) -> Result<(LakeTable, Vec<Committed>), LakeError> {
     let TableRows { table, key, batches, delta } = deciding;
     let tie = table.merge_policy().key_hash().unwrap_or(key);
+    let delivered = rows(&batches);
     // The followers' latest rows are found while the deciding table's are sorted, on
     // blocking threads: the runtime's own threads stay free for the other groups.
     let followers: Vec<_> = followers
@@ -189,31 +197,50 @@ async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<Tab
         })
         .collect();
     let latest = blocking(table, move || merge::latest_sorted(&batches, table, key, tie)).await.map_err(delta_err(table))?;
+    // Some key was delivered more than once in the batch (its latest row is one of them).
+    let repeated = rows(&latest) < delivered;
     let keys = stored::key_batch(table, &latest).map_err(delta_err(table))?;
-    let (to_write, replaced, winners) = if followers.is_empty() {
+    if followers.is_empty() {
         let holding = known.partitions_holding(table, &delta, keys).await.map_err(delta_err(table))?;
-        (latest, Some(holding), None)
-    } else {
-        let stored = known.stored_events(table, &delta, keys).await.map_err(delta_err(table))?;
-        let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
-        (decision.to_write, Some(decision.replaced_partitions), Some(decision.winners))
-    };
+        let upserts = vec![(table, latest, Some(holding), delta)];
+        return Ok((table, upsert_all(upserts).await?));
+    }
+    let stored = known.stored_events(table, &delta, keys).await.map_err(delta_err(table))?;
+    let decision = merge::decide(&latest, key, &stored).map_err(delta_err(table))?;
+    let winners = decision.winners;
     // A delivery equal to the stored one was applied to the deciding table by an earlier,
     // interrupted pass: it skips that table but still goes to the others, whose commit may
     // be the one the crash prevented. Older deliveries go nowhere.
-    let mut upserts = vec![(table, to_write, replaced, delta)];
-    for (follower, key, latest, delta) in followers {
-        let latest = latest.await.map_err(delta_err(follower))?;
-        let kept = merge::rows_of(latest, key, winners.as_ref()).map_err(delta_err(follower))?;
-        let holding = match rows(&kept) {
-            0 => Vec::new(),
-            _ => {
+    let mut upserts = vec![(table, decision.to_write, Some(decision.replaced_partitions), delta)];
+    for (follower, key, follower_latest, delta) in followers {
+        let follower_latest = follower_latest.await.map_err(delta_err(follower))?;
+        let mut kept = follow::rows_of_winners(follower_latest, key, &winners, &latest, repeated).map_err(delta_err(follower))?;
+        let holding = match follower.merge_policy().present_when() {
+            // Winners without a row delete the stored one: the keys of every winner are
+            // looked for, and the deletions made only when some are held.
+            Some(column) => {
+                let holding = follow::partitions_holding_winners(known, follower, &delta, &winners, &latest).await.map_err(delta_err(follower))?;
+                if !holding.is_empty() {
+                    kept.extend(follow::deletions(follower, column, key, &winners, &latest, &kept).map_err(delta_err(follower))?);
+                }
+                holding
+            }
+            None if rows(&kept) == 0 => Vec::new(),
+            None => {
                 let keys = stored::key_batch(follower, &kept).map_err(delta_err(follower))?;
                 known.partitions_holding(follower, &delta, keys).await.map_err(delta_err(follower))?
             }
         };
         upserts.push((follower, kept, Some(holding), delta));
     }
+    Ok((table, upsert_all(upserts).await?))
+}
+
+/// A table's rows to upsert, with the partitions known to hold some of their keys.
+type Upsert = (LakeTable, Vec<RecordBatch>, Option<Vec<Vec<ScalarValue>>>, DeltaTable);
+
+/// Upserts each table's rows decided by [`upsert_latest`].
+async fn upsert_all(mut upserts: Vec<Upsert>) -> Result<Vec<Committed>, LakeError> {
     // Every table's rows are decided above, so the commits are independent: they run at
     // once, each on a task of its own (so on every core). Any order of them, or a crash
     // between them, leaves what a re-run completes: ingest_log commits last.
@@ -234,7 +261,7 @@ async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<Tab
     for (target, run) in runs {
         committed.push(run.await.map_err(|e| delta_err(target)(WriteFailure::task("upserting", target)(e)))??);
     }
-    Ok((table, committed))
+    Ok(committed)
 }
 
 /// Appends the batch's quarantined records (batch number `number`); how many.

@@ -95,6 +95,10 @@ pub enum WriteFailure {
     /// A key hash column that is not 64-bit integers, or holds a null.
     #[error("table {table}: column {column} does not hold a 64-bit key hash in every row")]
     KeyHash { table: &'static str, column: &'static str },
+    /// A table decided by another ([`crate::model::MergePolicy::UpsertLatest`]'s
+    /// `decided_by`) has a column the deciding table's rows lack (a release's defect).
+    #[error("table {table}: column {column} is not among its deciding table's columns")]
+    FollowerColumn { table: &'static str, column: String },
 }
 
 impl WriteFailure {

@@ -296,6 +296,16 @@ impl Winners {
     fn set(&self) -> datafusion::common::HashSet<&str> {
         self.rows.iter().map(|&(b, i)| self.keys[b].value(i)).collect()
     }
+
+    /// The winning rows (batch, row) of the decided batches.
+    pub(super) fn rows(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.rows.iter().copied()
+    }
+
+    /// The key of a winning row.
+    pub(super) fn key(&self, batch: usize, row: usize) -> &str {
+        self.keys[batch].value(row)
+    }
 }
 
 /// Compares each row's delivery with the stored one of its key: later (or new) rows are

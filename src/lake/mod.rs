@@ -18,6 +18,7 @@ pub(crate) mod commit;
 pub mod compact;
 pub mod erase;
 pub mod error;
+mod follow;
 pub(crate) mod ingest_log;
 pub mod lease;
 mod merge;

@@ -84,18 +84,22 @@ impl FlatEvent<'_> {
             ],
             delivery,
         );
-        rows.push(
-            LakeTable::CallRecordings,
-            &[
-                ("event_id", Cell::text(Some(&*self.event_id))),
-                ("interaction_id", Cell::text(Some(&*self.interaction_id))),
-                ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
-                ("recording_url", text(&self.recording_url)),
-                ("event_date", Cell::Date(self.event_date())),
-                ("event_key", Cell::Int(Some(key))),
-            ],
-            delivery,
-        );
+        // An event without a recording stages no row: a commit deletes a stored recording
+        // its winning delivery no longer has (lake/follow.rs).
+        if self.recording_url.is_some() {
+            rows.push(
+                LakeTable::CallRecordings,
+                &[
+                    ("event_id", Cell::text(Some(&*self.event_id))),
+                    ("interaction_id", Cell::text(Some(&*self.interaction_id))),
+                    ("event_timestamp", Cell::Time(Some(self.event_timestamp))),
+                    ("recording_url", text(&self.recording_url)),
+                    ("event_date", Cell::Date(self.event_date())),
+                    ("event_key", Cell::Int(Some(key))),
+                ],
+                delivery,
+            );
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! A format stages a follower's row only when the record has one (a flat event with a
 //! recording), not a row with the column null for every other record: half the events of a
-//! seed-shaped export have no recording, and their rows cost a fifth of a pass's page faults
+//! seed-shaped export have no recording, and their rows cost a sixth of a pass's page faults
 //! only to be dropped by a commit with nothing to delete (benches/README.md, "ninth round").
 //! The deletions are made here instead, from the deciding table's winning rows (same key,
 //! same delivery), and only when the follower holds one of the winners' keys.

@@ -130,9 +130,9 @@ pub(super) async fn upsert_events(
     Ok((delta, outcome))
 }
 
-/// The rows of `batch` where `column` is not null. A batch as staged holds rows with the
-/// column or rows without it, never both ([`crate::ingest::rows`]): it is kept or dropped
-/// whole, without a copy.
+/// The rows of `batch` where `column` is not null. A batch as staged has the column in every
+/// row (a format stages no row without it; the deletions are made at commit time, see
+/// `lake/follow.rs`): it is kept whole, without a copy.
 fn rows_present(batch: &RecordBatch, column: &str) -> Result<RecordBatch, DeltaTableError> {
     let values = batch.column(batch.schema().index_of(column)?);
     match values.logical_null_count() {

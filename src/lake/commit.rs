@@ -193,7 +193,7 @@ async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<Tab
         .map(|TableRows { table: follower, key, batches, delta }| {
             let hash = follower.merge_policy().key_hash();
             let latest = blocking(follower, move || merge::latest_by_key(&batches, key, hash));
-            (follower, key, latest, delta)
+            (follower, latest, delta)
         })
         .collect();
     let latest = blocking(table, move || merge::latest_sorted(&batches, table, key, tie)).await.map_err(delta_err(table))?;
@@ -212,25 +212,10 @@ async fn upsert_latest(known: &PassKeys, deciding: TableRows, followers: Vec<Tab
     // interrupted pass: it skips that table but still goes to the others, whose commit may
     // be the one the crash prevented. Older deliveries go nowhere.
     let mut upserts = vec![(table, decision.to_write, Some(decision.replaced_partitions), delta)];
-    for (follower, key, follower_latest, delta) in followers {
+    for (follower, follower_latest, delta) in followers {
         let follower_latest = follower_latest.await.map_err(delta_err(follower))?;
-        let mut kept = follow::rows_of_winners(follower_latest, key, &winners, &latest, repeated).map_err(delta_err(follower))?;
-        let holding = match follower.merge_policy().present_when() {
-            // Winners without a row delete the stored one: the keys of every winner are
-            // looked for, and the deletions made only when some are held.
-            Some(column) => {
-                let holding = follow::partitions_holding_winners(known, follower, &delta, &winners, &latest).await.map_err(delta_err(follower))?;
-                if !holding.is_empty() {
-                    kept.extend(follow::deletions(follower, column, key, &winners, &latest, &kept).map_err(delta_err(follower))?);
-                }
-                holding
-            }
-            None if rows(&kept) == 0 => Vec::new(),
-            None => {
-                let keys = stored::key_batch(follower, &kept).map_err(delta_err(follower))?;
-                known.partitions_holding(follower, &delta, keys).await.map_err(delta_err(follower))?
-            }
-        };
+        let (kept, holding) =
+            follow::decided_rows(known, follower, &delta, follower_latest, &winners, &latest, repeated).await.map_err(delta_err(follower))?;
         upserts.push((follower, kept, Some(holding), delta));
     }
     Ok((table, upsert_all(upserts).await?))

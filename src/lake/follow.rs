@@ -23,13 +23,44 @@ use super::pass_keys::PassKeys;
 use super::stored::{keys, DeliveryColumns, KeyColumns};
 use crate::model::{Delivery, LakeTable};
 
+/// What the winners of the deciding table's batch (`deciding`; some key in it `repeated`)
+/// make of a follower's latest rows (`latest`, one per key): the rows to upsert into it (of the
+/// winning deliveries, and, for a `present_when` follower, the deletions), and the partitions of
+/// it that may hold their keys.
+pub(super) async fn decided_rows(
+    known: &PassKeys,
+    follower: LakeTable,
+    now: &DeltaTable,
+    latest: Vec<RecordBatch>,
+    winners: &Winners,
+    deciding: &[RecordBatch],
+    repeated: bool,
+) -> Result<(Vec<RecordBatch>, Vec<Vec<datafusion::common::ScalarValue>>), DeltaTableError> {
+    let key = KeyColumns::of(follower)?.key;
+    let mut kept = rows_of_winners(latest, key, winners, deciding, repeated)?;
+    let holding = match follower.merge_policy().present_when() {
+        // Winners without a row delete the stored one: the keys of every winner are looked
+        // for, and the deletions made only when some are held.
+        Some(column) => {
+            let holding = partitions_holding_winners(known, follower, now, winners, deciding).await?;
+            if !holding.is_empty() {
+                kept.extend(deletions(follower, column, key, winners, deciding, &kept)?);
+            }
+            holding
+        }
+        None if kept.iter().all(|b| b.num_rows() == 0) => Vec::new(),
+        None => known.partitions_holding(follower, now, super::stored::key_batch(follower, &kept)?).await?,
+    };
+    Ok((kept, holding))
+}
+
 /// The follower's latest rows (one per key, `latest`) of the winning deliveries. When the
 /// deciding table's batch held no key twice (`repeated` false), each follower row comes from
 /// the one record of its key, so a winning key's row is of the winning delivery. Otherwise a
 /// key's follower row may be of an earlier delivery than its winner (a record with a
 /// recording, then a correction without one, in one batch), and is kept only when the
 /// deliveries are the same.
-pub(super) fn rows_of_winners(
+fn rows_of_winners(
     latest: Vec<RecordBatch>,
     key: &str,
     winners: &Winners,
@@ -55,7 +86,7 @@ pub(super) fn rows_of_winners(
 
 /// The partitions of `follower` (now `now`) that may hold a winning key: none in a cold lake,
 /// or for a day's first export.
-pub(super) async fn partitions_holding_winners(
+async fn partitions_holding_winners(
     known: &PassKeys,
     follower: LakeTable,
     now: &DeltaTable,
@@ -64,7 +95,7 @@ pub(super) async fn partitions_holding_winners(
 ) -> Result<Vec<Vec<datafusion::common::ScalarValue>>, DeltaTableError> {
     let join = KeyColumns::of(follower)?.join();
     let schema = std::sync::Arc::new(follower.schema().project(&[follower.schema().index_of(join)?])?);
-    let column = winners_column(follower, join, winners, deciding)?;
+    let column = gathered(follower, join, deciding, &winners.rows().collect::<Vec<_>>())?;
     if column.is_empty() {
         return Ok(Vec::new());
     }
@@ -75,7 +106,7 @@ pub(super) async fn partitions_holding_winners(
 /// `kept`: the winner's row of the deciding table cut to the follower's columns, with
 /// `present_when` null (so a later delivery's row, as the upsert reads it, without the
 /// column). `None` when every winner has a row.
-pub(super) fn deletions(
+fn deletions(
     follower: LakeTable,
     present_when: &str,
     key: &str,
@@ -99,11 +130,6 @@ pub(super) fn deletions(
         })
         .collect::<Result<Vec<_>, DeltaTableError>>()?;
     Ok(Some(RecordBatch::try_new(schema, columns)?))
-}
-
-/// The winners' values of column `name` of the deciding table's batches.
-fn winners_column(follower: LakeTable, name: &str, winners: &Winners, deciding: &[RecordBatch]) -> Result<ArrayRef, DeltaTableError> {
-    gathered(follower, name, deciding, &winners.rows().collect::<Vec<_>>())
 }
 
 /// Rows `at` of column `name` of `batches` (the deciding table's), for a column of

@@ -81,7 +81,7 @@ COPY (
          c.conversationEnd AS conversation_end, c.originatingDirection AS originating_direction,
          nullif(array_to_string(c.divisionIds, ','), '') AS division_ids,
          nullif(array_to_string(list_sort(list_distinct(flatten(
-           list_transform(c.participants, p -> list_transform(p.sessions, s -> s.mediaType))))), ','), '') AS media_types,
+           list_transform(c.participants, lambda p: list_transform(p.sessions, lambda s: s.mediaType))))), ','), '') AS media_types,
          c.mediaStatsMinConversationMos AS min_mos, c.mediaStatsMinConversationRFactor AS min_r_factor,
          c.externalTag AS external_tag, conversation_date
   FROM latest
@@ -93,13 +93,13 @@ COPY (
          external_contact_id, s.mediaType AS media_type, s.direction AS direction, s.ani AS ani, s.dnis AS dnis,
          s.sessionDnis AS session_dnis, s.remote AS remote, s.remoteNameDisplayable AS remote_name_displayable,
          s.addressFrom AS address_from, s.addressTo AS address_to, s.recording AS recording, s.provider AS provider,
-         list_filter(list_transform(s.segments, g -> g.queueId), q -> q IS NOT NULL)[1] AS queue_id,
+         list_filter(list_transform(s.segments, lambda g: g.queueId), lambda q: q IS NOT NULL)[1] AS queue_id,
          s.flow.flowId AS flow_id, s.flow.flowName AS flow_name, lower(s.flow.flowType) AS flow_type,
          s.flow.entryReason AS flow_entry_reason, s.flow.exitReason AS flow_exit_reason,
          s.flow.transferType AS flow_transfer_type,
-         list_filter(list_transform(s.segments, g -> g.disconnectType), d -> d IS NOT NULL)[-1] AS disconnect_type,
-         list_min(list_transform(s.segments, g -> g.segmentStart)) AS session_start,
-         list_max(list_transform(s.segments, g -> g.segmentEnd)) AS session_end,
+         list_filter(list_transform(s.segments, lambda g: g.disconnectType), lambda d: d IS NOT NULL)[-1] AS disconnect_type,
+         list_min(list_transform(s.segments, lambda g: g.segmentStart)) AS session_start,
+         list_max(list_transform(s.segments, lambda g: g.segmentEnd)) AS session_end,
          conversation_start, conversation_date
   FROM sessions
 ) TO '{out}/participant_sessions' {copy}
@@ -120,7 +120,7 @@ COPY (
   SELECT conversation_id, participant_id, session_id, purpose, user_id, queue_id, media_type,
          m.name AS name, m.value AS value, m.emitDate AS emit_date, conversation_date
   FROM (SELECT conversation_id, participant_id, s.sessionId AS session_id, purpose, user_id,
-               list_filter(list_transform(s.segments, g -> g.queueId), q -> q IS NOT NULL)[1] AS queue_id,
+               list_filter(list_transform(s.segments, lambda g: g.queueId), lambda q: q IS NOT NULL)[1] AS queue_id,
                s.mediaType AS media_type, unnest(s.metrics) AS m, conversation_date
         FROM sessions)
 ) TO '{out}/session_metrics' {copy}

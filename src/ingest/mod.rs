@@ -327,20 +327,19 @@ impl ObjectParser {
                 let tree = formats::tree::parse(raw, text, &self.arena);
                 if let Ok(record) = &tree {
                     if let Some(format) = formats::tree_format_of(record) {
-                        for item in format.decode(record) {
-                            match item.outcome {
-                                Ok(record_rows) => {
-                                    self.rows.push_record(&record_rows, &delivery);
-                                    *parsed.valid_by_format.entry(format.name()).or_default() += 1;
-                                }
-                                Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
-                                    line,
-                                    position: item.position,
-                                    rejection,
-                                    record: masked_json_text(item.item),
-                                }),
+                        let rows = &mut self.rows;
+                        format.decode(record, &mut |item| match item.outcome {
+                            Ok(record_rows) => {
+                                rows.push_record(&record_rows, &delivery);
+                                *parsed.valid_by_format.entry(format.name()).or_default() += 1;
                             }
-                        }
+                            Err(rejection) => parsed.quarantined.push(QuarantinedRecord {
+                                line,
+                                position: item.position,
+                                rejection,
+                                record: masked_json_text(item.item),
+                            }),
+                        });
                         return;
                     }
                 }

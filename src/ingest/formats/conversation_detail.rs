@@ -32,14 +32,20 @@ impl TreeFormat for ConversationDetail {
             || (top.contains_key("conversationId") && (top.contains_key("participants") || top.contains_key("conversationStart")))
     }
 
-    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
+    fn decode<'v>(&self, record: &'v Value<'v>, each: &mut dyn FnMut(Decoded<'v>)) {
         match record.get("conversations") {
             Some(Value::Array(items)) => {
                 // Items of one page share its delivery: should a page list a conversation
-                // twice, the later item is the one kept (two would both land).
-                // The items are marked from the last, and kept in place: a page without
-                // repeats (every page, nearly) moves none of them.
-                let mut decoded = decode_items(items, "conversations", conversation);
+                // twice, the later item is the one kept (two would both land). A page
+                // without repeats (every page, nearly) hands each item out as it decodes;
+                // one with repeats is decoded whole first, its items marked from the last.
+                let mut ids = datafusion::common::HashSet::with_capacity(items.len());
+                let repeats = items.iter().any(|c| c.get("conversationId").and_then(Value::as_str).is_some_and(|id| !ids.insert(id)));
+                if !repeats {
+                    return decode_items(items, "conversations", conversation, each);
+                }
+                let mut decoded = Vec::with_capacity(items.len());
+                decode_items(items, "conversations", conversation, &mut |item| decoded.push(item));
                 let mut seen = datafusion::common::HashSet::with_capacity(decoded.len());
                 let mut keep: Vec<bool> = decoded
                     .iter()
@@ -50,11 +56,9 @@ impl TreeFormat for ConversationDetail {
                     })
                     .collect();
                 keep.reverse();
-                let mut keep = keep.into_iter();
-                decoded.retain(|_| keep.next().unwrap_or(true));
-                decoded
+                decoded.into_iter().zip(keep).filter(|(_, keep)| *keep).for_each(|(item, _)| each(item));
             }
-            _ => vec![Decoded { position: None, outcome: conversation(record), item: record }],
+            _ => each(Decoded { position: None, outcome: conversation(record), item: record }),
         }
     }
 }
@@ -273,7 +277,7 @@ mod tests {
             {"conversationId": "c1", "conversationStart": "2024-03-04T09:00:00Z", "conversationEnd": "2024-03-04T09:05:00Z"},
         ]}).to_string();
         let record = crate::ingest::formats::tree::parse(record_text.as_bytes(), None, &arena).unwrap();
-        let decoded = ConversationDetail.decode(&record);
+        let decoded = crate::ingest::formats::tree_format::decoded(&ConversationDetail, &record);
         assert_eq!(decoded.len(), 1);
         assert_eq!(decoded[0].position.as_deref(), Some("conversations[1]"));
     }
@@ -288,7 +292,7 @@ mod tests {
             {"conversationId": "c2", "conversationStart": "2024-03-04T09:00:00Z"}
         ]}).to_string();
         let record = crate::ingest::formats::tree::parse(record_text.as_bytes(), None, &arena).unwrap();
-        let decoded = ConversationDetail.decode(&record);
+        let decoded = crate::ingest::formats::tree_format::decoded(&ConversationDetail, &record);
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[0].position.as_deref(), Some("conversations[0]"));
         let rejection = decoded[0].outcome.as_ref().unwrap_err();

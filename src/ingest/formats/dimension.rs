@@ -29,8 +29,8 @@ impl TreeFormat for DimensionExport {
         matches!(top.get("entities"), Some(Value::Array(_)))
     }
 
-    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
-        let Some(Value::Array(items)) = record.get("entities") else { return Vec::new() };
+    fn decode<'v>(&self, record: &'v Value<'v>, each: &mut dyn FnMut(Decoded<'v>)) {
+        let Some(Value::Array(items)) = record.get("entities") else { return };
         let page = page_dimension(record);
         decode_items(items, "entities", |item| {
             let dimension = match page.or_else(|| entity_dimension(item)) {
@@ -42,7 +42,7 @@ impl TreeFormat for DimensionExport {
                 }
             };
             entity(dimension, item)
-        })
+        }, each)
     }
 }
 
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(entity_dimension(&user), Some(Dimension::Users));
         let unknown_text = serde_json::json!({"entities": [{"id": "x", "name": "?"}]}).to_string();
         let unknown = crate::ingest::formats::tree::parse(unknown_text.as_bytes(), None, &arena).unwrap();
-        let decoded = DimensionExport.decode(&unknown);
+        let decoded = crate::ingest::formats::tree_format::decoded(&DimensionExport, &unknown);
         assert_eq!(decoded[0].outcome.as_ref().unwrap_err().code(), "unknown_export");
         assert_eq!(decoded[0].position.as_deref(), Some("entities[0]"));
     }

@@ -27,8 +27,8 @@ impl TreeFormat for EventBridge {
         top.contains_key("detail-type") && top.contains_key("detail")
     }
 
-    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
-        vec![Decoded { position: None, outcome: event(record), item: record }]
+    fn decode<'v>(&self, record: &'v Value<'v>, each: &mut dyn FnMut(Decoded<'v>)) {
+        each(Decoded { position: None, outcome: event(record), item: record });
     }
 }
 

@@ -169,12 +169,11 @@ pub(crate) fn decode_items<'v>(
     items: &'v [Value<'v>],
     page_key: &str,
     decode: impl Fn(&'v Value<'v>) -> Result<RecordRows<'v>, Rejection>,
-) -> Vec<Decoded<'v>> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| Decoded { position: Some(format!("{page_key}[{i}]")), outcome: decode(item), item })
-        .collect()
+    each: &mut dyn FnMut(Decoded<'v>),
+) {
+    for (i, item) in items.iter().enumerate() {
+        each(Decoded { position: Some(format!("{page_key}[{i}]")), outcome: decode(item), item });
+    }
 }
 
 #[cfg(test)]

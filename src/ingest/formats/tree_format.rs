@@ -21,6 +21,17 @@ pub trait TreeFormat: Sync {
     fn name(&self) -> &'static str;
     /// Whether a record with these top-level keys is of this format.
     fn sniff(&self, top: &Object<'_>) -> bool;
-    /// The record's items, each decoded into rows or refused.
-    fn decode<'v>(&self, record: &'v Value<'v>) -> Vec<Decoded<'v>>;
+    /// The record's items, each decoded into rows or refused and handed to `each` before the
+    /// next is decoded: an item's rows are staged while they are in the cache, and their
+    /// memory is the next item's (a page decoded whole first held hundreds of conversations'
+    /// rows at once).
+    fn decode<'v>(&self, record: &'v Value<'v>, each: &mut dyn FnMut(Decoded<'v>));
+}
+
+/// The items [`TreeFormat::decode`] hands out, in a list.
+#[cfg(test)]
+pub fn decoded<'v>(format: &dyn TreeFormat, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
+    let mut items = Vec::new();
+    format.decode(record, &mut |item| items.push(item));
+    items
 }

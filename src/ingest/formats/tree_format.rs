@@ -30,7 +30,7 @@ pub trait TreeFormat: Sync {
 
 /// The items [`TreeFormat::decode`] hands out, in a list.
 #[cfg(test)]
-pub fn decoded<'v>(format: &dyn TreeFormat, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
+pub(super) fn decoded<'v>(format: &dyn TreeFormat, record: &'v Value<'v>) -> Vec<Decoded<'v>> {
     let mut items = Vec::new();
     format.decode(record, &mut |item| items.push(item));
     items
